@@ -1,0 +1,200 @@
+"""Checkpoints: find a folder (local or Hub cache), read safetensors, map names onto layers, save.
+
+The one naming rule: a variable's Hub name is the path of Python attributes from the model down to
+its Keras layer (`distilbert.transformer.layer.3.attention.q_lin`), plus the variable's PyTorch
+name (`weight` / `bias`). Dense kernels are stored `[out, in]` on the Hub and `[in, out]` in Keras:
+they are transposed on load and on save. Nothing here knows what attention is.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"
+HUB_FILES = ["config.json", SAFE_WEIGHTS, SAFE_INDEX, "model-*.safetensors", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]
+
+logger = logging.getLogger("minibert")
+
+
+class CheckpointError(OSError):
+    """A checkpoint that cannot be found, read or mapped onto the model."""
+
+
+# -- finding a checkpoint ------------------------------------------------------------------------
+def resolve(name_or_path, revision=None, local_files_only=False, cache_dir=None, token=None) -> str:
+    """A local folder as is; otherwise a Hub repo id, downloaded into (or found in) huggingface_hub's cache.
+
+    Honours `HF_HUB_OFFLINE`, `HF_HOME` / `cache_dir`, `revision` and `local_files_only`.
+    """
+    path = os.fspath(name_or_path)
+    if os.path.isdir(path):
+        return path
+    if os.path.exists(path):
+        raise CheckpointError(f"{path} is a file; pass the folder that holds config.json")
+    if path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path:
+        raise CheckpointError(f"no such folder: {path}")
+    import huggingface_hub
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return huggingface_hub.snapshot_download(
+            path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+            token=token, allow_patterns=HUB_FILES,
+        )
+    except HFValidationError:
+        raise CheckpointError(f"{path!r} is neither a local folder nor a valid Hub model id") from None
+    except Exception as e:  # offline, not in cache, repo missing, network refused, ...
+        raise CheckpointError(
+            f"could not get {path!r} from the Hugging Face Hub or its local cache ({type(e).__name__}). "
+            "Without network access, pass a local folder that holds config.json and model.safetensors "
+            "(for example one written by save_pretrained), or set HF_HUB_OFFLINE=1 to use only the cache."
+        ) from None
+
+
+def read_state_dict(folder: str) -> dict[str, np.ndarray]:
+    """Every tensor in `model.safetensors`, or in the shards named by `model.safetensors.index.json`."""
+    from safetensors.numpy import load_file
+
+    single, index = os.path.join(folder, SAFE_WEIGHTS), os.path.join(folder, SAFE_INDEX)
+    if os.path.isfile(single):
+        files = [single]
+    elif os.path.isfile(index):
+        try:
+            with open(index, encoding="utf-8") as f:
+                weight_map = json.load(f)["weight_map"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{index} is not a valid safetensors index: {e}") from None
+        files = [os.path.join(folder, name) for name in sorted(set(weight_map.values()))]
+    else:
+        present = sorted(os.listdir(folder))
+        other = [n for n in present if n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")]
+        hint = (
+            f" It has {', '.join(other)}: convert it once with transformers, e.g. "
+            f"AutoModel.from_pretrained('{folder}').save_pretrained('{folder}') (writes model.safetensors)."
+            if other else ""
+        )
+        raise CheckpointError(f"no {SAFE_WEIGHTS} or {SAFE_INDEX} in {folder} (it contains: {', '.join(present) or 'nothing'}).{hint}")
+    state = {}
+    for path in files:
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path} is listed in {SAFE_INDEX} but does not exist")
+        try:
+            state.update(load_file(path))
+        except Exception as e:  # safetensors raises its own error type for bad headers and short files
+            raise CheckpointError(f"cannot read {path}: {e} (is the file truncated or corrupt?)") from None
+    return state
+
+
+# -- the naming rule -----------------------------------------------------------------------------
+# (Keras layer type, Keras variable name) -> (PyTorch parameter name, transpose?)
+_PARAM_NAMES = {
+    ("Dense", "kernel"): ("weight", True),
+    ("Dense", "bias"): ("bias", False),
+    ("Embedding", "embeddings"): ("weight", False),
+    ("LayerNormalization", "gamma"): ("weight", False),
+    ("LayerNormalization", "beta"): ("bias", False),
+}
+_LEGACY = {"gamma": "weight", "beta": "bias"}  # old Google BERT checkpoints name LayerNorm params so
+_IGNORED = ("position_ids",)  # buffers some checkpoints store; recomputed, never loaded
+
+
+def hub_variables(model) -> dict[str, tuple]:
+    """Hub name -> (Keras variable, transpose) for every weight of `model`, from its attribute tree."""
+    import keras
+
+    out = {}
+
+    leaf_types = {kind for kind, _ in _PARAM_NAMES}
+
+    def walk(obj, prefix):
+        if type(obj).__name__ in leaf_types:
+            for var in obj.weights:
+                hub, transpose = _PARAM_NAMES[(type(obj).__name__, var.name)]
+                out[prefix + hub] = (var, transpose)
+            return
+        for attr, value in vars(obj).items():
+            if attr.startswith("_"):
+                continue
+            attr = attr.rstrip("_")  # `output_`: Keras reserves `output`
+            if isinstance(value, keras.layers.Layer):
+                walk(value, f"{prefix}{attr}.")
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, keras.layers.Layer):
+                        walk(item, f"{prefix}{attr}.{i}.")
+
+    walk(model, "")
+    return out
+
+
+@dataclass
+class LoadingInfo:
+    missing_keys: list = field(default_factory=list)  # model weights the checkpoint did not have
+    unexpected_keys: list = field(default_factory=list)  # checkpoint tensors the model did not use
+
+
+def _canonical(name: str, prefix: str) -> str:
+    """Drop the `{model_type}.` prefix and rename legacy gamma/beta, so checkpoint and model names meet."""
+    head, _, last = name.rpartition(".")
+    name = f"{head}.{_LEGACY.get(last, last)}" if head else name
+    return name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") else name
+
+
+def load_weights(model, state: dict[str, np.ndarray], source: str = "the checkpoint") -> LoadingInfo:
+    """Assign every tensor of `state` to its variable. All shapes are checked before anything is assigned."""
+    prefix = model.base_model_prefix
+    ckpt = {}
+    for k, v in state.items():
+        if not k.endswith(_IGNORED):
+            ckpt.setdefault(_canonical(k, prefix), (k, v))
+    plan, missing = [], []
+    for name, (var, transpose) in hub_variables(model).items():
+        hit = ckpt.pop(_canonical(name, prefix), None)
+        if hit is None:
+            missing.append(name)
+            continue
+        key, value = hit
+        value = value.T if transpose else value
+        if tuple(value.shape) != tuple(var.shape):
+            want = tuple(var.shape)[::-1] if transpose else tuple(var.shape)
+            raise CheckpointError(
+                f"shape mismatch for {key} in {source}: checkpoint has {tuple(hit[1].shape)}, model expects {want}"
+            )
+        plan.append((var, value))
+    for var, value in plan:
+        var.assign(value.astype(np.float32, copy=False))
+    info = LoadingInfo(missing_keys=missing, unexpected_keys=sorted(k for k, _ in ckpt.values()))
+    cls = type(model).__name__
+    if info.unexpected_keys:
+        logger.warning(
+            "Some weights of the model checkpoint at %s were not used when initializing %s: %s\n"
+            "- This IS expected if you are initializing %s from the checkpoint of a model trained on another "
+            "task or with another architecture.", source, cls, info.unexpected_keys, cls)
+    if info.missing_keys:
+        logger.warning(
+            "Some weights of %s were not initialized from the model checkpoint at %s and are newly initialized: "
+            "%s\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions "
+            "and inference.", cls, source, info.missing_keys)
+    return info
+
+
+def save(model, save_directory) -> None:
+    """`config.json` (with `architectures`) and `model.safetensors` under Hub names, `[out, in]` kernels."""
+    from safetensors.numpy import save_file
+
+    os.makedirs(save_directory, exist_ok=True)
+    config = model.config
+    config.extra["architectures"] = [type(model).__name__.removeprefix("TF")]
+    config.save_pretrained(save_directory)
+    tensors = {}
+    for name, (var, transpose) in hub_variables(model).items():
+        value = var.numpy()
+        tensors[name] = np.ascontiguousarray(value.T if transpose else value)
+    # transformers refuses safetensors files without a "format" entry in the metadata.
+    save_file(tensors, os.path.join(save_directory, SAFE_WEIGHTS), metadata={"format": "pt"})

@@ -1,0 +1,192 @@
+"""Model configurations: plain dataclasses whose fields are the keys of a Hub `config.json`.
+
+`BertConfig()` and `DistilBertConfig()` default to bert-base-uncased and distilbert-base-uncased.
+Keys we do not use (``transformers_version``, ``architectures``, ...) are kept in ``extra`` and
+written back by ``to_dict`` so a config survives a load/save round trip unchanged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+CONFIG_NAME = "config.json"
+
+
+class ConfigError(ValueError):
+    """A config.json that is missing, malformed or describes a model minibert cannot build."""
+
+
+@dataclass(repr=False)
+class PretrainedConfig:
+    """Fields shared by every model family (labels, special ids) and the JSON plumbing."""
+
+    model_type: ClassVar[str] = ""
+
+    id2label: dict | None = None
+    label2id: dict | None = None
+    num_labels: dataclasses.InitVar[int | None] = None
+    pad_token_id: int | None = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self, num_labels):
+        if isinstance(num_labels, property):  # the InitVar's default is the property below
+            num_labels = None
+        if self.id2label is None:
+            n = num_labels if num_labels is not None else len(self.label2id or {}) or 2
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+        # JSON object keys are strings: "0" -> 0, as transformers does.
+        self.id2label = {int(k): v for k, v in self.id2label.items()}
+        if num_labels is not None and num_labels != len(self.id2label):
+            raise ConfigError(f"num_labels={num_labels} but id2label has {len(self.id2label)} entries")
+        if self.label2id is None:
+            self.label2id = {v: k for k, v in self.id2label.items()}
+        self.label2id = {k: int(v) for k, v in self.label2id.items()}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    # -- dict / JSON ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict, **overrides) -> "PretrainedConfig":
+        d = {**d, **overrides}
+        mt = d.get("model_type", cls.model_type)
+        if cls.model_type and mt != cls.model_type:
+            raise ConfigError(f"config has model_type {mt!r}, expected {cls.model_type!r} for {cls.__name__}")
+        names = {f.name for f in dataclasses.fields(cls)} | {"num_labels"}
+        known = {k: v for k, v in d.items() if k in names and k != "extra"}
+        extra = {k: v for k, v in d.items() if k not in names and k != "model_type"}
+        extra.update(d.get("extra", {}))
+        try:
+            return cls(**known, extra=extra)
+        except TypeError as e:  # wrong value types surface here
+            raise ConfigError(f"invalid {cls.__name__} values: {e}") from None
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        d.update(self.extra)
+        d["model_type"] = self.model_type
+        d["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        return d
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.to_json_string()}"
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        os.makedirs(save_directory, exist_ok=True)
+        with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
+            f.write(self.to_json_string())
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "PretrainedConfig":
+        """Read `config.json` from a folder or a Hub id. Extra kwargs override fields."""
+        from .checkpoint import resolve
+
+        hub_kw = {k: kwargs.pop(k) for k in ("revision", "local_files_only", "cache_dir", "token") if k in kwargs}
+        folder = resolve(name_or_path, **hub_kw)
+        d = read_config_dict(folder)
+        if cls is PretrainedConfig:  # AutoConfig-like use
+            return config_class_for(d.get("model_type"), folder).from_dict(d, **kwargs)
+        return cls.from_dict(d, **kwargs)
+
+
+@dataclass(repr=False)
+class BertConfig(PretrainedConfig):
+    """bert-base-uncased by default. Mirrors transformers' BertConfig keys."""
+
+    model_type: ClassVar[str] = "bert"
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    position_embedding_type: str = "absolute"
+    classifier_dropout: float | None = None
+
+    def __post_init__(self, num_labels):
+        super().__post_init__(num_labels)
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_attention_heads}"
+            )
+        if self.position_embedding_type != "absolute":
+            raise ConfigError(f"position_embedding_type={self.position_embedding_type!r} is not supported (only 'absolute')")
+
+
+@dataclass(repr=False)
+class DistilBertConfig(PretrainedConfig):
+    """distilbert-base-uncased by default. Mirrors transformers' DistilBertConfig keys."""
+
+    model_type: ClassVar[str] = "distilbert"
+
+    vocab_size: int = 30522
+    max_position_embeddings: int = 512
+    sinusoidal_pos_embds: bool = False
+    n_layers: int = 6
+    n_heads: int = 12
+    dim: int = 768
+    hidden_dim: int = 3072
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation: str = "gelu"
+    initializer_range: float = 0.02
+    qa_dropout: float = 0.1
+    seq_classif_dropout: float = 0.2
+
+    def __post_init__(self, num_labels):
+        super().__post_init__(num_labels)
+        if self.dim % self.n_heads:
+            raise ConfigError(f"dim={self.dim} is not a multiple of n_heads={self.n_heads}")
+
+
+CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig)}
+
+
+def config_class_for(model_type, where="config.json") -> type[PretrainedConfig]:
+    if model_type not in CONFIG_CLASSES:
+        raise ConfigError(
+            f"unknown model_type {model_type!r} in {where}; supported: {', '.join(sorted(CONFIG_CLASSES))}"
+        )
+    return CONFIG_CLASSES[model_type]
+
+
+def read_config_dict(folder: str | os.PathLike) -> dict:
+    """Parse `folder/config.json`, with an error that says what is wrong and where."""
+    path = os.path.join(folder, CONFIG_NAME)
+    if not os.path.isfile(path):
+        present = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        raise ConfigError(f"no {CONFIG_NAME} in {folder} (it contains: {', '.join(present) or 'nothing'})")
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path} must hold a JSON object, not {type(d).__name__}")
+    return d
+
+
+class AutoConfig:
+    """`AutoConfig.from_pretrained(path_or_id)` picks the config class from `model_type`."""
+
+    @staticmethod
+    def from_pretrained(name_or_path, **kwargs) -> PretrainedConfig:
+        return PretrainedConfig.from_pretrained(name_or_path, **kwargs)
+
+    @staticmethod
+    def for_model(model_type: str, **kwargs) -> PretrainedConfig:
+        return config_class_for(model_type, "AutoConfig.for_model")(**kwargs)

@@ -1,0 +1,96 @@
+"""Pieces shared by every model family: activations, the attention mask, multi-head attention maths.
+
+Conventions, stated once:
+- an attention mask from the tokenizer is (batch, seq) with 1 = real token, 0 = padding;
+- inside the model it becomes an *additive* mask of shape (batch, 1, 1, seq): 0 where a key may be
+  attended, float32.min where it may not. It is added to the scaled scores before the softmax, as
+  transformers' eager attention does. A row whose keys are all masked therefore gets equal scores
+  everywhere and a uniform softmax: finite, never NaN.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+# transformers' ACT2FN names -> TensorFlow functions. "gelu" is the exact erf form in both BERT and
+# DistilBERT; "gelu_new" and "gelu_pytorch_tanh" are the tanh approximation.
+ACTIVATIONS = {
+    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_fast": lambda x: 0.5 * x * (1.0 + tf.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
+    "quick_gelu": lambda x: x * tf.sigmoid(1.702 * x),
+    "relu": tf.nn.relu,
+    "silu": tf.nn.silu,
+    "swish": tf.nn.silu,
+    "tanh": tf.tanh,
+}
+
+
+def get_activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported activation {name!r}; supported: {', '.join(sorted(ACTIVATIONS))}")
+    return ACTIVATIONS[name]
+
+
+def additive_attention_mask(attention_mask: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
+    """(batch, seq) of 1/0 -> (batch, 1, 1, seq) of 0/-inf-ish, broadcast over heads and queries."""
+    mask = tf.cast(attention_mask, dtype)[:, None, None, :]  # (B, 1, 1, T)
+    return (1.0 - mask) * dtype.min
+
+
+def dense(units: int, name: str, initializer_range: float) -> keras.layers.Dense:
+    """A Linear layer initialised like transformers' (normal(0, initializer_range), zero bias)."""
+    init = keras.initializers.RandomNormal(stddev=initializer_range)
+    return keras.layers.Dense(units, kernel_initializer=init, name=name)
+
+
+def embedding(n: int, dim: int, name: str, initializer_range: float) -> keras.layers.Embedding:
+    init = keras.initializers.RandomNormal(stddev=initializer_range)
+    return keras.layers.Embedding(n, dim, embeddings_initializer=init, name=name)
+
+
+def layer_norm(eps: float, name: str = "LayerNorm") -> keras.layers.LayerNormalization:
+    # Keras's default epsilon is 1e-3; the checkpoints were trained with 1e-12: always pass it.
+    return keras.layers.LayerNormalization(epsilon=eps, name=name)
+
+
+def multi_head_attention(q, k, v, mask, num_heads: int, dropout: keras.layers.Layer, training=False):
+    """Scaled dot-product attention over `num_heads` heads.
+
+    q, k, v: (B, T, C) projections; mask: additive (B, 1, 1, T).
+    Returns the context (B, T, C) and the attention probabilities (B, H, T, T).
+    """
+    B, T, C = tf.shape(q)[0], tf.shape(q)[1], q.shape[-1]
+    D = C // num_heads
+
+    def heads(x):  # (B, T, C) -> (B, H, T, D)
+        return tf.transpose(tf.reshape(x, (B, T, num_heads, D)), (0, 2, 1, 3))
+
+    scores = tf.matmul(heads(q), heads(k), transpose_b=True)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
+    scores = scores * (1.0 / math.sqrt(D)) + mask  # mask (B, 1, 1, T) broadcasts over heads and queries
+    probs = tf.nn.softmax(scores, axis=-1)  # over keys
+    context = tf.matmul(dropout(probs, training=training), heads(v))  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+    context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (B, T, C))  # (B, T, H, D) -> (B, T, C)
+    return context, probs
+
+
+class ConfigLayer(keras.layers.Layer):
+    """A layer built from a model config; `get_config` round-trips through the config's dict."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, cfg):
+        from .config import config_class_for
+
+        cfg = dict(cfg)
+        d = cfg.pop("config")
+        return cls(config_class_for(d.get("model_type")).from_dict(d), **cfg)

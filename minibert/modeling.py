@@ -1,0 +1,159 @@
+"""`PreTrainedModel`: what every minibert model shares, around its family's layers.
+
+- `__call__` accepts what transformers' models accept (the tokenizer's dict, tf tensors, numpy
+  arrays or nested lists; a 1-D `input_ids` is a batch of one), checks it, and hands the model's
+  `call` clean int32 tensors. Bad input is refused here with a message naming the limit, before
+  TensorFlow sees it (on GPU, `tf.gather` would silently return zeros for out-of-range ids).
+- `from_pretrained` / `save_pretrained` delegate all file work to `checkpoint.py`.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .config import PretrainedConfig
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class PreTrainedModel(keras.Model):
+    config_class: type[PretrainedConfig] = PretrainedConfig
+    base_model_prefix = ""
+
+    def __init__(self, config: PretrainedConfig | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if config is not None else self.config_class()
+
+    # -- building ------------------------------------------------------------------------------
+    def build(self, input_shape=None):
+        """Models create every variable up front (see `_build_all`); heads override this."""
+
+    def _build_all(self):
+        # Children build their own sublayers from the config; we need no example input. Creating
+        # every variable now lets `from_pretrained` assign weights before the first call.
+        for child in self._layers:
+            if not child.built and hasattr(child, "config"):
+                child.build()
+        self.build()
+        self.built = True
+
+    def get_config(self):
+        return {"name": self.name, "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config, **kwargs):
+        """Accepts a model config object (as transformers' `from_config`) or Keras's `get_config()` dict."""
+        if isinstance(config, Mapping):
+            config = dict(config)
+            name = config.pop("name", None)
+            d = config.pop("config", config)
+            return cls(cls.config_class.from_dict(d), name=name, **kwargs)
+        return cls(config, **kwargs)
+
+    # -- calling -------------------------------------------------------------------------------
+    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, output_hidden_states=False,
+                 output_attentions=False, training=False, return_dict=True, **kwargs):
+        if isinstance(input_ids, Mapping):  # model(tokenizer(...)), as in the seed
+            given = dict(input_ids)
+            unknown = set(given) - set(INPUT_NAMES)
+            if unknown:
+                raise TypeError(f"unexpected model inputs {sorted(unknown)}; expected some of {list(INPUT_NAMES)}")
+            input_ids = given.get("input_ids")
+            attention_mask = given.get("attention_mask", attention_mask)
+            token_type_ids = given.get("token_type_ids", token_type_ids)
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
+        ids, mask, types = self.prepare_inputs(input_ids, attention_mask, token_type_ids)
+        out = super().__call__(ids, mask, types, output_hidden_states=output_hidden_states,
+                               output_attentions=output_attentions, training=training)
+        return out if return_dict else out.to_tuple()
+
+    def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Convert to int32 (B, T) tensors, fill defaults (mask of ones, token types of zeros), validate."""
+        if input_ids is None:
+            raise ValueError("input_ids is required")
+        ids = _as_int_tensor(input_ids, "input_ids")
+        if ids.shape.rank == 1:
+            ids = ids[None, :]  # a single sequence is a batch of one
+        if ids.shape.rank != 2:
+            raise ValueError(f"input_ids must be (batch, seq) or (seq,), got shape {tuple(ids.shape)}")
+        mask = tf.ones_like(ids) if attention_mask is None else _as_int_tensor(attention_mask, "attention_mask")
+        types = tf.zeros_like(ids) if token_type_ids is None else _as_int_tensor(token_type_ids, "token_type_ids")
+        for name, t in (("attention_mask", mask), ("token_type_ids", types)):
+            if t.shape.rank == 1:
+                t = t[None, :]
+            if tuple(t.shape) != tuple(ids.shape) and tf.executing_eagerly():
+                raise ValueError(f"{name} has shape {tuple(t.shape)} but input_ids has {tuple(ids.shape)}")
+            if name == "attention_mask":
+                mask = t
+            else:
+                types = t
+        if tf.executing_eagerly():
+            self._check_ranges(ids, types)  # on int64, before the cast could wrap a huge id into range
+        return tf.cast(ids, tf.int32), tf.cast(mask, tf.int32), tf.cast(types, tf.int32)
+
+    def _check_ranges(self, ids, types):
+        c = self.config
+        T = ids.shape[1]
+        if T > c.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {T} exceeds max_position_embeddings={c.max_position_embeddings}; "
+                "truncate it (tokenizer(..., truncation=True))"
+            )
+        if T == 0 or ids.shape[0] == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(ids.shape)})")
+        lo, hi = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+        if lo < 0 or hi >= c.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"token id {bad} is outside the vocabulary [0, {c.vocab_size})")
+        n_types = getattr(c, "type_vocab_size", 1)
+        lo, hi = int(tf.reduce_min(types)), int(tf.reduce_max(types))
+        if lo < 0 or hi >= n_types:
+            raise ValueError(f"token_type_id {lo if lo < 0 else hi} is outside [0, {n_types}) (type_vocab_size)")
+
+    # -- files ---------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path, config: PretrainedConfig | None = None, *, revision=None,
+                        local_files_only=False, cache_dir=None, token=None, output_loading_info=False,
+                        **config_overrides):
+        """Build the model from `config.json` and load `model.safetensors` (or its shards).
+
+        `name_or_path` is a local folder or a Hub id (resolved and cached by huggingface_hub).
+        Extra keyword arguments override config fields, e.g. `num_labels=3`.
+        """
+        from . import checkpoint
+
+        folder = checkpoint.resolve(name_or_path, revision=revision, local_files_only=local_files_only,
+                                    cache_dir=cache_dir, token=token)
+        if config is None:
+            config = cls.config_class.from_pretrained(folder, **config_overrides)
+        state = checkpoint.read_state_dict(folder)
+        model = cls(config)
+        info = checkpoint.load_weights(model, state, source=str(name_or_path))
+        return (model, info) if output_loading_info else model
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write `config.json` and `model.safetensors` under Hub names (transformers loads the folder)."""
+        from . import checkpoint
+
+        checkpoint.save(self, save_directory)
+
+
+def _as_int_tensor(x, name: str) -> tf.Tensor:
+    if isinstance(x, tf.Tensor):
+        if not x.dtype.is_integer:
+            raise TypeError(f"{name} must hold integers, got {x.dtype.name}")
+        return tf.cast(x, tf.int64)
+    try:
+        a = np.asarray(x)
+    except ValueError:
+        raise ValueError(f"{name} rows have different lengths; pad them (tokenizer(..., padding=True))") from None
+    if a.dtype == object:
+        raise ValueError(f"{name} rows have different lengths or non-integer values; pad them (tokenizer(..., padding=True))")
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got {a.dtype}")
+    return tf.constant(a.astype(np.int64))

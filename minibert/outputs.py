@@ -1,0 +1,78 @@
+"""Model outputs that behave like transformers' ones: `out.logits`, `out["logits"]`, `out[0]`.
+
+Fields left as None are absent, so `out[0]` is always the first field that was computed,
+exactly as in transformers.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ModelOutput(OrderedDict):
+    """Base class: a dataclass whose non-None fields are also dict entries and tuple positions."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                super().__setitem__(f.name, v)
+
+    def __getitem__(self, k):
+        if isinstance(k, (int, slice)):
+            return self.to_tuple()[k]
+        return super().__getitem__(k)
+
+    def __setitem__(self, k, v):
+        super().__setitem__(k, v)
+        object.__setattr__(self, k, v)
+
+    def __iter__(self):  # iterate keys, as a dict does
+        return super().__iter__()
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(self.values())
+
+    def __repr__(self):
+        inner = ", ".join(f"{k}={_short(v)}" for k, v in self.items())
+        return f"{type(self).__name__}({inner})"
+
+    __hash__ = None
+
+
+def _short(v):
+    shape = getattr(v, "shape", None)
+    if shape is not None:
+        return f"<{type(v).__name__} shape={tuple(shape)}>"
+    if isinstance(v, tuple):
+        return f"({len(v)} tensors)"
+    return repr(v)
+
+
+@dataclass(repr=False, eq=False)
+class BaseModelOutput(ModelOutput):
+    last_hidden_state: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=False, eq=False)
+class BaseModelOutputWithPooling(ModelOutput):
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=False, eq=False)
+class SequenceClassifierOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+# The names transformers' TensorFlow classes return.
+TFBaseModelOutput = BaseModelOutput
+TFBaseModelOutputWithPooling = BaseModelOutputWithPooling
+TFSequenceClassifierOutput = SequenceClassifierOutput
