@@ -1,0 +1,46 @@
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+sys.path.insert(0, os.path.dirname(__file__))
+
+import pytest  # noqa: E402
+
+from reference import make_checkpoint, minilm_dir  # noqa: E402
+
+TINY_DISTILBERT = dict(dim=32, n_heads=4, hidden_dim=37, n_layers=2, vocab_size=120, max_position_embeddings=40)
+TINY_BERT = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2, vocab_size=120,
+                 max_position_embeddings=40)
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert_cls(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_distilbert_cls"), "distilbert", "cls", **TINY_DISTILBERT)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_cls(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_bert_cls"), "bert", "cls", num_labels=3, **TINY_BERT)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_base(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_bert_base"), "bert", "base", **TINY_BERT)
+
+
+@pytest.fixture(scope="session")
+def distilbert_base_cls(tmp_path_factory):
+    """A distilbert-base-uncased-sized sentiment classifier (random weights) with the MiniLM/uncased tokenizer."""
+    import shutil
+
+    folder = make_checkpoint(tmp_path_factory.mktemp("distilbert_base_cls"), "distilbert", "cls", seed=1,
+                             id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(os.path.join(minilm_dir(), name), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return minilm_dir()

@@ -1,0 +1,164 @@
+"""The loader: name variants, reports, strict shapes, clear errors for bad folders, save round trip."""
+import json
+import logging
+import os
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import minibert
+from minibert.checkpoint import CheckpointError, hub_variables
+from minibert.config import ConfigError
+from reference import make_checkpoint, reference
+
+IDS = [[101, 5, 17, 42, 102], [101, 7, 102, 0, 0]]
+MASK = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+
+
+def rewrite(src, dst, rename=None, extra=None, drop=()):
+    """Copy a checkpoint folder, renaming/adding/dropping tensors."""
+    shutil.copytree(src, dst)
+    state = load_file(os.path.join(src, "model.safetensors"))
+    state = {(rename(k) if rename else k): v for k, v in state.items() if k not in drop}
+    state.update(extra or {})
+    save_file(state, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    return str(dst)
+
+
+def logits(folder, cls=minibert.AutoModelForSequenceClassification):
+    return cls.from_pretrained(folder)(IDS, attention_mask=MASK)
+
+
+def test_every_variable_has_a_unique_hub_name(tiny_bert_cls):
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(tiny_bert_cls)
+    names = hub_variables(model)
+    assert len(names) == len(model.weights)
+    assert set(names) == set(load_file(os.path.join(tiny_bert_cls, "model.safetensors")))
+
+
+@pytest.mark.parametrize("variant", ["no_prefix", "gamma_beta", "position_ids"])
+def test_checkpoint_name_variants(tmp_path, tiny_bert_base, variant, caplog):
+    want = logits(tiny_bert_base, minibert.AutoModel).last_hidden_state.numpy()
+    if variant == "no_prefix":  # base checkpoints saved with a `bert.` prefix (and the reverse)
+        folder = rewrite(tiny_bert_base, tmp_path / "v", rename=lambda k: "bert." + k)
+    elif variant == "gamma_beta":  # old Google BERT
+        folder = rewrite(tiny_bert_base, tmp_path / "v",
+                         rename=lambda k: k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"))
+    else:
+        folder = rewrite(tiny_bert_base, tmp_path / "v", extra={"embeddings.position_ids": np.arange(40)[None]})
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        model, info = minibert.AutoModel.from_pretrained(folder, output_loading_info=True)
+    assert info.missing_keys == [] and info.unexpected_keys == []
+    assert caplog.text == ""
+    got = model(IDS, attention_mask=MASK).last_hidden_state.numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+def test_base_model_from_classifier_checkpoint_reports_unused(tiny_bert_cls, caplog):
+    ref = reference(tiny_bert_cls, IDS, MASK)  # transformers' BertModel from the same folder
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        model, info = minibert.BertModel.from_pretrained(tiny_bert_cls, output_loading_info=True)
+    assert info.unexpected_keys == ["classifier.bias", "classifier.weight"] and info.missing_keys == []
+    assert "were not used when initializing BertModel" in caplog.text and "classifier.weight" in caplog.text
+    out = model(IDS, attention_mask=MASK)
+    assert np.abs(out.pooler_output.numpy() - ref["pooler_output"]).max() <= 1e-5
+
+
+def test_classifier_from_base_checkpoint_reports_new_weights(tiny_bert_base, caplog):
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        model, info = minibert.TFAutoModelForSequenceClassification.from_pretrained(
+            tiny_bert_base, num_labels=4, output_loading_info=True)
+    assert info.missing_keys == ["classifier.weight", "classifier.bias"] and info.unexpected_keys == []
+    assert "newly initialized" in caplog.text and "TRAIN" in caplog.text
+    assert model(IDS).logits.shape == (2, 4)
+
+
+def test_mlm_heads_are_reported_not_fatal(tmp_path, tiny_bert_base, caplog):
+    folder = rewrite(tiny_bert_base, tmp_path / "v", extra={"cls.predictions.bias": np.zeros(120, np.float32)})
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        _, info = minibert.AutoModel.from_pretrained(folder, output_loading_info=True)
+    assert info.unexpected_keys == ["cls.predictions.bias"]
+    assert "cls.predictions.bias" in caplog.text
+
+
+def test_shape_mismatch_names_tensor_and_shapes(tmp_path, tiny_bert_base):
+    bad = np.zeros((32, 31), np.float32)
+    folder = rewrite(tiny_bert_base, tmp_path / "v", extra={"pooler.dense.weight": bad})
+    with pytest.raises(CheckpointError, match=r"pooler\.dense\.weight.*\(32, 31\).*\(32, 32\)"):
+        minibert.AutoModel.from_pretrained(folder)
+
+
+def test_sharded_checkpoint(tmp_path, tiny_bert_cls):
+    import transformers as tr
+
+    tr.AutoModelForSequenceClassification.from_pretrained(tiny_bert_cls).save_pretrained(tmp_path, max_shard_size="20KB")
+    assert os.path.exists(tmp_path / "model.safetensors.index.json") and not os.path.exists(tmp_path / "model.safetensors")
+    np.testing.assert_array_equal(logits(tmp_path).logits.numpy(), logits(tiny_bert_cls).logits.numpy())
+
+
+def test_save_and_reload_round_trip(tmp_path, tiny_distilbert_cls):
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(tiny_distilbert_cls)
+    model.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["architectures"] == ["DistilBertForSequenceClassification"] and cfg["model_type"] == "distilbert"
+    again = minibert.AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(again(IDS).logits.numpy(), model(IDS).logits.numpy())
+
+
+class TestBadFolders:
+    def test_missing_folder(self, tmp_path):
+        with pytest.raises(CheckpointError, match="no such folder"):
+            minibert.AutoModel.from_pretrained(str(tmp_path / "nope" / "deeper"))
+
+    def test_no_config(self, tmp_path):
+        (tmp_path / "model.safetensors").write_bytes(b"")
+        with pytest.raises(ConfigError, match=r"no config.json in .* \(it contains: model.safetensors\)"):
+            minibert.AutoModel.from_pretrained(str(tmp_path))
+
+    def test_malformed_config(self, tmp_path, tiny_bert_base):
+        folder = shutil.copytree(tiny_bert_base, tmp_path / "v")
+        (folder / "config.json").write_text('{"model_type": "bert", "hidden_size": 32,')
+        with pytest.raises(ConfigError, match="config.json is not valid JSON"):
+            minibert.AutoModel.from_pretrained(str(folder))
+
+    def test_unknown_model_type(self, tmp_path, tiny_bert_base):
+        folder = shutil.copytree(tiny_bert_base, tmp_path / "v")
+        (folder / "config.json").write_text('{"model_type": "gpt2"}')
+        with pytest.raises(ConfigError, match="unknown model_type 'gpt2'.*supported: bert, distilbert"):
+            minibert.AutoModel.from_pretrained(str(folder))
+
+    def test_only_pytorch_bin(self, tmp_path, tiny_bert_base):
+        folder = shutil.copytree(tiny_bert_base, tmp_path / "v")
+        os.remove(folder / "model.safetensors")
+        (folder / "pytorch_model.bin").write_bytes(b"x")
+        with pytest.raises(CheckpointError, match=r"no model.safetensors.*pytorch_model.bin.*save_pretrained"):
+            minibert.AutoModel.from_pretrained(str(folder))
+
+    @pytest.mark.parametrize("cut", [4, 100, -100])
+    def test_truncated_safetensors_names_file(self, tmp_path, tiny_bert_base, cut):
+        folder = shutil.copytree(tiny_bert_base, tmp_path / "v")
+        path = folder / "model.safetensors"
+        data = path.read_bytes()
+        path.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match=r"cannot read .*model.safetensors"):
+            minibert.AutoModel.from_pretrained(str(folder))
+
+    def test_hub_id_offline_gives_one_clear_sentence(self, monkeypatch):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(CheckpointError, match="pass a local folder") as e:
+            minibert.AutoModel.from_pretrained("someone/not-in-the-cache")
+        assert e.value.__cause__ is None
+
+
+def test_hub_cache_is_used(tmp_path, tiny_bert_base, monkeypatch):
+    """A repo id resolves through huggingface_hub's cache layout, offline, with HF_HUB_OFFLINE=1."""
+    snap = tmp_path / "models--acme--tiny" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_bert_base, snap)
+    (tmp_path / "models--acme--tiny" / "refs").mkdir()
+    (tmp_path / "models--acme--tiny" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = minibert.AutoModel.from_pretrained("acme/tiny", cache_dir=str(tmp_path))
+    want = minibert.AutoModel.from_pretrained(tiny_bert_base)(IDS).last_hidden_state.numpy()
+    np.testing.assert_array_equal(model(IDS).last_hidden_state.numpy(), want)
