@@ -68,9 +68,40 @@ class PreTrainedModel(keras.Model):
         if kwargs:
             raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
         ids, mask, types = self.prepare_inputs(input_ids, attention_mask, token_type_ids)
-        out = super().__call__(ids, mask, types, output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions, training=training)
+        if training or not tf.executing_eagerly():  # training, or inside someone else's tf.function
+            out = super().__call__(ids, mask, types, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions, training=training)
+        else:
+            out = self.compiled_forward(bool(output_hidden_states), bool(output_attentions))(ids, mask, types)
         return out if return_dict else out.to_tuple()
+
+    def compiled_forward(self, output_hidden_states=False, output_attentions=False):
+        """The inference forward as a `tf.function`, one per output choice, traced once.
+
+        Batch and sequence dimensions are left open in the signature, so new input shapes never
+        retrace: at most four traces per model, whatever the inputs.
+        """
+        key = (output_hidden_states, output_attentions)
+        fns = self.__dict__.setdefault("_compiled", {})  # plain dict, kept out of Keras's tracking
+        if key not in fns:
+            spec = tf.TensorSpec([None, None], tf.int32)
+
+            # The output class is a Python value: read it from one trace, then return tensors only.
+            out_cls = [None]
+
+            @tf.function(input_signature=[spec, spec, spec])
+            def tensors(ids, mask, types):
+                out = self.call(ids, mask, types, output_hidden_states, output_attentions, training=False)
+                out_cls[0] = type(out)
+                return dict(out)
+
+            def run(ids, mask, types):
+                result = tensors(ids, mask, types)
+                return out_cls[0](**result)
+
+            run.tf_function = tensors
+            fns[key] = run
+        return fns[key]
 
     def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
         """Convert to int32 (B, T) tensors, fill defaults (mask of ones, token types of zeros), validate."""

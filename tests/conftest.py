@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 
@@ -38,6 +39,8 @@ def distilbert_base_cls(tmp_path_factory):
                              id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
     for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(os.path.join(minilm_dir(), name), folder)
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "DistilBertTokenizer", "model_max_length": 512, "do_lower_case": True}, f)
     return folder
 
 
