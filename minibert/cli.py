@@ -176,6 +176,41 @@ def cmd_tokenize(args) -> int:
     return 0
 
 
+def load_any_model(name):
+    """A classifier when the checkpoint is one (config `architectures`), else the bare encoder."""
+    from .auto import AutoModel, AutoModelForSequenceClassification
+    from .config import AutoConfig
+
+    config = AutoConfig.from_pretrained(name)
+    is_cls = any("SequenceClassification" in a for a in config.extra.get("architectures") or [])
+    auto = AutoModelForSequenceClassification if is_cls else AutoModel
+    return auto.from_pretrained(name, config=config)
+
+
+def cmd_trace(args) -> int:
+    texts, _ = read_texts(args)
+    load_tensorflow_quietly()
+    from . import trace as tr
+    from .tokenizer import AutoTokenizer
+
+    if args.model is None:
+        from . import default_model
+
+        args.model = default_model.path()
+    model, tok = load_any_model(args.model), AutoTokenizer.from_pretrained(args.model)
+    result = tr.trace(texts, model, tok, max_length=args.max_length)
+    if args.attention_png:
+        if not 0 <= args.text_index < len(texts):
+            raise CLIError(f"--text-index {args.text_index} is out of range: {len(texts)} text(s) given")
+        tr.plot_attention(result, args.attention_png, args.text_index, args.layer, args.head)
+        print(f"wrote attention maps to {args.attention_png}", file=sys.stderr)
+    if (args.format or ("text" if sys.stdout.isatty() else "json")) == "json":
+        print(json.dumps(tr.to_json(result), ensure_ascii=False))
+    else:
+        print(tr.format_trace(result))
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minibert", description="BERT-family inference in TensorFlow, offline by default.")
@@ -210,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tokenize", help="show tokens and ids", description="Tokens (with special tokens) and ids.")
     common(t, ["table", "jsonl", "tsv"], "the uncased MiniLM/DistilBERT vocabulary")
     t.set_defaults(func=cmd_tokenize)
+
+    r = sub.add_parser("trace", help="show every stage inside the model for some texts",
+                       description="Tokens, ids, attention mask, each layer's output, the head's input, logits, "
+                                   "softmax and labels: the seed's walkthrough with real numbers.")
+    common(r, ["text", "json"], "minibert's offline SST-2 sentiment model")
+    r.add_argument("--attention-png", metavar="FILE", help="draw the attention maps (needs matplotlib)")
+    r.add_argument("--layer", type=int, help="only this layer in the picture (0-based)")
+    r.add_argument("--head", type=int, help="only this head in the picture (0-based)")
+    r.add_argument("--text-index", type=int, default=0, help="which text to draw (default 0)")
+    r.set_defaults(func=cmd_trace)
     return p
 
 
@@ -233,7 +278,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `minibert classify ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CLIError, OSError, ValueError, TypeError) as e:
+    except (CLIError, OSError, ValueError, TypeError, ImportError) as e:
         print(f"minibert: error: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # a bug: still one line, with a way to see more

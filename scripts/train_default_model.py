@@ -50,7 +50,7 @@ def main(argv=None):
     p.add_argument("--train-layers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--store-dtype", default="float16", choices=["float16", "float32"])
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,142 @@
+"""What happens inside, stage by stage, with the real numbers: the seed's walkthrough for any text.
+
+`trace(texts, model, tokenizer)` returns a plain dict (JSON-ready) with the tokens, ids, attention
+mask, a summary of the embedding output and of every layer's output, the vector fed to the head,
+the logits, the softmax probabilities and the labels. `format_trace` prints it for a terminal, and
+`plot_attention` draws the attention maps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _summary(name: str, x: np.ndarray, mask: np.ndarray | None = None, n_values: int = 4) -> dict:
+    """Shape, and mean/std over real tokens; the first values of text 0's first vector."""
+    real = x[mask.astype(bool)] if mask is not None else x  # (tokens, C) of real positions
+    first = x[0, 0] if x.ndim == 3 else x[0]
+    return {"stage": name, "shape": list(x.shape), "mean": float(real.mean()), "std": float(real.std()),
+            "first_values": [round(float(v), 4) for v in first[:n_values]]}
+
+
+def head_input(model, last_hidden_state):
+    """The vector the classification head starts from: BERT's pooler output, DistilBERT's [CLS] hidden state."""
+    if model.base_model_prefix == "bert":
+        bert = getattr(model, "bert", model)
+        return bert.pooler(last_hidden_state), "pooler output (dense + tanh on [CLS])"
+    return last_hidden_state[:, 0], "[CLS] hidden state"
+
+
+def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> dict:
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    mask = enc["attention_mask"]
+    out = model(enc, output_hidden_states=True, output_attentions=True)
+    hidden = [h.numpy() for h in out.hidden_states]
+    result = {
+        "model": type(model).__name__,
+        "texts": list(texts),
+        "tokens": [tokenizer.convert_ids_to_tokens(row) for row in enc["input_ids"]],
+        "input_ids": enc["input_ids"].tolist(),
+        "attention_mask": mask.tolist(),
+        "stages": [_summary("embeddings", hidden[0], mask)]
+                  + [_summary(f"layer {i}", h, mask) for i, h in enumerate(hidden[1:])],  # 0-based, like out.attentions
+        "attentions": {"layers": len(out.attentions), "shape": list(out.attentions[0].shape)},
+    }
+    if "token_type_ids" in enc:
+        result["token_type_ids"] = enc["token_type_ids"].tolist()
+    pooled, what = head_input(model, out.hidden_states[-1])
+    result["head_input"] = {**_summary(what, pooled.numpy()), "stage": what}
+    logits = getattr(out, "logits", None)
+    if logits is not None:
+        logits = logits.numpy()
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        probs = e / e.sum(-1, keepdims=True)
+        id2label = model.config.id2label
+        result["logits"] = [[round(float(v), 4) for v in row] for row in logits]
+        result["probabilities"] = [[round(float(v), 4) for v in row] for row in probs]
+        result["labels"] = [id2label[int(i)] for i in probs.argmax(-1)]
+        result["id2label"] = {str(k): v for k, v in id2label.items()}
+    result["_attentions"] = [a.numpy() for a in out.attentions]  # for plotting; dropped from JSON
+    return result
+
+
+def to_json(result: dict) -> dict:
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+def format_trace(r: dict) -> str:
+    lines = [f"model: {r['model']}", ""]
+    n = len(r["texts"])
+    for i in range(n):
+        lines.append(f"text {i}: {r['texts'][i]!r}")
+        lines.append(f"  tokens:         {' '.join(r['tokens'][i])}")
+        lines.append(f"  input_ids:      {r['input_ids'][i]}")
+        lines.append(f"  attention_mask: {r['attention_mask'][i]}")
+        if "token_type_ids" in r:
+            lines.append(f"  token_type_ids: {r['token_type_ids'][i]}")
+    lines += ["", f"{'stage':<12} {'shape':<16} {'mean':>9} {'std':>9}  first values (text 0, first token)"]
+    for s in r["stages"]:
+        lines.append(f"{s['stage']:<12} {str(tuple(s['shape'])):<16} {s['mean']:>9.4f} {s['std']:>9.4f}  {s['first_values']}")
+    a = r["attentions"]
+    lines.append(f"attentions: {a['layers']} layers of {tuple(a['shape'])} (batch, heads, query, key)")
+    h = r["head_input"]
+    lines += ["", f"head input: {h['stage']}, shape {tuple(h['shape'])}, first values {h['first_values']}"]
+    if "logits" in r:
+        lines.append(f"id2label: {r['id2label']}")
+        for i in range(n):
+            lines.append(f"text {i}: logits {r['logits'][i]} -> softmax {r['probabilities'][i]} -> {r['labels'][i]}")
+    return "\n".join(lines)
+
+
+def plot_attention(result: dict, path: str, text_index: int = 0, layer: int | None = None, head: int | None = None):
+    """Attention maps as a PNG: layers x heads (or one layer / one head), tokens on both axes.
+
+    Padded query rows are left blank and padded key columns are zero, so padding shows as empty.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plotting attention needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    att = np.stack([a[text_index] for a in result["_attentions"]])  # (layers, heads, T, T)
+    L, H, T, _ = att.shape
+    for name, value, limit in (("layer", layer, L), ("head", head, H)):
+        if value is not None and not 0 <= value < limit:
+            raise ValueError(f"--{name} {value} is out of range: the model has {limit} {name}s (0 to {limit - 1})")
+    layers = [layer] if layer is not None else list(range(L))
+    heads = [head] if head is not None else list(range(H))
+    tokens = result["tokens"][text_index]
+    mask = np.asarray(result["attention_mask"][text_index], bool)
+    att = att.copy()
+    att[:, :, ~mask, :] = np.nan  # padded queries: nothing to show
+    att[:, :, :, ~mask] = np.nan  # padded keys get exactly 0 weight: drawn blank, not as a dark 0
+
+    single = len(layers) * len(heads) == 1
+    # One map: big enough for every token label. A grid: fixed-size cells that show the patterns;
+    # token labels only on the outer edge and only while they fit (else: --layer/--head for one map).
+    cell = max(5.0, 0.25 * T) if single else 1.5
+    fig, axes = plt.subplots(len(layers), len(heads), figsize=(cell * len(heads) + 1.5, cell * len(layers) + 1),
+                             squeeze=False)
+    font = 8 if single else 5
+    for r, li in enumerate(layers):
+        for c, hi in enumerate(heads):
+            ax = axes[r][c]
+            im = ax.imshow(att[li, hi], vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0 or single:
+                ax.set_title(f"head {hi}", fontsize=10)
+            if c == 0 or single:
+                ax.set_ylabel(f"layer {li}", fontsize=10)
+            show_tokens = single or (T <= 24 and (c == 0 or r == len(layers) - 1))
+            if show_tokens and (single or c == 0):
+                ax.set_yticks(range(T), tokens, fontsize=font)
+            if show_tokens and (single or r == len(layers) - 1):
+                ax.set_xticks(range(T), tokens, fontsize=font, rotation=90)
+    fig.suptitle(f"attention, text {text_index}: {result['texts'][text_index][:80]!r}  (rows: queries, columns: keys)",
+                 fontsize=12)
+    fig.colorbar(im, ax=axes, shrink=0.6 if single else 0.3)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path

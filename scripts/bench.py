@@ -1,0 +1,251 @@
+#!/usr/bin/env python
+"""minibert against its peers on this machine, in one run: latency, corpus, big batch, load, the limit.
+
+    python scripts/bench.py [--json bench.json] [--data ../shared/data/sst2] [--quick]
+
+The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
+depend on them), written once into a temp folder. Every measurement runs in its own subprocess, so
+TensorFlow and PyTorch never share a process, a thread pool or a peak-memory figure.
+
+Peers: transformers on PyTorch eager (needs the test extras), and ONNX Runtime on a graph exported
+from the same PyTorch model (when `onnxruntime` and `onnx` are installed). Speed is judged here, as
+ratios within one run, never by timing a test.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SENTENCE_16 = "I've been waiting for a HuggingFace course my whole life."  # 16 tokens with [CLS]/[SEP]
+TARGETS = {"latency_vs_transformers": 3.0, "corpus_vs_transformers_b32": 1.8, "corpus_of_limit": 0.80,
+           "big_batch_of_peak": 0.85, "load_s": 1.0}
+
+
+def read_texts(data):
+    with open(os.path.join(data, "dev.txt"), encoding="utf-8") as f:
+        return [line.rstrip("\n").split(" ", 1)[1] for line in f]
+
+
+def timed(fn, n, warmup=3):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return {"min_s": min(times), "median_s": statistics.median(times)}
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- workers: each runs in a fresh process and prints one JSON object -------------------------
+def worker_minibert(folder, data, n):
+    t = time.perf_counter()
+    import minibert
+
+    import_s = time.perf_counter() - t
+    t = time.perf_counter()
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(folder)
+    load_s = time.perf_counter() - t
+    tok = minibert.AutoTokenizer.from_pretrained(folder)
+    one = tok(SENTENCE_16, return_tensors="np")
+    assert one["input_ids"].shape == (1, 16)
+    big = {"input_ids": __import__("numpy").full((32, 128), 2000), "attention_mask": __import__("numpy").ones((32, 128), int)}
+    res = {"import_s": import_s, "load_s": load_s}
+    res["latency"] = timed(lambda: model(one).logits.numpy(), n)
+    res["big_batch"] = timed(lambda: model(big).logits.numpy(), 5, warmup=2)
+    texts = read_texts(data)
+    pipe = minibert.pipeline("sentiment-analysis", model=model, tokenizer=tok)
+    rss_before = peak_rss_mb()
+    res["corpus"] = timed(lambda: pipe(texts), 3, warmup=1)
+    res["weights_mb"] = sum(v.numpy().nbytes for v in model.weights) / 2**20
+    res["peak_rss_mb"], res["rss_before_corpus_mb"] = peak_rss_mb(), rss_before
+    return res
+
+
+def worker_transformers(folder, data, n):
+    import numpy as np
+    import torch
+    import transformers as tr
+
+    torch.set_num_threads(os.cpu_count())
+    t = time.perf_counter()
+    model = tr.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    load_s = time.perf_counter() - t
+    tok = tr.AutoTokenizer.from_pretrained(folder)
+    one = tok(SENTENCE_16, return_tensors="pt")
+    big = {"input_ids": torch.full((32, 128), 2000), "attention_mask": torch.ones((32, 128), dtype=torch.long)}
+    res = {"load_s": load_s}
+    with torch.inference_mode():
+        res["latency"] = timed(lambda: model(**one).logits.numpy(), n)
+        res["big_batch"] = timed(lambda: model(**big).logits.numpy(), 5, warmup=2)
+    texts = read_texts(data)
+    pipe = tr.pipeline("text-classification", model=model, tokenizer=tok, truncation=True)
+    res["corpus_default"] = timed(lambda: pipe(texts), 1, warmup=1)
+    res["corpus_b32"] = timed(lambda: pipe(texts, batch_size=32), 3, warmup=1)
+    res["peak_rss_mb"] = peak_rss_mb()
+    del np
+    return res
+
+
+def worker_onnxruntime(folder, data, n):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    import transformers as tr
+
+    path = os.path.join(folder, "model.onnx")
+    if not os.path.exists(path):
+        model = tr.AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+        ids = torch.ones((1, 16), dtype=torch.long)
+        torch.onnx.export(model, (ids, ids), path, input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={k: {0: "batch", 1: "seq"} for k in ("input_ids", "attention_mask")},
+                          opset_version=17, dynamo=False)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    tok = tr.AutoTokenizer.from_pretrained(folder)
+    one = {k: v.astype(np.int64) for k, v in tok(SENTENCE_16, return_tensors="np").items() if k != "token_type_ids"}
+    big = {"input_ids": np.full((32, 128), 2000, np.int64), "attention_mask": np.ones((32, 128), np.int64)}
+    return {"latency": timed(lambda: sess.run(None, one), n), "big_batch": timed(lambda: sess.run(None, big), 5, warmup=2)}
+
+
+def worker_sgemm(data):
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((2048, 2048), dtype=np.float32)
+    t = timed(lambda: a @ b, 10, warmup=2)
+    return {"sgemm_gflops": 2 * 2048**3 / t["min_s"] / 1e9}
+
+
+def worker_corpus_tokens(folder, data):
+    import minibert
+
+    tok = minibert.AutoTokenizer.from_pretrained(folder)
+    return {"tokens": sum(len(x) for x in tok(read_texts(data), truncation=True)["input_ids"])}
+
+
+WORKERS = {"minibert": worker_minibert, "transformers": worker_transformers, "onnxruntime": worker_onnxruntime,
+           "sgemm": worker_sgemm, "tokens": worker_corpus_tokens}
+
+
+def run_worker(name, *args):
+    p = subprocess.run([sys.executable, __file__, "--worker", name, *map(str, args)], capture_output=True, text=True)
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def make_checkpoint(folder):
+    """distilbert-base-uncased-sized, random weights, with the uncased vocabulary from the MiniLM package."""
+    import minibert
+    from minibert import default_model
+
+    config = minibert.DistilBertConfig(id2label={0: "NEGATIVE", 1: "POSITIVE"})
+    minibert.DistilBertForSequenceClassification(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(os.path.join(default_model.encoder_dir(), name), folder)
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "DistilBertTokenizer", "model_max_length": 512, "do_lower_case": True}, f)
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "sst2"))
+    p.add_argument("--json", default="bench.json", help="where to write the results (default bench.json)")
+    p.add_argument("--calls", type=int, default=30, help="timed calls for latency (default 30)")
+    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        name, *rest = args.worker
+        fn = WORKERS[name]
+        rest = [rest[0], args.data, args.calls] if name in ("minibert", "transformers", "onnxruntime") else \
+               [rest[0], args.data] if name == "tokens" else [args.data]
+        print(json.dumps(fn(*rest)))
+        return 0
+
+    import minibert  # noqa: F401  (fails early with a clear message if minibert is not installed)
+
+    folder = tempfile.mkdtemp(prefix="minibert-bench-")
+    try:
+        make_checkpoint(folder)
+        results = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}}
+        for name in ("sgemm", "tokens", "minibert", "transformers", "onnxruntime"):
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            results[name] = run_worker(name, folder) if name != "sgemm" else run_worker(name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    report(results)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def report(r):
+    mb, hf, ort = r["minibert"], r["transformers"], r["onnxruntime"]
+    if "error" in mb:
+        sys.exit(f"minibert worker failed: {mb['error']}")
+    dim, hidden, layers = 768, 3072, 6
+    flops_per_token = 2 * (layers * (4 * dim * dim + 2 * dim * hidden) + dim * dim)  # matmul weights only
+    peak = r["sgemm"]["sgemm_gflops"] * 1e9
+    limit_s = r["tokens"]["tokens"] * flops_per_token / peak
+    big_flops = 32 * 128 * flops_per_token
+    rows = []
+
+    def row(what, ours, peer_name, peer):
+        ratio = f"{peer / ours:.2f}x" if peer else "-"
+        rows.append((what, f"{ours * 1e3:.1f} ms", peer_name, f"{peer * 1e3:.1f} ms" if peer else "n/a", ratio))
+
+    m = r["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; numpy sgemm peak {peak / 1e9:.0f} GFLOP/s")
+    row("latency, 1x16 (min)", mb["latency"]["min_s"], "transformers eager", hf.get("latency", {}).get("min_s"))
+    row("latency, 1x16 (median)", mb["latency"]["median_s"], "transformers eager", hf.get("latency", {}).get("median_s"))
+    if "latency" in ort:
+        row("latency, 1x16 (min)", mb["latency"]["min_s"], "onnxruntime", ort["latency"]["min_s"])
+    row("corpus, 872 SST-2 dev", mb["corpus"]["min_s"], "transformers pipeline", hf.get("corpus_default", {}).get("min_s"))
+    row("corpus, 872 SST-2 dev", mb["corpus"]["min_s"], "transformers b=32", hf.get("corpus_b32", {}).get("min_s"))
+    row("big batch, 32x128", mb["big_batch"]["min_s"], "transformers eager", hf.get("big_batch", {}).get("min_s"))
+    if "big_batch" in ort:
+        row("big batch, 32x128", mb["big_batch"]["min_s"], "onnxruntime", ort["big_batch"]["min_s"])
+    print(f"\n{'measure':<24} {'minibert':>10}   {'peer':<22} {'peer time':>10} {'peer/minibert':>14}")
+    for w, o, pn, pt, ratio in rows:
+        print(f"{w:<24} {o:>10}   {pn:<22} {pt:>10} {ratio:>14}")
+    corpus_frac = limit_s / mb["corpus"]["min_s"]
+    big_frac = big_flops / peak / mb["big_batch"]["min_s"]
+    print(f"\ncorpus: {r['tokens']['tokens']} tokens; sgemm limit {limit_s * 1e3:.0f} ms; minibert reaches {corpus_frac:.0%} of it")
+    print(f"big batch: minibert reaches {big_frac:.0%} of the sgemm peak")
+    print(f"load (from_pretrained after import): {mb['load_s'] * 1e3:.0f} ms (import {mb['import_s']:.2f} s); "
+          f"transformers {hf.get('load_s', float('nan')) * 1e3:.0f} ms")
+    print(f"peak RSS during the corpus: {mb['peak_rss_mb']:.0f} MB (weights {mb['weights_mb']:.0f} MB); "
+          f"transformers process {hf.get('peak_rss_mb', float('nan')):.0f} MB")
+    for k, v in (("transformers", hf), ("onnxruntime", ort)):
+        if "error" in v:
+            print(f"{k}: not measured ({v['error']})")
+    r["summary"] = {"corpus_of_limit": corpus_frac, "big_batch_of_peak": big_frac, "limit_s": limit_s}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""`minibert trace` and the attention pictures: right shapes and ids, valid JSON and PNG."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert import trace as tr
+from reference import MINILM_IDS, MINILM_TEXT
+from test_cli import ENV, no_traceback
+
+TEXTS = [MINILM_TEXT, "I hate this so much!"]
+
+
+@pytest.fixture(scope="module")
+def default_trace():
+    from minibert import default_model
+
+    path = default_model.path()
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(path)
+    return tr.trace(TEXTS, model, minibert.AutoTokenizer.from_pretrained(path)), model
+
+
+def test_stages_shapes_and_ids(default_trace):
+    r, model = default_trace
+    assert r["input_ids"][0] == MINILM_IDS
+    assert r["tokens"][1] == ["[CLS]", "i", "hate", "this", "so", "much", "!", "[SEP]"] + ["[PAD]"] * 8
+    assert r["attention_mask"][1] == [1] * 8 + [0] * 8
+    assert [s["stage"] for s in r["stages"]] == ["embeddings"] + [f"layer {i}" for i in range(6)]
+    assert all(s["shape"] == [2, 16, 384] for s in r["stages"])
+    assert r["head_input"]["shape"] == [2, 384]
+    assert r["labels"] == ["POSITIVE", "NEGATIVE"]
+    probs = np.array(r["probabilities"])
+    assert np.allclose(probs.sum(1), 1, atol=1e-3)
+    from minibert import default_model
+
+    enc = minibert.AutoTokenizer.from_pretrained(default_model.path())(TEXTS, padding=True, return_tensors="np")
+    assert np.abs(np.array(r["logits"]) - model(enc).logits.numpy()).max() < 1e-4  # rounded to 4 places
+
+
+def test_attention_rows_sum_to_one_and_padding_is_zero(default_trace):
+    r, _ = default_trace
+    for a in r["_attentions"]:
+        np.testing.assert_allclose(a.sum(-1), 1.0, rtol=1e-5)
+        assert (a[1, :, :, 8:] == 0).all()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"layer": 2, "head": 3}, {"text_index": 1, "layer": 0}])
+def test_png_is_a_valid_image(tmp_path, default_trace, kwargs):
+    from PIL import Image
+
+    r, _ = default_trace
+    path = tr.plot_attention(r, str(tmp_path / "a.png"), **kwargs)
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG" and min(im.size) > 150
+
+
+def test_png_layer_out_of_range(tmp_path, default_trace):
+    with pytest.raises(ValueError, match=r"--layer 6 is out of range: the model has 6 layers \(0 to 5\)"):
+        tr.plot_attention(default_trace[0], str(tmp_path / "a.png"), layer=6)
+
+
+def test_cli_trace_json_and_text(tmp_path):
+    png = tmp_path / "maps.png"
+    p = subprocess.run([sys.executable, "-m", "minibert", "trace", *TEXTS, "--format", "json", "--attention-png", str(png)],
+                       capture_output=True, env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr.decode()
+    no_traceback(p)
+    r = json.loads(p.stdout)
+    assert r["labels"] == ["POSITIVE", "NEGATIVE"] and r["input_ids"][0] == MINILM_IDS
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    p = subprocess.run([sys.executable, "-m", "minibert", "trace", "hello", "--format", "text"],
+                       capture_output=True, env=ENV, timeout=300)
+    out = p.stdout.decode()
+    assert "[CLS] hello [SEP]" in out and "(1, 3, 384)" in out and "softmax" in out
+
+
+def test_trace_of_a_base_model(minilm):
+    model = minibert.AutoModel.from_pretrained(minilm)
+    r = tr.trace(["hello world"], model, minibert.AutoTokenizer.from_pretrained(minilm))
+    assert "logits" not in r and r["head_input"]["shape"] == [1, 384]
+    json.dumps(tr.to_json(r))  # JSON-ready
