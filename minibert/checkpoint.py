@@ -2,8 +2,8 @@
 
 The one naming rule: a variable's Hub name is the path of Python attributes from the model down to
 its Keras layer (`distilbert.transformer.layer.3.attention.q_lin`), plus the variable's PyTorch
-name (`weight` / `bias`). Dense kernels are stored `[out, in]` on the Hub and `[in, out]` in Keras:
-they are transposed on load and on save. Nothing here knows what attention is.
+name (`weight` / `bias`). minibert's `Linear` keeps the Hub's `[out, in]` layout, so tensors are
+copied as they are, never transposed. Nothing here knows what attention is.
 """
 from __future__ import annotations
 
@@ -92,20 +92,20 @@ def read_state_dict(folder: str) -> dict[str, np.ndarray]:
 
 
 # -- the naming rule -----------------------------------------------------------------------------
-# (Keras layer type, Keras variable name) -> (PyTorch parameter name, transpose?)
+# (Keras layer type, Keras variable name) -> PyTorch parameter name
 _PARAM_NAMES = {
-    ("Dense", "kernel"): ("weight", True),
-    ("Dense", "bias"): ("bias", False),
-    ("Embedding", "embeddings"): ("weight", False),
-    ("LayerNormalization", "gamma"): ("weight", False),
-    ("LayerNormalization", "beta"): ("bias", False),
+    ("Linear", "weight"): "weight",
+    ("Linear", "bias"): "bias",
+    ("Embedding", "embeddings"): "weight",
+    ("LayerNormalization", "gamma"): "weight",
+    ("LayerNormalization", "beta"): "bias",
 }
 _LEGACY = {"gamma": "weight", "beta": "bias"}  # old Google BERT checkpoints name LayerNorm params so
 _IGNORED = ("position_ids",)  # buffers some checkpoints store; recomputed, never loaded
 
 
-def hub_variables(model) -> dict[str, tuple]:
-    """Hub name -> (Keras variable, transpose) for every weight of `model`, from its attribute tree."""
+def hub_variables(model) -> dict:
+    """Hub name -> Keras variable for every weight of `model`, from its attribute tree."""
     import keras
 
     out = {}
@@ -115,8 +115,7 @@ def hub_variables(model) -> dict[str, tuple]:
     def walk(obj, prefix):
         if type(obj).__name__ in leaf_types:
             for var in obj.weights:
-                hub, transpose = _PARAM_NAMES[(type(obj).__name__, var.name)]
-                out[prefix + hub] = (var, transpose)
+                out[prefix + _PARAM_NAMES[(type(obj).__name__, var.name)]] = var
             return
         for attr, value in vars(obj).items():
             if attr.startswith("_"):
@@ -154,17 +153,15 @@ def load_weights(model, state: dict[str, np.ndarray], source: str = "the checkpo
         if not k.endswith(_IGNORED):
             ckpt.setdefault(_canonical(k, prefix), (k, v))
     plan, missing = [], []
-    for name, (var, transpose) in hub_variables(model).items():
+    for name, var in hub_variables(model).items():
         hit = ckpt.pop(_canonical(name, prefix), None)
         if hit is None:
             missing.append(name)
             continue
         key, value = hit
-        value = value.T if transpose else value
         if tuple(value.shape) != tuple(var.shape):
-            want = tuple(var.shape)[::-1] if transpose else tuple(var.shape)
             raise CheckpointError(
-                f"shape mismatch for {key} in {source}: checkpoint has {tuple(hit[1].shape)}, model expects {want}"
+                f"shape mismatch for {key} in {source}: checkpoint has {tuple(value.shape)}, model expects {tuple(var.shape)}"
             )
         plan.append((var, value))
     for var, value in plan:
@@ -185,16 +182,13 @@ def load_weights(model, state: dict[str, np.ndarray], source: str = "the checkpo
 
 
 def save(model, save_directory) -> None:
-    """`config.json` (with `architectures`) and `model.safetensors` under Hub names, `[out, in]` kernels."""
+    """`config.json` (with `architectures`) and `model.safetensors` under Hub names."""
     from safetensors.numpy import save_file
 
     os.makedirs(save_directory, exist_ok=True)
     config = model.config
     config.extra["architectures"] = [type(model).__name__.removeprefix("TF")]
     config.save_pretrained(save_directory)
-    tensors = {}
-    for name, (var, transpose) in hub_variables(model).items():
-        value = var.numpy()
-        tensors[name] = np.ascontiguousarray(value.T if transpose else value)
+    tensors = {name: var.numpy() for name, var in hub_variables(model).items()}
     # transformers refuses safetensors files without a "format" entry in the metadata.
     save_file(tensors, os.path.join(save_directory, SAFE_WEIGHTS), metadata={"format": "pt"})

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from .config import PretrainedConfig
+from .layers import no_random_init
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -76,33 +77,12 @@ class PreTrainedModel(keras.Model):
         return out if return_dict else out.to_tuple()
 
     def compiled_forward(self, output_hidden_states=False, output_attentions=False):
-        """The inference forward as a `tf.function`, one per output choice, traced once.
-
-        Batch and sequence dimensions are left open in the signature, so new input shapes never
-        retrace: at most four traces per model, whatever the inputs.
-        """
+        """The inference forward as compiled TensorFlow graphs, one `CompiledForward` per output choice."""
         key = (output_hidden_states, output_attentions)
         fns = self.__dict__.setdefault("_compiled", {})  # plain dict, kept out of Keras's tracking
         if key not in fns:
-            spec = tf.TensorSpec([None, None], tf.int32)
-
-            # The output class is a Python value: read it from one trace, then return tensors only.
-            out_cls = [None]
-
-            @tf.function(input_signature=[spec, spec, spec])
-            def tensors(ids, mask, types):
-                out = self.call(ids, mask, types, output_hidden_states, output_attentions, training=False)
-                out_cls[0] = type(out)
-                return dict(out)
-
-            def run(ids, mask, types):
-                result = tensors(ids, mask, types)
-                return out_cls[0](**result)
-
-            run.tf_function = tensors
-            fns[key] = run
+            fns[key] = CompiledForward(self, output_hidden_states, output_attentions)
         return fns[key]
-
     def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
         """Convert to int32 (B, T) tensors, fill defaults (mask of ones, token types of zeros), validate."""
         if input_ids is None:
@@ -163,8 +143,15 @@ class PreTrainedModel(keras.Model):
         if config is None:
             config = cls.config_class.from_pretrained(folder, **config_overrides)
         state = checkpoint.read_state_dict(folder)
-        model = cls(config)
+        with no_random_init():  # every weight is about to be overwritten
+            model = cls(config)
         info = checkpoint.load_weights(model, state, source=str(name_or_path))
+        variables = checkpoint.hub_variables(model)
+        fixed = "position_embeddings" if getattr(config, "sinusoidal_pos_embds", False) else None  # set in build
+        for name in info.missing_keys:  # not in the checkpoint: initialise as a fresh model would
+            if name.endswith("weight") and len(variables[name].shape) == 2 and not (fixed and fixed in name):
+                init = keras.initializers.RandomNormal(stddev=config.initializer_range)
+                variables[name].assign(init(variables[name].shape))
         return (model, info) if output_loading_info else model
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
@@ -172,6 +159,71 @@ class PreTrainedModel(keras.Model):
         from . import checkpoint
 
         checkpoint.save(self, save_directory)
+
+
+# Small inputs (a few sentences) run under XLA on inputs padded up to one of these shapes.
+XLA_BATCHES = (1, 2, 4)
+XLA_SEQS = (16, 32, 48, 64, 96, 128)
+
+
+class CompiledForward:
+    """`model.call` as compiled graphs, with a bounded number of compilations whatever the inputs.
+
+    Two paths, chosen by input size, both measured with scripts/bench.py:
+    - small inputs (batch <= 4, sequence <= 128: interactive use) run under XLA, which fuses the
+      element-wise work into the matmuls: 14.7 ms against 20.7 ms for distilbert-base at 1 x 16.
+      XLA compiles once per input shape, so inputs are padded up to a bucket (XLA_BATCHES x
+      XLA_SEQS: at most 18 shapes). Padding is masked, so real positions do not change (a row
+      whose mask is all zeros is the exception, so a batch holding one is not padded);
+    - larger inputs run as a plain graph with open batch and sequence dimensions: traced once, no
+      padding waste. There XLA gained under 10% and padding to a bucket cost more than that.
+    """
+
+    def __init__(self, model, output_hidden_states: bool, output_attentions: bool):
+        self.model = model
+        self.max_len = model.config.max_position_embeddings
+        self.shapes: set[tuple[int, int]] = set()  # the padded shapes XLA has compiled
+        self._out_cls = None
+        spec = tf.TensorSpec([None, None], tf.int32)
+
+        def forward(ids, mask, types):
+            out = model.call(ids, mask, types, output_hidden_states, output_attentions, training=False)
+            self._out_cls = type(out)  # a Python value, read at trace time
+            return dict(out)
+
+        self.xla = tf.function(forward, input_signature=[spec] * 3, jit_compile=True)
+        self.graph = tf.function(forward, input_signature=[spec] * 3)
+
+    def bucket(self, batch: int, seq: int):
+        """The padded XLA shape for this input, or None when it is not small."""
+        b = next((x for x in XLA_BATCHES if x >= batch), None)
+        t = next((x for x in XLA_SEQS if x >= seq), None)
+        if b is None or t is None:
+            return None
+        return b, min(t, self.max_len)  # never past the position table
+
+    def __call__(self, ids, mask, types):
+        B, T = ids.shape
+        shape = self.bucket(B, T)
+        # A row with no real token attends uniformly to all its keys (as in transformers); padding
+        # would add keys to that average, so such batches take the unpadded path.
+        if shape is None or int(tf.reduce_min(tf.reduce_max(mask, axis=1))) == 0:
+            result = self.graph(ids, mask, types)  # traces first, which sets _out_cls
+            return self._out_cls(**result)
+        self.shapes.add(shape)
+        pad = [[0, shape[0] - B], [0, shape[1] - T]]  # id 0 with mask 0: masked keys, discarded rows
+        result = self.xla(tf.pad(ids, pad), tf.pad(mask, pad), tf.pad(types, pad))
+        return self._out_cls(**{k: _unpad(k, v, B, T) for k, v in result.items()})
+
+
+def _unpad(key, value, B, T):
+    if isinstance(value, (tuple, list)):
+        return tuple(_unpad(key, v, B, T) for v in value)
+    if key == "attentions":
+        return value[:B, :, :T, :T]  # (B, H, T, T)
+    if value.shape.rank == 3:
+        return value[:B, :T]  # (B, T, C)
+    return value[:B]  # (B, C) or (B, num_labels)
 
 
 def _as_int_tensor(x, name: str) -> tf.Tensor:

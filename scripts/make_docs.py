@@ -137,7 +137,8 @@ print(model(batched_ids, attention_mask=attention_mask).logits.numpy().round(4))
 from minibert import pipeline
 
 classifier = pipeline("sentiment-analysis")
-print(classifier(raw_inputs))
+results = classifier(raw_inputs)
+print([{"label": r["label"], "score": round(r["score"], 4)} for r in results])
 """),
     ("md", """
 `minibert trace` prints every stage for any text and checkpoint (`--format json` for a JSON object,

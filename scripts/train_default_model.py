@@ -122,11 +122,10 @@ def main(argv=None):
     prefixes = tuple(f"bert.encoder.layer.{i}." for i in range(n_frozen, model.config.num_hidden_layers))
     prefixes += ("bert.pooler.", "classifier.")
     tensors = {}
-    for name, (var, transpose) in hub_variables(model).items():
+    for name, var in hub_variables(model).items():
         if name.startswith(prefixes):
-            stored = var.numpy().astype(args.store_dtype)
-            var.assign(stored.astype(np.float32))
-            tensors[name] = np.ascontiguousarray(stored.T if transpose else stored)
+            tensors[name] = var.numpy().astype(args.store_dtype)
+            var.assign(tensors[name].astype(np.float32))
     print(f"dev accuracy with {args.store_dtype} weights: {dev_accuracy():.4f}")
     os.makedirs(args.out, exist_ok=True)
     save_file(tensors, os.path.join(args.out, "trained.safetensors"), metadata={"format": "pt"})

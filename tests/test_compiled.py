@@ -1,0 +1,67 @@
+"""The fast path: compiled forwards stay exact, and compilations stay bounded whatever the input shapes."""
+import numpy as np
+import pytest
+
+import minibert
+from minibert.modeling import XLA_BATCHES, XLA_SEQS
+from reference import max_diffs, reference
+
+TOL = {"logits": 1e-5, "pooler_output": 1e-5, "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
+
+
+def batch(rng, B, T, vocab=120):
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0] = T
+    ids = rng.integers(103, vocab, size=(B, T))
+    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)
+    return np.where(mask == 1, ids, 0), mask
+
+
+@pytest.mark.parametrize("B,T", [(1, 7), (3, 40), (6, 9), (2, 130), (1, 512)])
+def test_both_paths_match_transformers(tmp_path, B, T):
+    """(1, 7) and (3, 40) run under XLA on padded buckets; the others as a plain graph."""
+    from reference import make_checkpoint
+
+    folder = make_checkpoint(tmp_path, "bert", "cls", hidden_size=32, num_attention_heads=4, intermediate_size=37,
+                             num_hidden_layers=2, vocab_size=120, max_position_embeddings=512)
+    ids, mask = batch(np.random.default_rng(B * 1000 + T), B, T)
+    ref = reference(folder, ids, mask, head="cls")
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(folder)
+    out = model(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    diffs = max_diffs(out, ref, mask)
+    assert all(d <= TOL[k] for k, d in diffs.items()), diffs
+    eager = model.call(*model.prepare_inputs(ids, mask), True, True)  # Keras layers, no tf.function
+    assert np.abs(eager.logits.numpy() - out.logits.numpy()).max() <= 1e-5
+    fwd = model.compiled_forward(True, True)
+    assert fwd.shapes == ({fwd.bucket(B, T)} if fwd.bucket(B, T) else set())
+
+
+def test_compilations_are_bounded(tiny_distilbert_cls):
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(tiny_distilbert_cls)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        B, T = int(rng.integers(1, 12)), int(rng.integers(1, 41))
+        ids, mask = batch(rng, B, T)
+        assert model(ids, attention_mask=mask).logits.shape == (B, 2)
+    fwd = model.compiled_forward()
+    assert fwd.xla.experimental_get_tracing_count() == 1  # traced once, with open dimensions
+    assert fwd.graph.experimental_get_tracing_count() == 1
+    assert len(fwd.shapes) <= len(XLA_BATCHES) * len(XLA_SEQS)
+    assert all(t <= 40 for _, t in fwd.shapes)  # buckets never exceed max_position_embeddings
+
+
+def test_many_texts_of_mixed_length(minilm):
+    """10,000 texts through the pipeline: one result each, in order, the same as one at a time."""
+    config = minibert.DistilBertConfig(dim=32, n_heads=4, hidden_dim=37, n_layers=2, max_position_embeddings=40)
+    model = minibert.DistilBertForSequenceClassification(config)  # random weights, the uncased vocabulary
+    tok = minibert.AutoTokenizer.from_pretrained(minilm)
+    pipe = minibert.pipeline("text-classification", model=model, tokenizer=tok, max_length=40)
+    rng = np.random.default_rng(1)
+    words = ["good", "bad", "film", "the", "a", "plot", "slow", "fun"]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(0, 60)))) for _ in range(10_000)]
+    results = pipe(texts, top_k=None)
+    assert len(results) == 10_000
+    for i in (0, 17, 4321, 9999):
+        alone = pipe(texts[i], top_k=None)
+        assert [r["label"] for r in alone] == [r["label"] for r in results[i]]
+        assert abs(alone[0]["score"] - results[i][0]["score"]) <= 1e-5
