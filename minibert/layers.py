@@ -144,3 +144,30 @@ class ConfigLayer(keras.layers.Layer):
         cfg = dict(cfg)
         d = cfg.pop("config")
         return cls(config_class_for(d.get("model_type")).from_dict(d), **cfg)
+
+
+class LayerStack(ConfigLayer):
+    """`layer[0]`, ..., `layer[n-1]` applied in turn, keeping every hidden state and attention map.
+
+    Subclasses name the block class and the config field that counts the blocks.
+    """
+
+    block_class: type = None
+    num_layers_field: str = ""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        n = getattr(config, self.num_layers_field)
+        self.layer = [self.block_class(config, name=f"layer_{i}") for i in range(n)]
+
+    def build(self, input_shape=None):
+        for block in self.layer:
+            block.build()
+
+    def call(self, x, mask, training=False):
+        hidden, attentions = [x], []  # hidden[0] is the embeddings' output
+        for block in self.layer:
+            x, probs = block(x, mask, training=training)
+            hidden.append(x)
+            attentions.append(probs)
+        return hidden, attentions

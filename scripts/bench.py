@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -46,14 +45,43 @@ def timed(fn, n, warmup=3):
     return {"min_s": min(times), "median_s": statistics.median(times)}
 
 
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class PeakRSS:
+    """The largest resident size seen while the block runs (sampled every 5 ms, Linux)."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak, self._stop = rss_mb(), threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.005):
+                self.peak = max(self.peak, rss_mb())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
 
 
 # -- workers: each runs in a fresh process and prints one JSON object -------------------------
 def worker_minibert(folder, data, n):
+    import numpy as np
+
     t = time.perf_counter()
     import minibert
+    import minibert.auto  # noqa: F401  (TensorFlow and the model code: "after import" means after this)
 
     import_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -62,21 +90,21 @@ def worker_minibert(folder, data, n):
     tok = minibert.AutoTokenizer.from_pretrained(folder)
     one = tok(SENTENCE_16, return_tensors="np")
     assert one["input_ids"].shape == (1, 16)
-    big = {"input_ids": __import__("numpy").full((32, 128), 2000), "attention_mask": __import__("numpy").ones((32, 128), int)}
+    big = {"input_ids": np.full((32, 128), 2000), "attention_mask": np.ones((32, 128), int)}
     res = {"import_s": import_s, "load_s": load_s}
     res["latency"] = timed(lambda: model(one).logits.numpy(), n)
     res["big_batch"] = timed(lambda: model(big).logits.numpy(), 5, warmup=2)
     texts = read_texts(data)
     pipe = minibert.pipeline("sentiment-analysis", model=model, tokenizer=tok)
-    rss_before = peak_rss_mb()
-    res["corpus"] = timed(lambda: pipe(texts), 3, warmup=1)
+    res["rss_before_corpus_mb"] = rss_mb()
+    with PeakRSS() as peak:
+        res["corpus"] = timed(lambda: pipe(texts), 3, warmup=1)
     res["weights_mb"] = sum(v.numpy().nbytes for v in model.weights) / 2**20
-    res["peak_rss_mb"], res["rss_before_corpus_mb"] = peak_rss_mb(), rss_before
+    res["peak_rss_mb"] = peak.peak
     return res
 
 
 def worker_transformers(folder, data, n):
-    import numpy as np
     import torch
     import transformers as tr
 
@@ -94,9 +122,9 @@ def worker_transformers(folder, data, n):
     texts = read_texts(data)
     pipe = tr.pipeline("text-classification", model=model, tokenizer=tok, truncation=True)
     res["corpus_default"] = timed(lambda: pipe(texts), 1, warmup=1)
-    res["corpus_b32"] = timed(lambda: pipe(texts, batch_size=32), 3, warmup=1)
-    res["peak_rss_mb"] = peak_rss_mb()
-    del np
+    with PeakRSS() as peak:
+        res["corpus_b32"] = timed(lambda: pipe(texts, batch_size=32), 3, warmup=1)
+    res["peak_rss_mb"] = peak.peak
     return res
 
 
@@ -239,8 +267,8 @@ def report(r):
     print(f"big batch: minibert reaches {big_frac:.0%} of the sgemm peak")
     print(f"load (from_pretrained after import): {mb['load_s'] * 1e3:.0f} ms (import {mb['import_s']:.2f} s); "
           f"transformers {hf.get('load_s', float('nan')) * 1e3:.0f} ms")
-    print(f"peak RSS during the corpus: {mb['peak_rss_mb']:.0f} MB (weights {mb['weights_mb']:.0f} MB); "
-          f"transformers process {hf.get('peak_rss_mb', float('nan')):.0f} MB")
+    print(f"peak RSS during the corpus: {mb['peak_rss_mb']:.0f} MB (weights {mb['weights_mb']:.0f} MB, "
+          f"{mb['rss_before_corpus_mb']:.0f} MB before it); transformers b=32 {hf.get('peak_rss_mb', float('nan')):.0f} MB")
     for k, v in (("transformers", hf), ("onnxruntime", ort)):
         if "error" in v:
             print(f"{k}: not measured ({v['error']})")

@@ -1,5 +1,6 @@
 """Pipelines: same labels and scores as transformers.pipeline, order kept, batching invisible, thread-safe."""
 import os
+import sys
 import threading
 
 import numpy as np
@@ -8,19 +9,18 @@ import pytest
 import minibert
 from minibert import pipeline
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+import train_default_model  # noqa: E402  (the one SST-2 reader)
+
+SST2 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sst2")
+
 SEED_TEXTS = ["I've been waiting for a HuggingFace course my whole life.", "I hate this so much!"]
 MIXED = ["", "ok", "a " * 700 + "great", "The film is a masterpiece of slow, careful storytelling.", "meh", "x " * 40]
 
 
 def read_sst2(name):
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sst2", name)
-    labels, texts = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            label, text = line.rstrip("\n").split(" ", 1)
-            labels.append(int(label))
-            texts.append(text)
-    return texts, np.array(labels)
+    texts, labels = train_default_model.read_sst2(os.path.join(SST2, name))
+    return texts, labels
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from ..config import BertConfig
-from ..layers import ConfigLayer, additive_attention_mask, dense, embedding, get_activation, layer_norm, multi_head_attention
+from ..layers import ConfigLayer, LayerStack, additive_attention_mask, dense, embedding, get_activation, layer_norm, multi_head_attention
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 
@@ -127,22 +127,9 @@ class BertLayer(ConfigLayer):
         return self.output_(self.intermediate(x), x, training=training), probs
 
 
-class BertEncoder(ConfigLayer):
-    def __init__(self, config: BertConfig, **kwargs):
-        super().__init__(config, **kwargs)
-        self.layer = [BertLayer(config, name=f"layer_{i}") for i in range(config.num_hidden_layers)]
-
-    def build(self, input_shape=None):
-        for block in self.layer:
-            block.build()
-
-    def call(self, x, mask, training=False):
-        hidden, attentions = [x], []
-        for block in self.layer:
-            x, probs = block(x, mask, training=training)
-            hidden.append(x)
-            attentions.append(probs)
-        return hidden, attentions
+class BertEncoder(LayerStack):
+    block_class = BertLayer
+    num_layers_field = "num_hidden_layers"
 
 
 class BertPooler(ConfigLayer):

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import DistilBertConfig
-from ..layers import ConfigLayer as _ConfigLayer, additive_attention_mask, dense, embedding, get_activation, layer_norm, multi_head_attention
+from ..layers import ConfigLayer, LayerStack, additive_attention_mask, dense, embedding, get_activation, layer_norm, multi_head_attention
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, SequenceClassifierOutput
 
@@ -26,7 +26,7 @@ def sinusoidal_positions(n_pos: int, dim: int) -> np.ndarray:
     return out
 
 
-class Embeddings(_ConfigLayer):
+class Embeddings(ConfigLayer):
     """word + position embeddings -> LayerNorm -> dropout. No token types in DistilBERT."""
 
     def __init__(self, config: DistilBertConfig, **kwargs):
@@ -51,7 +51,7 @@ class Embeddings(_ConfigLayer):
         return self.dropout(self.LayerNorm(x), training=training)
 
 
-class MultiHeadSelfAttention(_ConfigLayer):
+class MultiHeadSelfAttention(ConfigLayer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(config, **kwargs)
         c = config
@@ -72,7 +72,7 @@ class MultiHeadSelfAttention(_ConfigLayer):
         return self.out_lin(context), probs
 
 
-class FFN(_ConfigLayer):
+class FFN(ConfigLayer):
     """lin1 -> activation -> lin2 -> dropout."""
 
     def __init__(self, config: DistilBertConfig, **kwargs):
@@ -91,7 +91,7 @@ class FFN(_ConfigLayer):
         return self.dropout(self.lin2(self.activation(self.lin1(x))), training=training)
 
 
-class TransformerBlock(_ConfigLayer):
+class TransformerBlock(ConfigLayer):
     """Post-norm block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
 
     def __init__(self, config: DistilBertConfig, **kwargs):
@@ -112,22 +112,9 @@ class TransformerBlock(_ConfigLayer):
         return x, probs
 
 
-class Transformer(_ConfigLayer):
-    def __init__(self, config: DistilBertConfig, **kwargs):
-        super().__init__(config, **kwargs)
-        self.layer = [TransformerBlock(config, name=f"layer_{i}") for i in range(config.n_layers)]
-
-    def build(self, input_shape=None):
-        for block in self.layer:
-            block.build()
-
-    def call(self, x, mask, training=False):
-        hidden, attentions = [x], []
-        for block in self.layer:
-            x, probs = block(x, mask, training=training)
-            hidden.append(x)
-            attentions.append(probs)
-        return hidden, attentions
+class Transformer(LayerStack):
+    block_class = TransformerBlock
+    num_layers_field = "n_layers"
 
 
 class DistilBertModel(PreTrainedModel):
