@@ -11,3 +11,13 @@ def test_guide_is_current():
     p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_docs.py"), "--check"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+
+
+def test_readme_example_runs_offline():
+    """The seed's walkthrough with only the import changed, on the MiniLM package's weights."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "example.py")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "[CLS] i've been waiting for a huggingface course my whole life. [SEP]" in p.stdout
+    assert "(2, 16, 384)" in p.stdout
