@@ -83,26 +83,25 @@ class PreTrainedModel(keras.Model):
         if key not in fns:
             fns[key] = CompiledForward(self, output_hidden_states, output_attentions)
         return fns[key]
+
     def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
         """Convert to int32 (B, T) tensors, fill defaults (mask of ones, token types of zeros), validate."""
         if input_ids is None:
             raise ValueError("input_ids is required")
-        ids = _as_int_tensor(input_ids, "input_ids")
-        if ids.shape.rank == 1:
-            ids = ids[None, :]  # a single sequence is a batch of one
-        if ids.shape.rank != 2:
-            raise ValueError(f"input_ids must be (batch, seq) or (seq,), got shape {tuple(ids.shape)}")
-        mask = tf.ones_like(ids) if attention_mask is None else _as_int_tensor(attention_mask, "attention_mask")
-        types = tf.zeros_like(ids) if token_type_ids is None else _as_int_tensor(token_type_ids, "token_type_ids")
+
+        def batch_of(x, name):  # -> (B, T); a single sequence is a batch of one
+            t = _as_int_tensor(x, name)
+            t = t[None, :] if t.shape.rank == 1 else t
+            if t.shape.rank != 2:
+                raise ValueError(f"{name} must be (batch, seq) or (seq,), got shape {tuple(t.shape)}")
+            return t
+
+        ids = batch_of(input_ids, "input_ids")
+        mask = tf.ones_like(ids) if attention_mask is None else batch_of(attention_mask, "attention_mask")
+        types = tf.zeros_like(ids) if token_type_ids is None else batch_of(token_type_ids, "token_type_ids")
         for name, t in (("attention_mask", mask), ("token_type_ids", types)):
-            if t.shape.rank == 1:
-                t = t[None, :]
             if tuple(t.shape) != tuple(ids.shape) and tf.executing_eagerly():
                 raise ValueError(f"{name} has shape {tuple(t.shape)} but input_ids has {tuple(ids.shape)}")
-            if name == "attention_mask":
-                mask = t
-            else:
-                types = t
         if tf.executing_eagerly():
             self._check_ranges(ids, types)  # on int64, before the cast could wrap a huge id into range
         return tf.cast(ids, tf.int32), tf.cast(mask, tf.int32), tf.cast(types, tf.int32)
