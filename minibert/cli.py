@@ -116,12 +116,14 @@ def cmd_classify(args) -> int:
                     print(json.dumps(rec, ensure_ascii=False))
                 elif fmt == "tsv":
                     print("\t".join([best["label"], f"{best['score']:.6f}", _tsv(text)]))
-                else:
+                elif top_k:
                     rows.append([" ".join(f"{r['label']} {r['score']:.4f}" for r in ranked), text])
+                else:
+                    rows.append([best["label"], f"{best['score']:.4f}", text])
             bar.update(len(chunk))
             sys.stdout.flush()
     if fmt == "table":
-        print_table(["label score" if not top_k else f"top {top_k} labels", "text"], rows)
+        print_table([f"top {top_k} labels", "text"] if top_k else ["label", "score", "text"], rows)
     return 0
 
 
