@@ -11,7 +11,7 @@ import numpy as np
 
 TASKS = {"sentiment-analysis": "text-classification", "text-classification": "text-classification",
          "feature-extraction": "feature-extraction"}
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 64  # texts per forward; on 2 cores 64 beat 32 and 128 on SST-2 dev (5.97 s vs 6.20 s and 6.22 s)
 
 
 def _texts(inputs) -> tuple[list[str], bool]:

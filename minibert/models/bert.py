@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from ..config import BertConfig
-from ..layers import ConfigLayer, LayerStack, additive_attention_mask, dense, embedding, get_activation, layer_norm, multi_head_attention
+from ..layers import ConfigLayer, LayerStack, additive_attention_mask, dense, embedding, layer_norm, multi_head_attention
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 
@@ -96,16 +96,17 @@ class BertAttention(ConfigLayer):
 
 
 class BertIntermediate(ConfigLayer):
+    """dense + activation (one fused kernel, see `Linear`)."""
+
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(config, **kwargs)
-        self.dense = dense(config.intermediate_size, "dense", config.initializer_range)
-        self.activation = get_activation(config.hidden_act)
+        self.dense = dense(config.intermediate_size, "dense", config.initializer_range, config.hidden_act)
 
     def build(self, input_shape=None):
         self.dense.build((None, None, self.config.hidden_size))
 
     def call(self, x):
-        return self.activation(self.dense(x))  # (B, T, intermediate_size)
+        return self.dense(x)  # (B, T, intermediate_size)
 
 
 class BertLayer(ConfigLayer):

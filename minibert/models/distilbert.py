@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import DistilBertConfig
-from ..layers import ConfigLayer, LayerStack, additive_attention_mask, dense, embedding, get_activation, layer_norm, multi_head_attention
+from ..layers import ConfigLayer, LayerStack, additive_attention_mask, dense, embedding, layer_norm, multi_head_attention
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, SequenceClassifierOutput
 
@@ -73,14 +73,13 @@ class MultiHeadSelfAttention(ConfigLayer):
 
 
 class FFN(ConfigLayer):
-    """lin1 -> activation -> lin2 -> dropout."""
+    """lin1 -> activation (fused into lin1, see `Linear`) -> lin2 -> dropout."""
 
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(config, **kwargs)
         c = config
-        self.lin1 = dense(c.hidden_dim, "lin1", c.initializer_range)
+        self.lin1 = dense(c.hidden_dim, "lin1", c.initializer_range, c.activation)
         self.lin2 = dense(c.dim, "lin2", c.initializer_range)
-        self.activation = get_activation(c.activation)
         self.dropout = keras.layers.Dropout(c.dropout)
 
     def build(self, input_shape=None):
@@ -88,7 +87,7 @@ class FFN(ConfigLayer):
         self.lin2.build((None, None, self.config.hidden_dim))
 
     def call(self, x, training=False):
-        return self.dropout(self.lin2(self.activation(self.lin1(x))), training=training)
+        return self.dropout(self.lin2(self.lin1(x)), training=training)
 
 
 class TransformerBlock(ConfigLayer):
