@@ -25,8 +25,15 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
 SENTENCE_16 = "I've been waiting for a HuggingFace course my whole life."  # 16 tokens with [CLS]/[SEP]
-TARGETS = {"latency_vs_transformers": 3.0, "corpus_vs_transformers_b32": 1.8, "corpus_of_limit": 0.80,
-           "big_batch_of_peak": 0.85, "load_s": 1.0}
+# issue 4's targets: (what, how to read it off the results, the bound, ">=" or "<=")
+TARGETS = [
+    ("latency >= 3x transformers eager", lambda r: r["transformers"]["latency"]["min_s"] / r["minibert"]["latency"]["min_s"], 3.0, ">="),
+    ("corpus >= 1.8x transformers b=32", lambda r: r["transformers"]["corpus_b32"]["min_s"] / r["minibert"]["corpus"]["min_s"], 1.8, ">="),
+    ("corpus >= 80% of the sgemm limit", lambda r: r["summary"]["corpus_of_limit"], 0.80, ">="),
+    ("big batch >= 85% of the sgemm peak", lambda r: r["summary"]["big_batch_of_peak"], 0.85, ">="),
+    ("load <= 1 s after import", lambda r: r["minibert"]["load_s"], 1.0, "<="),
+    ("peak RSS <= weights + 1 GB", lambda r: r["minibert"]["peak_rss_mb"] - r["minibert"]["weights_mb"], 1024, "<="),
+]
 
 
 def read_texts(data):
@@ -273,6 +280,17 @@ def report(r):
         if "error" in v:
             print(f"{k}: not measured ({v['error']})")
     r["summary"] = {"corpus_of_limit": corpus_frac, "big_batch_of_peak": big_frac, "limit_s": limit_s}
+    print("\ntargets:")
+    r["targets"] = {}
+    for what, read, bound, op in TARGETS:
+        try:
+            value = read(r)
+        except KeyError:  # a peer was not measured
+            print(f"  {what:<38} not measured")
+            continue
+        met = value >= bound if op == ">=" else value <= bound
+        r["targets"][what] = {"value": value, "met": met}
+        print(f"  {what:<38} {value:10.3f}  {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":
