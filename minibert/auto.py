@@ -9,6 +9,11 @@ MODEL_MAPPING = {"bert": BertModel, "distilbert": DistilBertModel}
 SEQUENCE_CLASSIFICATION_MAPPING = {"bert": BertForSequenceClassification, "distilbert": DistilBertForSequenceClassification}
 
 
+def is_sequence_classifier(config: PretrainedConfig) -> bool:
+    """Whether a checkpoint's config.json names a sequence-classification architecture."""
+    return any("SequenceClassification" in a for a in config.extra.get("architectures") or [])
+
+
 class _AutoModel:
     _mapping: dict = {}
 

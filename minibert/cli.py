@@ -180,12 +180,11 @@ def cmd_tokenize(args) -> int:
 
 def load_any_model(name):
     """A classifier when the checkpoint is one (config `architectures`), else the bare encoder."""
-    from .auto import AutoModel, AutoModelForSequenceClassification
+    from .auto import AutoModel, AutoModelForSequenceClassification, is_sequence_classifier
     from .config import AutoConfig
 
     config = AutoConfig.from_pretrained(name)
-    is_cls = any("SequenceClassification" in a for a in config.extra.get("architectures") or [])
-    auto = AutoModelForSequenceClassification if is_cls else AutoModel
+    auto = AutoModelForSequenceClassification if is_sequence_classifier(config) else AutoModel
     return auto.from_pretrained(name, config=config)
 
 

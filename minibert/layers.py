@@ -93,7 +93,7 @@ class Linear(keras.layers.Layer):
     def call(self, x):
         shape = tf.shape(x)
         x2 = tf.reshape(x, (-1, x.shape[-1]))  # (..., in) -> (N, in)
-        y = tf.nn.bias_add(tf.matmul(x2, self.weight, transpose_b=True), self.bias)  # (N, in) @ (in, out) -> (N, out)
+        y = tf.nn.bias_add(tf.matmul(x2, self.weight, transpose_b=True), self.bias)  # (N, in) @ (out, in)^T -> (N, out)
         if self._act is not None:
             y = self._act(y)
         return tf.reshape(y, tf.concat([shape[:-1], [self.units]], 0))  # (N, out) -> (..., out)

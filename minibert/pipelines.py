@@ -14,6 +14,12 @@ TASKS = {"sentiment-analysis": "text-classification", "text-classification": "te
 DEFAULT_BATCH_SIZE = 64  # texts per forward; on 2 cores 64 beat 32 and 128 on SST-2 dev (5.97 s vs 6.20 s and 6.22 s)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Over the last axis, shifted by the row maximum so exp never overflows."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def _texts(inputs) -> tuple[list[str], bool]:
     if isinstance(inputs, str):
         return [inputs], True
@@ -72,8 +78,7 @@ class TextClassificationPipeline(Pipeline):
             return 1.0 / (1.0 + np.exp(-logits))
         if fn == "none":
             return logits
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(logits)
 
 
 class FeatureExtractionPipeline(Pipeline):

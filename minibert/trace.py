@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .pipelines import softmax
+
 
 def _summary(name: str, x: np.ndarray, mask: np.ndarray | None = None, n_values: int = 4) -> dict:
     """Shape, and mean/std over real tokens; the first values of text 0's first vector."""
@@ -48,8 +50,7 @@ def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> 
     logits = getattr(out, "logits", None)
     if logits is not None:
         logits = logits.numpy()
-        e = np.exp(logits - logits.max(-1, keepdims=True))
-        probs = e / e.sum(-1, keepdims=True)
+        probs = softmax(logits)
         id2label = model.config.id2label
         result["logits"] = [[round(float(v), 4) for v in row] for row in logits]
         result["probabilities"] = [[round(float(v), 4) for v in row] for row in probs]

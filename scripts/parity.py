@@ -26,9 +26,10 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import minibert
+    from minibert.auto import is_sequence_classifier
 
     config = minibert.AutoConfig.from_pretrained(args.checkpoint)
-    head = "cls" if any("SequenceClassification" in a for a in config.extra.get("architectures", [])) else "base"
+    head = "cls" if is_sequence_classifier(config) else "base"
     tok = minibert.AutoTokenizer.from_pretrained(args.checkpoint)
     enc = tok(args.text or DEFAULT_TEXTS, padding=True, truncation=True, return_tensors="np")
     ref = reference(args.checkpoint, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"), head=head)

@@ -18,7 +18,6 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAINED = os.path.join(HERE, "trained.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
-NAME = "minibert-default-sst2 (all-MiniLM-L6-v2 + SST-2 head)"
 
 
 class DefaultModelError(OSError):
@@ -47,17 +46,17 @@ def path() -> str:
     h = hashlib.sha256()
     for f in (TRAINED, os.path.join(HERE, "config.json"), os.path.join(enc, "model.safetensors")):
         h.update(f"{f}:{os.path.getsize(f)}:{os.path.getmtime(f)}".encode())
-    folder = os.path.join(cache_root(), f"sst2-minilm-{h.hexdigest()[:12]}")
-    if os.path.isfile(os.path.join(folder, "model.safetensors")):
-        return folder
+    name = f"sst2-minilm-{h.hexdigest()[:12]}"
     try:
-        os.makedirs(cache_root(), exist_ok=True)
-        _assemble(enc, folder)
+        return _built(enc, os.path.join(cache_root(), name))
     except PermissionError:  # a read-only home: build in a temp folder instead
-        folder = os.path.join(tempfile.gettempdir(), f"minibert-{os.getuid()}", os.path.basename(folder))
-        if not os.path.isfile(os.path.join(folder, "model.safetensors")):
-            os.makedirs(os.path.dirname(folder), exist_ok=True)
-            _assemble(enc, folder)
+        return _built(enc, os.path.join(tempfile.gettempdir(), f"minibert-{os.getuid()}", name))
+
+
+def _built(enc: str, folder: str) -> str:
+    if not os.path.isfile(os.path.join(folder, "model.safetensors")):
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        _assemble(enc, folder)
     return folder
 
 
