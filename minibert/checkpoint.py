@@ -2,8 +2,9 @@
 
 The one naming rule: a variable's Hub name is the path of Python attributes from the model down to
 its Keras layer (`distilbert.transformer.layer.3.attention.q_lin`), plus the variable's PyTorch
-name (`weight` / `bias`). minibert's `Linear` keeps the Hub's `[out, in]` layout, so tensors are
-copied as they are, never transposed. Nothing here knows what attention is.
+name (`weight` / `bias`). The one layout rule: a `Linear` kernel is [in, out] (Keras's Dense layout)
+where the Hub's `weight` is [out, in], so it is transposed here, on load and on save, and nowhere
+else (`hub_value`, `assign_hub_value`). Nothing here knows what attention is.
 """
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def read_state_dict(folder: str) -> dict[str, np.ndarray]:
 # -- the naming rule -----------------------------------------------------------------------------
 # (Keras layer type, Keras variable name) -> PyTorch parameter name
 _PARAM_NAMES = {
-    ("Linear", "weight"): "weight",
+    ("Linear", "kernel"): "weight",
     ("Linear", "bias"): "bias",
     ("Embedding", "embeddings"): "weight",
     ("LayerNormalization", "gamma"): "weight",
@@ -102,6 +103,25 @@ _PARAM_NAMES = {
 }
 _LEGACY = {"gamma": "weight", "beta": "bias"}  # old Google BERT checkpoints name LayerNorm params so
 _IGNORED = ("position_ids",)  # buffers some checkpoints store; recomputed, never loaded
+_TRANSPOSED = ("kernel",)  # Keras [in, out] kernels; PyTorch's nn.Linear stores [out, in]
+
+
+def hub_shape(var) -> tuple:
+    """The shape the Hub stores this variable's tensor in."""
+    shape = tuple(var.shape)
+    return shape[::-1] if var.name in _TRANSPOSED else shape
+
+
+def hub_value(var) -> np.ndarray:
+    """The variable's value as the Hub stores it (C-contiguous, ready for safetensors)."""
+    value = var.numpy()
+    return np.ascontiguousarray(value.T) if var.name in _TRANSPOSED else value
+
+
+def assign_hub_value(var, value: np.ndarray) -> None:
+    """Set the variable from a tensor in the Hub's layout."""
+    value = value.astype(np.float32, copy=False)
+    var.assign(value.T if var.name in _TRANSPOSED else value)
 
 
 def hub_variables(model) -> dict:
@@ -159,13 +179,13 @@ def load_weights(model, state: dict[str, np.ndarray], source: str = "the checkpo
             missing.append(name)
             continue
         key, value = hit
-        if tuple(value.shape) != tuple(var.shape):
+        if tuple(value.shape) != hub_shape(var):
             raise CheckpointError(
-                f"shape mismatch for {key} in {source}: checkpoint has {tuple(value.shape)}, model expects {tuple(var.shape)}"
+                f"shape mismatch for {key} in {source}: checkpoint has {tuple(value.shape)}, model expects {hub_shape(var)}"
             )
         plan.append((var, value))
     for var, value in plan:
-        var.assign(value.astype(np.float32, copy=False))
+        assign_hub_value(var, value)
     info = LoadingInfo(missing_keys=missing, unexpected_keys=sorted(k for k, _ in ckpt.values()))
     cls = type(model).__name__
     if info.unexpected_keys:
@@ -189,6 +209,6 @@ def save(model, save_directory) -> None:
     config = model.config
     config.extra["architectures"] = [type(model).__name__.removeprefix("TF")]
     config.save_pretrained(save_directory)
-    tensors = {name: var.numpy() for name, var in hub_variables(model).items()}
+    tensors = {name: hub_value(var) for name, var in hub_variables(model).items()}
     # transformers refuses safetensors files without a "format" entry in the metadata.
     save_file(tensors, os.path.join(save_directory, SAFE_WEIGHTS), metadata={"format": "pt"})

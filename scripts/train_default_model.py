@@ -62,7 +62,7 @@ def main(argv=None):
     from safetensors.numpy import save_file
 
     import minibert
-    from minibert.checkpoint import hub_variables
+    from minibert.checkpoint import assign_hub_value, hub_value, hub_variables
     from minibert.layers import additive_attention_mask
     from minibert.default_model import encoder_dir
 
@@ -124,8 +124,8 @@ def main(argv=None):
     tensors = {}
     for name, var in hub_variables(model).items():
         if name.startswith(prefixes):
-            tensors[name] = var.numpy().astype(args.store_dtype)
-            var.assign(tensors[name].astype(np.float32))
+            tensors[name] = hub_value(var).astype(args.store_dtype)
+            assign_hub_value(var, tensors[name])
     print(f"dev accuracy with {args.store_dtype} weights: {dev_accuracy():.4f}")
     os.makedirs(args.out, exist_ok=True)
     save_file(tensors, os.path.join(args.out, "trained.safetensors"), metadata={"format": "pt"})
