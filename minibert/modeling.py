@@ -70,6 +70,7 @@ class PreTrainedModel(keras.Model):
             raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
         ids, mask, types = self.prepare_inputs(input_ids, attention_mask, token_type_ids)
         if training or not tf.executing_eagerly():  # training, or inside someone else's tf.function
+            ids, mask, types = (tf.convert_to_tensor(x) for x in (ids, mask, types))
             out = super().__call__(ids, mask, types, output_hidden_states=output_hidden_states,
                                    output_attentions=output_attentions, training=training)
         else:
@@ -85,28 +86,38 @@ class PreTrainedModel(keras.Model):
         return fns[key]
 
     def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
-        """Convert to int32 (B, T) tensors, fill defaults (mask of ones, token types of zeros), validate."""
+        """(B, T) int32 inputs: converted, defaults filled (mask of ones, token types of zeros), validated.
+
+        Called eagerly (the usual case), the work is done in numpy, which costs microseconds where a
+        dozen small TensorFlow ops cost about a millisecond. Inside someone else's `tf.function` the
+        inputs are symbolic: they are only shaped and cast there.
+        """
         if input_ids is None:
             raise ValueError("input_ids is required")
+        if not tf.executing_eagerly():
+            ids = tf.convert_to_tensor(input_ids)
+            ids = ids[None, :] if ids.shape.rank == 1 else ids
+            mask = tf.ones_like(ids) if attention_mask is None else tf.reshape(attention_mask, tf.shape(ids))
+            types = tf.zeros_like(ids) if token_type_ids is None else tf.reshape(token_type_ids, tf.shape(ids))
+            return tf.cast(ids, tf.int32), tf.cast(mask, tf.int32), tf.cast(types, tf.int32)
 
         def batch_of(x, name):  # -> (B, T); a single sequence is a batch of one
-            t = _as_int_tensor(x, name)
-            t = t[None, :] if t.shape.rank == 1 else t
-            if t.shape.rank != 2:
-                raise ValueError(f"{name} must be (batch, seq) or (seq,), got shape {tuple(t.shape)}")
-            return t
+            a = _as_int_array(x, name)
+            a = a[None, :] if a.ndim == 1 else a
+            if a.ndim != 2:
+                raise ValueError(f"{name} must be (batch, seq) or (seq,), got shape {a.shape}")
+            return a
 
         ids = batch_of(input_ids, "input_ids")
-        mask = tf.ones_like(ids) if attention_mask is None else batch_of(attention_mask, "attention_mask")
-        types = tf.zeros_like(ids) if token_type_ids is None else batch_of(token_type_ids, "token_type_ids")
-        for name, t in (("attention_mask", mask), ("token_type_ids", types)):
-            if tuple(t.shape) != tuple(ids.shape) and tf.executing_eagerly():
-                raise ValueError(f"{name} has shape {tuple(t.shape)} but input_ids has {tuple(ids.shape)}")
-        if tf.executing_eagerly():
-            self._check_ranges(ids, types)  # on int64, before the cast could wrap a huge id into range
-        return tf.cast(ids, tf.int32), tf.cast(mask, tf.int32), tf.cast(types, tf.int32)
+        mask = np.ones_like(ids) if attention_mask is None else batch_of(attention_mask, "attention_mask")
+        types = np.zeros_like(ids) if token_type_ids is None else batch_of(token_type_ids, "token_type_ids")
+        for name, a in (("attention_mask", mask), ("token_type_ids", types)):
+            if a.shape != ids.shape:
+                raise ValueError(f"{name} has shape {a.shape} but input_ids has {ids.shape}")
+        self._check_ranges(ids, types)  # on int64, before the cast could wrap a huge id into range
+        return ids.astype(np.int32), mask.astype(np.int32), types.astype(np.int32)
 
-    def _check_ranges(self, ids, types):
+    def _check_ranges(self, ids: np.ndarray, types: np.ndarray):
         c = self.config
         T = ids.shape[1]
         if T > c.max_position_embeddings:
@@ -115,13 +126,13 @@ class PreTrainedModel(keras.Model):
                 "truncate it (tokenizer(..., truncation=True))"
             )
         if T == 0 or ids.shape[0] == 0:
-            raise ValueError(f"input_ids is empty (shape {tuple(ids.shape)})")
-        lo, hi = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+            raise ValueError(f"input_ids is empty (shape {ids.shape})")
+        lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= c.vocab_size:
             bad = lo if lo < 0 else hi
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {c.vocab_size})")
         n_types = getattr(c, "type_vocab_size", 1)
-        lo, hi = int(tf.reduce_min(types)), int(tf.reduce_max(types))
+        lo, hi = int(types.min()), int(types.max())
         if lo < 0 or hi >= n_types:
             raise ValueError(f"token_type_id {lo if lo < 0 else hi} is outside [0, {n_types}) (type_vocab_size)")
 
@@ -201,17 +212,21 @@ class CompiledForward:
             return None
         return b, min(t, self.max_len)  # never past the position table
 
-    def __call__(self, ids, mask, types):
+    def __call__(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray):
+        """(B, T) int32 arrays, as `prepare_inputs` returns them, to the model's output object."""
         B, T = ids.shape
         shape = self.bucket(B, T)
         # A row with no real token attends uniformly to all its keys (as in transformers); padding
         # would add keys to that average, so such batches take the unpadded path.
-        if shape is None or int(tf.reduce_min(tf.reduce_max(mask, axis=1))) == 0:
+        if shape is None or mask.max(axis=1).min() == 0:
             result = self.graph(ids, mask, types)  # traces first, which sets _out_cls
             return self._out_cls(**result)
         self.shapes.add(shape)
-        pad = [[0, shape[0] - B], [0, shape[1] - T]]  # id 0 with mask 0: masked keys, discarded rows
-        result = self.xla(tf.pad(ids, pad), tf.pad(mask, pad), tf.pad(types, pad))
+        if shape == (B, T):
+            result = self.xla(ids, mask, types)
+            return self._out_cls(**result)
+        pad = ((0, shape[0] - B), (0, shape[1] - T))  # id 0 with mask 0: masked keys, discarded rows
+        result = self.xla(np.pad(ids, pad), np.pad(mask, pad), np.pad(types, pad))
         return self._out_cls(**{k: _unpad(k, v, B, T) for k, v in result.items()})
 
 
@@ -225,11 +240,11 @@ def _unpad(key, value, B, T):
     return value[:B]  # (B, C) or (B, num_labels)
 
 
-def _as_int_tensor(x, name: str) -> tf.Tensor:
+def _as_int_array(x, name: str) -> np.ndarray:
     if isinstance(x, tf.Tensor):
         if not x.dtype.is_integer:
             raise TypeError(f"{name} must hold integers, got {x.dtype.name}")
-        return tf.cast(x, tf.int64)
+        return x.numpy().astype(np.int64, copy=False)
     try:
         a = np.asarray(x)
     except ValueError:
@@ -238,4 +253,4 @@ def _as_int_tensor(x, name: str) -> tf.Tensor:
         raise ValueError(f"{name} rows have different lengths or non-integer values; pad them (tokenizer(..., padding=True))")
     if a.size and not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name} must hold integers, got {a.dtype}")
-    return tf.constant(a.astype(np.int64))
+    return a.astype(np.int64, copy=False)

@@ -73,6 +73,11 @@ def test_classifier_from_base_checkpoint_reports_new_weights(tiny_bert_base, cap
     assert info.missing_keys == ["classifier.weight", "classifier.bias"] and info.unexpected_keys == []
     assert "newly initialized" in caplog.text and "TRAIN" in caplog.text
     assert model(IDS).logits.shape == (2, 4)
+    # loading leaves weights unwritten until the checkpoint fills them: the missing ones are drawn
+    # as transformers draws them, normal(0, initializer_range), and the missing bias is zeros
+    kernel, bias = model.classifier.kernel.numpy(), model.classifier.bias.numpy()
+    assert np.isfinite(kernel).all() and abs(kernel.std() - model.config.initializer_range) < 0.01
+    assert not bias.any()
 
 
 def test_mlm_heads_are_reported_not_fatal(tmp_path, tiny_bert_base, caplog):

@@ -30,6 +30,22 @@ def test_input_forms_agree(bert):
     np.testing.assert_array_equal(bert(**{"input_ids": IDS, "attention_mask": MASK}).logits.numpy(), want)
 
 
+def test_inside_a_users_tf_function(bert):
+    """Symbolic inputs skip the numpy checks and run the Keras layers in the caller's graph."""
+    want = bert(IDS, attention_mask=MASK).logits.numpy()
+
+    @tf.function
+    def f(ids, mask):
+        return bert(ids, attention_mask=mask).logits
+
+    np.testing.assert_allclose(f(tf.constant(IDS), tf.constant(MASK)).numpy(), want, atol=1e-6)
+    one = tf.function(lambda ids: bert(ids).logits)(tf.constant(IDS[0]))  # 1-D ids and no mask there too
+    np.testing.assert_allclose(one.numpy(), bert(IDS[0]).logits.numpy(), atol=1e-6)
+    # training=True runs the same layers with dropout active: different from inference, still finite
+    noisy = bert(IDS, attention_mask=MASK, training=True).logits.numpy()
+    assert noisy.shape == want.shape and np.isfinite(noisy).all()
+
+
 def test_one_dimensional_ids_are_a_batch_of_one(distil):
     a = distil(IDS[0]).logits
     assert a.shape == (1, 2)
