@@ -17,9 +17,9 @@ def batch(rng, B, T, vocab=120):
     return np.where(mask == 1, ids, 0), mask
 
 
-@pytest.mark.parametrize("B,T", [(1, 7), (3, 40), (6, 9), (2, 130), (1, 512)])
+@pytest.mark.parametrize("B,T", [(1, 7), (3, 40), (4, 32), (6, 9), (2, 130), (1, 512)])
 def test_both_paths_match_transformers(tmp_path, B, T):
-    """(1, 7) and (3, 40) run under XLA on padded buckets; the others as a plain graph."""
+    """(1, 7) and (3, 40) run under XLA on padded buckets, (4, 32) on its own bucket; the others as a plain graph."""
     from reference import make_checkpoint
 
     folder = make_checkpoint(tmp_path, "bert", "cls", hidden_size=32, num_attention_heads=4, intermediate_size=37,
