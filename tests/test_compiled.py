@@ -50,18 +50,52 @@ def test_compilations_are_bounded(tiny_distilbert_cls):
     assert all(t <= 40 for _, t in fwd.shapes)  # buckets never exceed max_position_embeddings
 
 
-def test_many_texts_of_mixed_length(minilm):
-    """10,000 texts through the pipeline: one result each, in order, the same as one at a time."""
+@pytest.fixture(scope="module")
+def tiny_pipe(minilm):
     config = minibert.DistilBertConfig(dim=32, n_heads=4, hidden_dim=37, n_layers=2, max_position_embeddings=40)
     model = minibert.DistilBertForSequenceClassification(config)  # random weights, the uncased vocabulary
     tok = minibert.AutoTokenizer.from_pretrained(minilm)
-    pipe = minibert.pipeline("text-classification", model=model, tokenizer=tok, max_length=40)
-    rng = np.random.default_rng(1)
+    return minibert.pipeline("text-classification", model=model, tokenizer=tok, max_length=40)
+
+
+def mixed_texts(n, seed=1):
+    rng = np.random.default_rng(seed)
     words = ["good", "bad", "film", "the", "a", "plot", "slow", "fun"]
-    texts = [" ".join(rng.choice(words, size=int(rng.integers(0, 60)))) for _ in range(10_000)]
-    results = pipe(texts, top_k=None)
+    return [" ".join(rng.choice(words, size=int(rng.integers(0, 60)))) for _ in range(n)]
+
+
+def test_many_texts_of_mixed_length(tiny_pipe):
+    """10,000 texts through the pipeline: one result each, in order, the same as one at a time."""
+    texts = mixed_texts(10_000)
+    results = tiny_pipe(texts, top_k=None)
     assert len(results) == 10_000
     for i in (0, 17, 4321, 9999):
-        alone = pipe(texts[i], top_k=None)
+        alone = tiny_pipe(texts[i], top_k=None)
         assert [r["label"] for r in alone] == [r["label"] for r in results[i]]
         assert abs(alone[0]["score"] - results[i][0]["score"]) <= 1e-5
+
+
+def test_an_iterator_is_streamed(tiny_pipe):
+    """A generator gives a generator: it reads the input a chunk at a time, results in order."""
+    from minibert.pipelines import STREAM_CHUNK
+
+    texts = mixed_texts(2 * STREAM_CHUNK + 5, seed=2)
+    pulled = 0
+
+    def source():
+        nonlocal pulled
+        for t in texts:
+            pulled += 1
+            yield t
+
+    out = tiny_pipe(source())
+    assert pulled == 0  # nothing is read until the first result is asked for
+    first = next(out)
+    assert pulled == STREAM_CHUNK  # one chunk read, not the whole input
+    got, want = [first, *out], tiny_pipe(texts)
+    assert len(got) == len(want) == len(texts)
+    assert all(a["label"] == b["label"] and abs(a["score"] - b["score"]) <= 1e-5 for a, b in zip(got, want))
+    with pytest.raises(TypeError, match=f"input {STREAM_CHUNK + 1} is int"):  # numbered across chunks
+        list(tiny_pipe(iter(texts[:STREAM_CHUNK + 1] + [7])))
+    with pytest.raises(ValueError, match="pooling"):  # bad arguments fail at the call, not later
+        minibert.pipelines.FeatureExtractionPipeline(tiny_pipe.model, tiny_pipe.tokenizer)(iter(texts), pooling="max")
