@@ -226,11 +226,12 @@ class CompiledForward:
         else:
             compiles = shape not in self.shapes
             self.shapes.add(shape)
-            if shape != (B, T):
+            padded = shape != (B, T)
+            if padded:
                 pad = ((0, shape[0] - B), (0, shape[1] - T))  # id 0 with mask 0: masked keys, discarded rows
                 ids, mask, types = np.pad(ids, pad), np.pad(mask, pad), np.pad(types, pad)
             result = self.xla(ids, mask, types)
-            if shape != (B, T):
+            if padded:
                 result = {k: _unpad(k, v, B, T) for k, v in result.items()}
         if compiles:
             release_free_memory()
