@@ -11,9 +11,6 @@ import os
 import shutil
 import sys
 
-CHUNK = 256  # texts handed to the pipeline at a time (bounds memory; drives the progress bar)
-
-
 class CLIError(Exception):
     """A user error: printed as one line, exit status 1."""
 
@@ -103,24 +100,21 @@ def cmd_classify(args) -> int:
     rows = []
     top_k = args.top_k
     with progress(len(texts), args, from_file) as bar:
-        for start in range(0, len(texts), CHUNK):
-            chunk = texts[start:start + CHUNK]
-            results = pipe(chunk, top_k=top_k or 1)
-            for text, res in zip(chunk, results):
-                ranked = res if top_k else [res]
-                best = ranked[0]
-                if fmt == "jsonl":
-                    rec = {"text": text, "label": best["label"], "score": best["score"]}
-                    if top_k:
-                        rec["labels"] = ranked
-                    print(json.dumps(rec, ensure_ascii=False))
-                elif fmt == "tsv":
-                    print("\t".join([best["label"], f"{best['score']:.6f}", _tsv(text)]))
-                elif top_k:
-                    rows.append([" ".join(f"{r['label']} {r['score']:.4f}" for r in ranked), text])
-                else:
-                    rows.append([best["label"], f"{best['score']:.4f}", text])
-            bar.update(len(chunk))
+        for text, res in zip(texts, pipe(iter(texts), top_k=top_k or 1)):  # streamed a chunk at a time
+            ranked = res if top_k else [res]
+            best = ranked[0]
+            if fmt == "jsonl":
+                rec = {"text": text, "label": best["label"], "score": best["score"]}
+                if top_k:
+                    rec["labels"] = ranked
+                print(json.dumps(rec, ensure_ascii=False))
+            elif fmt == "tsv":
+                print("\t".join([best["label"], f"{best['score']:.6f}", _tsv(text)]))
+            elif top_k:
+                rows.append([" ".join(f"{r['label']} {r['score']:.4f}" for r in ranked), text])
+            else:
+                rows.append([best["label"], f"{best['score']:.4f}", text])
+            bar.update(1)
             sys.stdout.flush()
     if fmt == "table":
         print_table([f"top {top_k} labels", "text"] if top_k else ["label", "score", "text"], rows)
@@ -137,19 +131,16 @@ def cmd_embed(args) -> int:
     from .pipelines import pipeline
 
     pipe = pipeline("feature-extraction", model=args.model, batch_size=args.batch_size, max_length=args.max_length)
-    parts = []
+    vectors = []
     with progress(len(texts), args, from_file) as bar:
-        for start in range(0, len(texts), CHUNK):
-            chunk = texts[start:start + CHUNK]
-            emb = pipe(chunk, pooling=args.pooling, normalize=not args.no_normalize)
+        for text, vec in zip(texts, pipe(iter(texts), pooling=args.pooling, normalize=not args.no_normalize)):
             if args.output:
-                parts.append(emb)
+                vectors.append(vec)
             else:
-                for text, vec in zip(chunk, emb):
-                    print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vec]}, ensure_ascii=False))
-            bar.update(len(chunk))
+                print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vec]}, ensure_ascii=False))
+            bar.update(1)
     if args.output:
-        arr = np.concatenate(parts).astype(np.float32)
+        arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, pipe.hidden_size), np.float32)
         np.save(args.output, arr)
         print(f"wrote {arr.shape[0]} embeddings of size {arr.shape[1]} to {args.output}", file=sys.stderr)
     return 0

@@ -60,6 +60,11 @@ def test_embed_npy_and_jsonl(tmp_path, minilm):
     p = run("embed", "hello world")
     vec = np.array(json.loads(p.stdout)["embedding"])
     assert np.abs(vec - arr[0]).max() < 1e-6
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    p = run("embed", "--file", str(empty), "--output", str(out))  # an empty file gives an empty (0, 384) array
+    assert p.returncode == 0, p.stderr.decode()
+    assert np.load(out).shape == (0, 384)
 
 
 def test_tokenize_seed():
