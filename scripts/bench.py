@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """minibert against its peers on this machine, in one run: latency, corpus, big batch, load, the limit.
 
-    python scripts/bench.py [--json bench.json] [--data ../shared/data/sst2] [--quick]
+    python scripts/bench.py [--json bench.json] [--data data/sst2] [--quick]
 
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
 depend on them), written once into a temp folder. Every measurement runs in its own subprocess, so
@@ -219,7 +219,7 @@ def cpu_name():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "sst2"))
+    p.add_argument("--data", default=os.path.join(HERE, "..", "data", "sst2"))
     p.add_argument("--json", default="bench.json", help="where to write the results (default bench.json)")
     p.add_argument("--calls", type=int, default=100, help="timed calls for latency (default 100: the minimum of many is what a shared machine can repeat)")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)

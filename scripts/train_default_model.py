@@ -7,7 +7,7 @@ fine-tuned on SST-2 train (6,920 sentences). Only the trained tensors are writte
 to `minibert/default_model/` (with the config); `minibert.default_model` assembles the full checkpoint
 from them and the package's encoder on first use.
 
-    python scripts/train_default_model.py [--data ../shared/data/sst2] [--epochs 3] [--seed 0]
+    python scripts/train_default_model.py [--data data/sst2] [--epochs 3] [--seed 0]
 
 Because the frozen layers never change, their output is computed once and the training loop runs only
 through the trainable top: a few minutes on 2 CPU cores.
@@ -46,7 +46,7 @@ def batches(tok, texts, labels, batch_size, max_length):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "sst2"))
+    p.add_argument("--data", default=os.path.join(HERE, "..", "data", "sst2"))
     p.add_argument("--train-layers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--store-dtype", default="float16", choices=["float16", "float32"])
