@@ -53,6 +53,48 @@ def _read_json(path: str) -> dict:
         raise TokenizerError(f"{path} is not valid JSON: {e}") from None
 
 
+# -- the steps of from_pretrained -----------------------------------------------------------------
+def _special_tokens(cfg: dict, special_map: dict) -> dict:
+    """[UNK], [SEP], ...: tokenizer_config.json first, then special_tokens_map.json, then BERT's names."""
+    special = {}
+    for key in SPECIAL:
+        value = cfg.get(key, special_map.get(key, DEFAULTS[key]))
+        special[key] = value["content"] if isinstance(value, dict) else value  # {"content": "[CLS]", ...} form
+    return special
+
+
+def _backend(folder: str, cfg: dict, special: dict) -> Tokenizer:
+    """The Rust tokenizer: tokenizer.json as written, or a WordPiece built from vocab.txt."""
+    tok_json, vocab = os.path.join(folder, "tokenizer.json"), os.path.join(folder, "vocab.txt")
+    try:
+        if os.path.isfile(tok_json):
+            return Tokenizer.from_file(tok_json)
+        if os.path.isfile(vocab):
+            return _wordpiece_from_vocab(vocab, cfg, special)
+    except Exception as e:  # the Rust side reports a bad file as a plain Exception
+        raise TokenizerError(f"cannot read the tokenizer in {folder}: {e}") from None
+    present = ", ".join(sorted(os.listdir(folder))) or "nothing"
+    raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder} (it contains: {present})")
+
+
+def _max_length(cfg: dict, model_cfg: dict) -> int:
+    """model_max_length from tokenizer_config.json; with no limit written, the model's position table."""
+    max_len = cfg.get("model_max_length") or VERY_LARGE
+    if max_len >= VERY_LARGE:
+        max_len = model_cfg.get("max_position_embeddings", VERY_LARGE)
+    return int(max_len)
+
+
+def _input_names(cfg: dict, model_cfg: dict) -> list[str]:
+    """What the model takes: DistilBERT has no token types, so its tokenizer returns none."""
+    names = cfg.get("model_input_names")
+    if names is None:
+        distil = (str(cfg.get("tokenizer_class", "")).startswith("DistilBert")
+                  or model_cfg.get("model_type") == "distilbert")
+        names = ["input_ids", "attention_mask"] if distil else ["input_ids", "token_type_ids", "attention_mask"]
+    return list(names)
+
+
 def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict) -> Tokenizer:
     """What transformers' BertTokenizerFast builds from a bare vocab.txt."""
     lower = cfg.get("do_lower_case", True)
@@ -94,39 +136,19 @@ class PreTrainedTokenizer:
     @classmethod
     def from_pretrained(cls, name_or_path, *, revision=None, local_files_only=False, cache_dir=None, token=None,
                         **kwargs) -> "PreTrainedTokenizer":
-        """From `tokenizer.json`, or from `vocab.txt` + `tokenizer_config.json` when there is no tokenizer.json."""
+        """From `tokenizer.json`, or from `vocab.txt` + `tokenizer_config.json` when there is no tokenizer.json.
+
+        Keyword arguments override `tokenizer_config.json` entries (`model_max_length=128`, ...).
+        """
         from .checkpoint import resolve
 
         folder = resolve(name_or_path, revision=revision, local_files_only=local_files_only,
                          cache_dir=cache_dir, token=token)
         cfg = {**_read_json(os.path.join(folder, "tokenizer_config.json")), **kwargs}
-        special_map = _read_json(os.path.join(folder, "special_tokens_map.json"))
-        special = {}
-        for key in SPECIAL:
-            value = cfg.get(key, special_map.get(key, DEFAULTS[key]))
-            special[key] = value["content"] if isinstance(value, dict) else value
-        tok_json, vocab = os.path.join(folder, "tokenizer.json"), os.path.join(folder, "vocab.txt")
-        try:
-            if os.path.isfile(tok_json):
-                tok = Tokenizer.from_file(tok_json)
-            elif os.path.isfile(vocab):
-                tok = _wordpiece_from_vocab(vocab, cfg, special)
-            else:
-                present = ", ".join(sorted(os.listdir(folder))) or "nothing"
-                raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder} (it contains: {present})")
-        except TokenizerError:
-            raise
-        except Exception as e:  # the Rust side reports a bad file as a plain Exception
-            raise TokenizerError(f"cannot read the tokenizer in {folder}: {e}") from None
         model_cfg = _read_json(os.path.join(folder, "config.json"))
-        max_len = cfg.get("model_max_length") or VERY_LARGE
-        if max_len >= VERY_LARGE:  # no limit written: the model's position table is the limit
-            max_len = model_cfg.get("max_position_embeddings", VERY_LARGE)
-        names = cfg.get("model_input_names")
-        if names is None:
-            distil = str(cfg.get("tokenizer_class", "")).startswith("DistilBert") or model_cfg.get("model_type") == "distilbert"
-            names = ["input_ids", "attention_mask"] if distil else ["input_ids", "token_type_ids", "attention_mask"]
-        return cls(tok, model_max_length=int(max_len), model_input_names=names, name_or_path=str(name_or_path),
+        special = _special_tokens(cfg, _read_json(os.path.join(folder, "special_tokens_map.json")))
+        return cls(_backend(folder, cfg, special), model_max_length=_max_length(cfg, model_cfg),
+                   model_input_names=_input_names(cfg, model_cfg), name_or_path=str(name_or_path),
                    clean_up_tokenization_spaces=cfg.get("clean_up_tokenization_spaces", True), **special)
 
     def save_pretrained(self, save_directory) -> None:
@@ -260,10 +282,25 @@ class PreTrainedTokenizer:
     def all_special_ids(self) -> list[int]:
         return [self.convert_tokens_to_ids(t) for t in self.all_special_tokens]
 
-    def __getattr__(self, name):  # pad_token_id, cls_token_id, ...
-        if name.endswith("_token_id") and name[: -len("_id")] in SPECIAL:
-            return self.convert_tokens_to_ids(getattr(self, name[: -len("_id")]))
-        raise AttributeError(name)
+    @property
+    def unk_token_id(self) -> int:
+        return self.convert_tokens_to_ids(self.unk_token)
+
+    @property
+    def sep_token_id(self) -> int:
+        return self.convert_tokens_to_ids(self.sep_token)
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.convert_tokens_to_ids(self.pad_token)
+
+    @property
+    def cls_token_id(self) -> int:
+        return self.convert_tokens_to_ids(self.cls_token)
+
+    @property
+    def mask_token_id(self) -> int:
+        return self.convert_tokens_to_ids(self.mask_token)
 
     @property
     def vocab_size(self) -> int:
