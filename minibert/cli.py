@@ -170,13 +170,12 @@ def cmd_tokenize(args) -> int:
 
 
 def load_any_model(name):
-    """A classifier when the checkpoint is one (config `architectures`), else the bare encoder."""
-    from .auto import AutoModel, AutoModelForSequenceClassification, is_sequence_classifier
+    """The class that the checkpoint's config `architectures` names (any head), else the bare encoder."""
+    from .auto import class_for_architecture
     from .config import AutoConfig
 
     config = AutoConfig.from_pretrained(name)
-    auto = AutoModelForSequenceClassification if is_sequence_classifier(config) else AutoModel
-    return auto.from_pretrained(name, config=config)
+    return class_for_architecture(config).from_pretrained(name, config=config)
 
 
 def cmd_trace(args) -> int:

@@ -29,6 +29,8 @@ class PretrainedConfig:
     label2id: dict | None = None
     num_labels: dataclasses.InitVar[int | None] = None
     pad_token_id: int | None = 0
+    # "multi_label_classification" makes a classifier's pipeline default to sigmoid, as in transformers.
+    problem_type: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self, num_labels):
@@ -86,10 +88,9 @@ class PretrainedConfig:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "PretrainedConfig":
         """Read `config.json` from a folder or a Hub id. Extra kwargs override fields."""
-        from .checkpoint import resolve
+        from .checkpoint import HUB_KWARGS, resolve
 
-        hub_kw = {k: kwargs.pop(k) for k in ("revision", "local_files_only", "cache_dir", "token") if k in kwargs}
-        folder = resolve(name_or_path, **hub_kw)
+        folder = resolve(name_or_path, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
         d = read_config_dict(folder)
         if cls is PretrainedConfig:  # AutoConfig-like use
             return config_class_for(d.get("model_type"), folder).from_dict(d, **kwargs)
@@ -152,6 +153,12 @@ class DistilBertConfig(PretrainedConfig):
         if self.dim % self.n_heads:
             raise ConfigError(f"dim={self.dim} is not a multiple of n_heads={self.n_heads}")
 
+    # The names the other families use, so shared code never asks which family it holds.
+    hidden_size = property(lambda self: self.dim)
+    num_hidden_layers = property(lambda self: self.n_layers)
+    num_attention_heads = property(lambda self: self.n_heads)
+    type_vocab_size = property(lambda self: 1, doc="DistilBERT has no token types: only type 0 is valid")
+
 
 CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig)}
 
@@ -168,8 +175,9 @@ def read_config_dict(folder: str | os.PathLike) -> dict:
     """Parse `folder/config.json`, with an error that says what is wrong and where."""
     path = os.path.join(folder, CONFIG_NAME)
     if not os.path.isfile(path):
-        present = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        raise ConfigError(f"no {CONFIG_NAME} in {folder} (it contains: {', '.join(present) or 'nothing'})")
+        from .checkpoint import contents
+
+        raise ConfigError(f"no {CONFIG_NAME} in {folder} ({contents(folder)})")
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)

@@ -72,7 +72,40 @@ class SequenceClassifierOutput(ModelOutput):
     attentions: tuple | None = None
 
 
+@dataclass(repr=False, eq=False)
+class MaskedLMOutput(ModelOutput):
+    logits: Any = None  # (B, T, vocab_size)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=False, eq=False)
+class TokenClassifierOutput(ModelOutput):
+    logits: Any = None  # (B, T, num_labels)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=False, eq=False)
+class QuestionAnsweringModelOutput(ModelOutput):
+    start_logits: Any = None  # (B, T)
+    end_logits: Any = None  # (B, T)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=False, eq=False)
+class MultipleChoiceModelOutput(ModelOutput):
+    logits: Any = None  # (B, choices); hidden states and attentions stay per choice, (B * choices, ...)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
 # The names transformers' TensorFlow classes return.
 TFBaseModelOutput = BaseModelOutput
 TFBaseModelOutputWithPooling = BaseModelOutputWithPooling
 TFSequenceClassifierOutput = SequenceClassifierOutput
+TFMaskedLMOutput = MaskedLMOutput
+TFTokenClassifierOutput = TokenClassifierOutput
+TFQuestionAnsweringModelOutput = QuestionAnsweringModelOutput
+TFMultipleChoiceModelOutput = MultipleChoiceModelOutput

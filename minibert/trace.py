@@ -20,14 +20,6 @@ def _summary(name: str, x: np.ndarray, mask: np.ndarray | None = None, n_values:
             "first_values": [round(float(v), 4) for v in first[:n_values]]}
 
 
-def head_input(model, last_hidden_state):
-    """The vector the classification head starts from: BERT's pooler output, DistilBERT's [CLS] hidden state."""
-    if model.base_model_prefix == "bert":
-        bert = getattr(model, "bert", model)
-        return bert.pooler(last_hidden_state), "pooler output (dense + tanh on [CLS])"
-    return last_hidden_state[:, 0], "[CLS] hidden state"
-
-
 def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> dict:
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
     mask = enc["attention_mask"]
@@ -45,7 +37,7 @@ def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> 
     }
     if "token_type_ids" in enc:
         result["token_type_ids"] = enc["token_type_ids"].tolist()
-    pooled, what = head_input(model, out.hidden_states[-1])
+    pooled, what = model.head_input(out.hidden_states[-1])  # each model says what its head starts from
     result["head_input"] = {**_summary(what, pooled.numpy()), "stage": what}
     logits = getattr(out, "logits", None)
     if logits is not None:
