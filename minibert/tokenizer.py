@@ -403,6 +403,15 @@ class PreTrainedTokenizer:
         return self.convert_tokens_to_ids(self.mask_token)
 
     @property
+    def backend_tokenizer(self) -> Tokenizer:
+        """The `tokenizers.Tokenizer` underneath, as transformers names it (read it, do not reconfigure it)."""
+        return self._tokenizer
+
+    @property
+    def is_fast(self) -> bool:  # transformers' flag: offsets, word ids and overflow come from `tokenizers`
+        return True
+
+    @property
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=False)
 
