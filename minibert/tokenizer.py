@@ -204,9 +204,10 @@ class PreTrainedTokenizer:
         stride = stride or 0
         _check_count("stride", stride, minimum=0)
         _check_count("pad_to_multiple_of", pad_to_multiple_of, minimum=1)
-        tok, truncation, limit = self._configured_tokenizer(padding, truncation, max_length, stride, pad_to_multiple_of)
+        truncation, limit = self._truncation(truncation, max_length)
         if truncation:
             self._check_window(batch, truncation, limit, stride, add_special_tokens)
+        tok = self._configured_tokenizer(padding, truncation, limit, stride, pad_to_multiple_of)
         try:
             encodings = tok.encode_batch(batch, add_special_tokens=add_special_tokens)
         except Exception as e:  # the Rust side's truncation errors ("Sequence to truncate too short ...")
@@ -269,24 +270,24 @@ class PreTrainedTokenizer:
                 check_text(t, f"text[{i}]", "str or a (str, str) pair")
         return batch
 
-    def _configured_tokenizer(self, padding, truncation, max_length, stride, pad_to_multiple_of):
-        """(a copy of the tokenizer with these settings, the truncation strategy or False, the length limit).
-
-        Each copy is made once and then only read (thread-safe).
-        """
+    def _truncation(self, truncation, max_length) -> tuple:
+        """(the truncation strategy or False, the length limit), with transformers' defaults."""
         if truncation is None:
             truncation = max_length is not None  # transformers truncates when only max_length is given
         if truncation is True:
             truncation = "longest_first"
         if truncation == "do_not_truncate":
             truncation = False
+        if truncation not in (False, "longest_first", "only_first", "only_second"):
+            raise ValueError(f"truncation={truncation!r}; use True, False, 'only_first' or 'only_second'")
+        return truncation, max_length if max_length is not None else self.model_max_length
+
+    def _configured_tokenizer(self, padding, truncation, limit, stride, pad_to_multiple_of) -> Tokenizer:
+        """A copy of the tokenizer with these settings, made once and then only read (thread-safe)."""
         if padding is True:
             padding = "longest"
         if padding not in (False, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding={padding!r}; use True, 'longest', 'max_length' or False")
-        if truncation not in (False, "longest_first", "only_first", "only_second"):
-            raise ValueError(f"truncation={truncation!r}; use True, False, 'only_first' or 'only_second'")
-        limit = max_length if max_length is not None else self.model_max_length
         key = (padding, truncation, limit, stride, pad_to_multiple_of)
         with self._lock:
             tok = self._configured.get(key)
@@ -303,7 +304,7 @@ class PreTrainedTokenizer:
                 else:
                     tok.no_padding()
                 self._configured[key] = tok
-        return tok, truncation, limit
+        return tok
 
     def _check_window(self, batch, truncation, limit, stride, add_special_tokens):
         """Refuse the settings the Rust tokenizer cannot truncate with, naming the input.
