@@ -1018,6 +1018,9 @@ def pipeline(task: str, model=None, tokenizer=None, *, batch_size=None, max_leng
     if unknown:  # before loading anything
         raise TypeError(f"pipeline({spec.name!r}): unknown argument(s) {', '.join(unknown)}; the task takes "
                         f"{', '.join(cls.OPTIONS)}, and pipeline() also model_kwargs, device and {', '.join(HUB_KWARGS)}")
+    _int_option("batch_size", batch_size, 1, "the default")  # numbers and the device checked before loading
+    _int_option("max_length", max_length, 1, "the tokenizer's model_max_length")
+    _tf_device(device)
     if model is None:
         if spec.default_model is None:
             raise ValueError(f"{spec.name} has no offline default model: pass model= a checkpoint folder or a Hub "
