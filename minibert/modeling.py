@@ -56,7 +56,7 @@ class PreTrainedModel(keras.Model):
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, output_hidden_states=False,
                  output_attentions=False, training=False, return_dict=True, **kwargs):
-        if isinstance(input_ids, Mapping):  # model(tokenizer(...)), as in the seed
+        if isinstance(input_ids, Mapping):  # model(tokenizer(...)), as in the course
             given = dict(input_ids)
             unknown = set(given) - set(INPUT_NAMES)
             if unknown:
