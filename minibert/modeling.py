@@ -126,11 +126,11 @@ class PreTrainedModel(keras.Model):
     def _check_ranges(self, ids: np.ndarray, types: np.ndarray):
         c = self.config
         T = ids.shape[1]
-        if T > c.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {T} exceeds max_position_embeddings={c.max_position_embeddings}; "
-                "truncate it (tokenizer(..., truncation=True))"
-            )
+        if T > c.max_sequence_length:
+            limit = f"max_position_embeddings={c.max_position_embeddings}"
+            if c.max_sequence_length != c.max_position_embeddings:
+                limit = f"{c.max_sequence_length} tokens ({limit} less the padding offset)"
+            raise ValueError(f"sequence length {T} exceeds {limit}; truncate it (tokenizer(..., truncation=True))")
         if T == 0 or ids.shape[0] == 0:
             raise ValueError(f"input_ids is empty (shape {ids.shape})")
         lo, hi = int(ids.min()), int(ids.max())
