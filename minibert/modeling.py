@@ -30,6 +30,9 @@ class PreTrainedModel(keras.Model):
     tied_weights: tuple[str, ...] = ()
     # Multiple-choice models take (batch, choices, seq) inputs and give (batch, choices) logits.
     takes_choices = False
+    # Architectures (config.json) whose checkpoints this class refuses, with the reason: a head that
+    # would load them only to compute nonsense (an ELECTRA generator read as a discriminator).
+    refused_architectures: dict[str, str] = {}
 
     def __init__(self, config: PretrainedConfig | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -158,6 +161,10 @@ class PreTrainedModel(keras.Model):
                                     cache_dir=cache_dir, token=token)
         if config is None:
             config = cls.config_class.from_pretrained(folder, **config_overrides)
+        for arch in config.extra.get("architectures") or []:
+            if arch in cls.refused_architectures:
+                raise checkpoint.CheckpointError(
+                    f"{os.path.join(folder, 'config.json')} names {arch}: {cls.refused_architectures[arch]}")
         state = checkpoint.read_state_dict(folder)
         with no_random_init():  # every weight is about to be overwritten
             model = cls(config)

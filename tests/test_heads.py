@@ -234,3 +234,13 @@ def test_roberta_config_without_room_for_positions():
 
     with pytest.raises(ConfigError, match="pad_token_id=1 leaves no position"):
         minibert.RobertaConfig(max_position_embeddings=2)
+
+
+def test_electra_generator_is_not_a_discriminator(tmp_path):
+    from minibert.checkpoint import CheckpointError
+
+    folder = make_checkpoint(tmp_path, "electra", "masked-lm", **{**SMALL["electra"], "vocab_size": 120})
+    with pytest.raises(CheckpointError, match=r"config.json names ElectraForMaskedLM: an ELECTRA generator, not a "
+                                              r"discriminator"):
+        minibert.ElectraForPreTraining.from_pretrained(folder)
+    assert minibert.AutoModelForMaskedLM.from_pretrained(folder)(IDS).logits.shape == (3, 8, 120)

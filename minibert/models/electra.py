@@ -179,6 +179,11 @@ class ElectraForPreTraining(ElectraPreTrainedModel):
     """The discriminator as pre-trained: one replaced-token logit per token."""
 
     output_class = ElectraForPreTrainingOutput
+    refused_architectures = {
+        "ElectraForMaskedLM": "an ELECTRA generator, not a discriminator; ElectraForPreTraining needs a "
+                              "discriminator checkpoint (such as google/electra-base-discriminator), and a generator "
+                              "loads with AutoModelForMaskedLM",
+    }
 
     def build_head(self, c):
         self.discriminator_predictions = ElectraDiscriminatorPredictions(c, name="discriminator_predictions")
