@@ -7,9 +7,11 @@ fit the class asked for still loads, with transformers' report of unused and new
 from __future__ import annotations
 
 from .config import AutoConfig, PretrainedConfig
-from .models import bert, distilbert
+from .models import bert, distilbert, electra, roberta
 
-FAMILIES = {"bert": bert.HEADS, "distilbert": distilbert.HEADS}  # model_type -> head name -> class
+# model_type -> head name -> class
+FAMILIES = {"bert": bert.HEADS, "distilbert": distilbert.HEADS, "roberta": roberta.HEADS,
+            "xlm-roberta": roberta.XLM_HEADS, "electra": electra.HEADS}
 
 
 def model_class(config: PretrainedConfig, head: str):

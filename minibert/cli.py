@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("trace", help="show every stage inside the model for some texts",
                        description="Tokens, ids, attention mask, each layer's output, the head's input, logits, "
-                                   "softmax and labels: the seed's walkthrough with real numbers.")
+                                   "softmax and labels: the course's Behind-the-pipeline walkthrough with real numbers.")
     common(r, ["text", "json"], "minibert's offline SST-2 sentiment model")
     r.add_argument("--attention-png", metavar="FILE", help="draw the attention maps (needs matplotlib)")
     r.add_argument("--layer", type=int, help="only this layer in the picture (0-based)")

@@ -24,7 +24,9 @@ class CompiledForward:
     """`model.call` for one choice of extra outputs (hidden states, attentions), compiled."""
 
     def __init__(self, model, output_hidden_states: bool, output_attentions: bool):
-        self.max_len = model.config.max_position_embeddings
+        self.max_len = model.config.max_sequence_length
+        # Bucket padding uses the pad id: RoBERTa gives pad tokens the padding position, any other id a new one.
+        self.pad_id = model.config.pad_token_id or 0
         self.shapes: set[tuple[int, int]] = set()  # the padded shapes XLA has compiled
         self._out_cls = None
         spec = tf.TensorSpec([None, None], tf.int32)
@@ -61,27 +63,26 @@ class CompiledForward:
             self.shapes.add(shape)
             padded = shape != (B, T)
             if padded:
-                pad = ((0, shape[0] - B), (0, shape[1] - T))  # id 0 with mask 0: masked keys, discarded rows
-                ids, mask, types = np.pad(ids, pad), np.pad(mask, pad), np.pad(types, pad)
+                pad = ((0, shape[0] - B), (0, shape[1] - T))  # pad ids with mask 0: masked keys, discarded rows
+                ids = np.pad(ids, pad, constant_values=self.pad_id)
+                mask, types = np.pad(mask, pad), np.pad(types, pad)
             result = self.xla(ids, mask, types)
             if padded:
-                result = {k: unpad(k, v, B, T) for k, v in result.items()}
+                per_token = self._out_cls.per_token_2d
+                result = {k: unpad(v, B, T, key=k, per_token=k in per_token) for k, v in result.items()}
         if compiles:
             release_free_memory()
         return self._out_cls(**result)  # set while tracing
 
 
-# Outputs with one value per token whose last axis is the sequence, not a feature axis.
-PER_TOKEN_2D = ("start_logits", "end_logits")
-
-
-def unpad(key: str, value, B: int, T: int):
-    """An output of the padded (B', T') forward cut back to the real (B, T)."""
+def unpad(value, B: int, T: int, key: str, per_token: bool):
+    """An output of the padded (B', T') forward cut back to the real (B, T). `per_token`: a 2-D output
+    whose second axis is the sequence (QA's start/end logits), not a feature axis."""
     if isinstance(value, (tuple, list)):
-        return tuple(unpad(key, v, B, T) for v in value)
+        return tuple(unpad(v, B, T, key, per_token) for v in value)
     if key == "attentions":
         return value[:B, :, :T, :T]  # (B, H, T, T)
-    if value.shape.rank == 3 or key in PER_TOKEN_2D:
+    if value.shape.rank == 3 or per_token:
         return value[:B, :T]  # (B, T, C) or (B, T)
     return value[:B]  # (B, C) or (B, num_labels)
 

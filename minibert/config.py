@@ -127,6 +127,11 @@ class BertConfig(PretrainedConfig):
         if self.position_embedding_type != "absolute":
             raise ConfigError(f"position_embedding_type={self.position_embedding_type!r} is not supported (only 'absolute')")
 
+    @property
+    def max_sequence_length(self) -> int:
+        """The longest input in tokens: one position embedding per token."""
+        return self.max_position_embeddings
+
 
 @dataclass(repr=False)
 class DistilBertConfig(PretrainedConfig):
@@ -158,9 +163,61 @@ class DistilBertConfig(PretrainedConfig):
     num_hidden_layers = property(lambda self: self.n_layers)
     num_attention_heads = property(lambda self: self.n_heads)
     type_vocab_size = property(lambda self: 1, doc="DistilBERT has no token types: only type 0 is valid")
+    max_sequence_length = property(lambda self: self.max_position_embeddings)
 
 
-CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig)}
+@dataclass(repr=False)
+class RobertaConfig(BertConfig):
+    """transformers' RobertaConfig: BERT's keys and defaults, except the byte-level BPE vocabulary and
+    its special ids (`<s>` 0, `<pad>` 1, `</s>` 2). Hub checkpoints also set 514 positions and eps 1e-5."""
+
+    model_type: ClassVar[str] = "roberta"
+
+    vocab_size: int = 50265
+    pad_token_id: int | None = 1
+    bos_token_id: int | None = 0
+    eos_token_id: int | None = 2
+
+    def __post_init__(self, num_labels):
+        super().__post_init__(num_labels)
+        if self.pad_token_id is None or not 0 <= self.pad_token_id < self.max_position_embeddings - 1:
+            raise ConfigError(f"pad_token_id={self.pad_token_id} leaves no position for a token: RoBERTa's positions "
+                              f"start at pad_token_id + 1 and max_position_embeddings is {self.max_position_embeddings}")
+
+    @property
+    def max_sequence_length(self) -> int:
+        # Positions are pad_token_id + 1, pad_token_id + 2, ...: the first pad_token_id + 1 rows are never a token's.
+        return self.max_position_embeddings - self.pad_token_id - 1
+
+
+@dataclass(repr=False)
+class XLMRobertaConfig(RobertaConfig):
+    """The RoBERTa architecture under its own type name, with XLM-R's SentencePiece vocabulary."""
+
+    model_type: ClassVar[str] = "xlm-roberta"
+
+    vocab_size: int = 250002
+
+
+@dataclass(repr=False)
+class ElectraConfig(BertConfig):
+    """transformers' ElectraConfig (electra-small-discriminator's sizes by default): BERT's keys plus
+    `embedding_size`, the width of the embeddings before `embeddings_project`, and the `summary_*`
+    keys of the multiple-choice head."""
+
+    model_type: ClassVar[str] = "electra"
+
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    summary_type: str = "first"
+    summary_use_proj: bool = True
+    summary_activation: str = "gelu"
+    summary_last_dropout: float = 0.1
+
+
+CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig, RobertaConfig, XLMRobertaConfig, ElectraConfig)}
 
 
 def config_class_for(model_type, where="config.json") -> type[PretrainedConfig]:

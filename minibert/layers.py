@@ -1,4 +1,5 @@
-"""Pieces shared by every model family: activations, the attention mask, multi-head attention maths.
+"""Pieces shared by every model family: activations, the attention mask, multi-head attention maths,
+and the layers every family is built from (`Linear`, `Embedding`, `LayerNorm`, `TiedDecoder`, `LayerStack`).
 
 Conventions, stated once:
 - an attention mask from the tokenizer is (batch, seq) with 1 = real token, 0 = padding;
@@ -43,10 +44,9 @@ def additive_attention_mask(attention_mask: tf.Tensor, dtype=tf.float32) -> tf.T
     return (1.0 - mask) * dtype.min
 
 
-# While a checkpoint is being loaded, weights start uninitialised: drawing ~66M random numbers (or
-# writing zeros) that are overwritten at once took most of a distilbert-base load, and oneDNN's
-# allocator keeps the freed buffers, so zeros cost 80 MB of resident memory too. Weights the
-# checkpoint lacks are drawn afterwards (see `PreTrainedModel.from_pretrained`).
+# While a checkpoint is being loaded, weights start uninitialised: random numbers (or zeros) that
+# would be overwritten at once cost most of a load's time, and the freed buffers stay resident.
+# Weights the checkpoint lacks are drawn afterwards (see `PreTrainedModel.from_pretrained`).
 _RANDOM_INIT = contextvars.ContextVar("minibert_random_init", default=True)
 
 

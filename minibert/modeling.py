@@ -30,6 +30,9 @@ class PreTrainedModel(keras.Model):
     tied_weights: tuple[str, ...] = ()
     # Multiple-choice models take (batch, choices, seq) inputs and give (batch, choices) logits.
     takes_choices = False
+    # Architectures (config.json) whose checkpoints this class refuses, with the reason: a head that
+    # would load them only to compute nonsense (an ELECTRA generator read as a discriminator).
+    refused_architectures: dict[str, str] = {}
 
     def __init__(self, config: PretrainedConfig | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -56,7 +59,7 @@ class PreTrainedModel(keras.Model):
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, output_hidden_states=False,
                  output_attentions=False, training=False, return_dict=True, **kwargs):
-        if isinstance(input_ids, Mapping):  # model(tokenizer(...)), as in the seed
+        if isinstance(input_ids, Mapping):  # model(tokenizer(...)), as in the course
             given = dict(input_ids)
             unknown = set(given) - set(INPUT_NAMES)
             if unknown:
@@ -126,11 +129,11 @@ class PreTrainedModel(keras.Model):
     def _check_ranges(self, ids: np.ndarray, types: np.ndarray):
         c = self.config
         T = ids.shape[1]
-        if T > c.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {T} exceeds max_position_embeddings={c.max_position_embeddings}; "
-                "truncate it (tokenizer(..., truncation=True))"
-            )
+        if T > c.max_sequence_length:
+            limit = f"max_position_embeddings={c.max_position_embeddings}"
+            if c.max_sequence_length != c.max_position_embeddings:
+                limit = f"{c.max_sequence_length} tokens ({limit} less the padding offset)"
+            raise ValueError(f"sequence length {T} exceeds {limit}; truncate it (tokenizer(..., truncation=True))")
         if T == 0 or ids.shape[0] == 0:
             raise ValueError(f"input_ids is empty (shape {ids.shape})")
         lo, hi = int(ids.min()), int(ids.max())
@@ -158,6 +161,10 @@ class PreTrainedModel(keras.Model):
                                     cache_dir=cache_dir, token=token)
         if config is None:
             config = cls.config_class.from_pretrained(folder, **config_overrides)
+        for arch in config.extra.get("architectures") or []:
+            if arch in cls.refused_architectures:
+                raise checkpoint.CheckpointError(
+                    f"{os.path.join(folder, 'config.json')} names {arch}: {cls.refused_architectures[arch]}")
         state = checkpoint.read_state_dict(folder)
         with no_random_init():  # every weight is about to be overwritten
             model = cls(config)

@@ -13,6 +13,8 @@ from typing import Any
 class ModelOutput(OrderedDict):
     """Base class: a dataclass whose non-None fields are also dict entries and tuple positions."""
 
+    per_token_2d: tuple = ()  # (B, T) fields: one value per token, not one vector per text
+
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
@@ -88,6 +90,8 @@ class TokenClassifierOutput(ModelOutput):
 
 @dataclass(repr=False, eq=False)
 class QuestionAnsweringModelOutput(ModelOutput):
+    per_token_2d = ("start_logits", "end_logits")
+
     start_logits: Any = None  # (B, T)
     end_logits: Any = None  # (B, T)
     hidden_states: tuple | None = None

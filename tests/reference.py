@@ -24,10 +24,12 @@ def minilm_dir() -> str:
 # The parity tolerances: max |difference| to transformers, per output.
 TOL = {"logits": 1e-5, "start_logits": 1e-5, "end_logits": 1e-5, "pooler_output": 1e-5,
        "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
-FAMILIES = {"bert": "Bert", "distilbert": "DistilBert"}  # model_type -> transformers' class-name prefix
+# model_type -> transformers' class-name prefix
+FAMILIES = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta",
+            "electra": "Electra"}
 HEADS = {"model": "Model", "sequence-classification": "ForSequenceClassification",
          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
-         "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM"}
+         "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM", "pretraining": "ForPreTraining"}
 
 
 def reference_class(family: str, head: str):

@@ -24,14 +24,18 @@ class BertEmbeddings(ConfigLayer):
 
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(config, **kwargs)
-        c = config
-        self.word_embeddings = Embedding(c.vocab_size, c.hidden_size, c.initializer_range, name="word_embeddings")
-        self.position_embeddings = Embedding(c.max_position_embeddings, c.hidden_size, c.initializer_range,
+        c, width = config, self.width(config)
+        self.word_embeddings = Embedding(c.vocab_size, width, c.initializer_range, name="word_embeddings")
+        self.position_embeddings = Embedding(c.max_position_embeddings, width, c.initializer_range,
                                              name="position_embeddings")
-        self.token_type_embeddings = Embedding(c.type_vocab_size, c.hidden_size, c.initializer_range,
+        self.token_type_embeddings = Embedding(c.type_vocab_size, width, c.initializer_range,
                                                name="token_type_embeddings")
-        self.LayerNorm = LayerNorm(c.hidden_size, c.layer_norm_eps)
+        self.LayerNorm = LayerNorm(width, c.layer_norm_eps)
         self.dropout = keras.layers.Dropout(c.hidden_dropout_prob)
+
+    @staticmethod
+    def width(config: BertConfig) -> int:
+        return config.hidden_size  # ELECTRA's embeddings are narrower than its encoder
 
     def call(self, input_ids, token_type_ids, training=False):
         """input_ids, token_type_ids: (B, T) -> (B, T, C)."""
@@ -135,11 +139,12 @@ class BertModel(PreTrainedModel):
 
     config_class = BertConfig
     base_model_prefix = "bert"
+    embeddings_class = BertEmbeddings
 
     def __init__(self, config: BertConfig | None = None, add_pooling_layer: bool = True, **kwargs):
         super().__init__(config, **kwargs)
         c = self.config
-        self.embeddings = BertEmbeddings(c, name="embeddings")
+        self.embeddings = self.embeddings_class(c, name="embeddings")
         self.encoder = LayerStack(c, BertLayer, c.num_hidden_layers, name="encoder")
         self.pooler = BertPooler(c, name="pooler") if add_pooling_layer else None
         self.build()
@@ -189,7 +194,7 @@ class BertPreTrainedModel(HeadModel):
         return out.pooler_output  # (B, C), computed by the body
 
     def pooled_from(self, hidden):
-        return self.bert.pooler(hidden)  # (B, T, C) -> (B, C)
+        return self.body.pooler(hidden)  # (B, T, C) -> (B, C)
 
 
 class BertForSequenceClassification(ForSequenceClassification, BertPreTrainedModel):
@@ -249,7 +254,7 @@ class BertForMaskedLM(ForMaskedLM, BertPreTrainedModel):
     tied_weights = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
 
     def build_head(self, c):
-        self.cls = BertOnlyMLMHead(c, self.bert.embeddings.word_embeddings, name="cls")
+        self.cls = BertOnlyMLMHead(c, self.body.embeddings.word_embeddings, name="cls")
 
     def lm_logits(self, hidden):
         return self.cls(hidden)
