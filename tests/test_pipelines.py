@@ -150,3 +150,21 @@ class TestFeatureExtraction:
         assert pipe([], pooling="mean").shape == (0, 384)
         with pytest.raises(ValueError, match="normalize=True .* pooling"):
             pipe("a", normalize=True)
+
+
+def test_numeric_options_and_device(distilbert_base_cls):
+    """Issue 13 A: a negative batch size used to return uninitialised scores; now every number is checked."""
+    pipe = pipeline("sentiment-analysis", model=distilbert_base_cls, device="cpu")
+    want = pipe(SEED_TEXTS)
+    for kwargs, match in [(dict(batch_size=-3), "batch_size=-3"), (dict(batch_size=-1), "batch_size=-1"),
+                          (dict(top_k=-1), "top_k=-1"), (dict(max_length=-5), "max_length=-5")]:
+        with pytest.raises(ValueError, match=match):
+            pipe(SEED_TEXTS, **kwargs)
+    fe = minibert.pipelines.FeatureExtractionPipeline(minibert.AutoModel.from_pretrained(distilbert_base_cls), pipe.tokenizer)
+    with pytest.raises(ValueError, match="batch_size=-1"):
+        fe(SEED_TEXTS, batch_size=-1)
+    with pytest.raises(ValueError, match=r"device='cuda:7': TensorFlow has no /GPU:7 here; it has /device:CPU:0"):
+        pipeline("sentiment-analysis", model=distilbert_base_cls, device="cuda:7")
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) truncate"):
+        pipeline("sentiment-analysis", model=distilbert_base_cls, truncate=True)
+    assert pipe(SEED_TEXTS) == want
