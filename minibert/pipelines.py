@@ -160,11 +160,11 @@ class Pipeline:
         take(outputs, j, encoding): the row's result from a batch's outputs (numpy arrays keyed by the
         names in OUTPUTS; j is the row's place in the batch). Returns the results in row order.
         """
-        limit = self.model.config.max_position_embeddings
+        limit = self.model.config.max_sequence_length  # the position table, less RoBERTa's offset
         for k, enc in rows:  # before any forward: refuse what the position table cannot hold
             if len(enc.ids) > limit:
                 raise ValueError(f"input {first + k} is {len(enc.ids)} tokens long, more than the {limit} this model "
-                                 f"takes (max_position_embeddings){self._too_long_hint}")
+                                 f"takes{self._too_long_hint}")
         order = np.argsort([len(enc.ids) for _, enc in rows], kind="stable")
         results = [None] * len(rows)
         with self.device_scope():

@@ -111,12 +111,12 @@ def _max_length(cfg: dict, model_cfg: dict, folder: str, kwargs: dict) -> int:
 
 
 def _input_names(cfg: dict, model_cfg: dict) -> list[str]:
-    """What the model takes: DistilBERT has no token types, so its tokenizer returns none."""
+    """What the model takes: DistilBERT and RoBERTa have no token types, so their tokenizers return none."""
     names = cfg.get("model_input_names")
     if names is None:
-        distil = (str(cfg.get("tokenizer_class", "")).startswith("DistilBert")
-                  or model_cfg.get("model_type") == "distilbert")
-        names = ["input_ids", "attention_mask"] if distil else ["input_ids", "token_type_ids", "attention_mask"]
+        untyped = (str(cfg.get("tokenizer_class", "")).startswith(("DistilBert", "Roberta", "XLMRoberta"))
+                   or model_cfg.get("model_type") in ("distilbert", "roberta", "xlm-roberta"))
+        names = ["input_ids", "attention_mask"] if untyped else ["input_ids", "token_type_ids", "attention_mask"]
     return list(names)
 
 

@@ -252,7 +252,7 @@ def test_text_classification_bad_input(cls_dir):
     ]:
         refused_before_work(pipe, lambda p: p(TEXTS, **kwargs), error, match)
     refused_before_work(pipe, lambda p: p(TEXTS, truncation=False), ValueError,
-                        r"input 4 is \d+ tokens long, more than the 40 this model takes .*truncation=True")
+                        r"input 4 is \d+ tokens long, more than the 40 this model takes; pass truncation=True")
     refused_before_work(pipe, lambda p: p(["fine", "bad \ud800 x"]), ValueError, r"input 1 is not valid Unicode")
     refused_before_work(pipe, lambda p: p(["fine", b"x"]), TypeError, r"input 1 is bytes.*decode it first")
     refused_before_work(pipe, lambda p: p([["a", "b"]]), ValueError, 'input 0 is a list; to classify a text pair, send a dict')
@@ -481,3 +481,46 @@ def test_streaming_batching_and_threads(ner_dir, qa_dir, mlm_dirs, nli_dir):
         assert not errors
         for k, res in results.items():
             assert_same(res, want[k % len(inputs):] + want)
+
+
+# -- a byte-level BPE family: RoBERTa ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def roberta_tokenizer_dir(tmp_path_factory):
+    """A small byte-level BPE (RoBERTa's kind: no "##" marks, spaces inside tokens), saved by transformers."""
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import RobertaTokenizerFast
+
+    here = os.path.dirname(__file__)
+    with open(os.path.join(here, "..", "data", "sst2", "train.txt"), encoding="utf-8") as f:
+        lines = [line.split(" ", 1)[1].strip() for line in f][:3000]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(lines + [line.title() for line in lines] + [LONG] * 5, vocab_size=1500,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe._tokenizer.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
+    folder = tmp_path_factory.mktemp("roberta_tokenizer")
+    RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, model_max_length=POSITIONS).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("head", ["token-classification", "question-answering", "masked-lm"])
+def test_roberta(tmp_path_factory, roberta_tokenizer_dir, head):
+    config = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
+                  max_position_embeddings=POSITIONS + 2, **(labels(NER_LABELS) if head == "token-classification" else {}))
+    folder = tmp_path_factory.mktemp(f"roberta_{head}")
+    make_checkpoint(folder, "roberta", head, seed=11, vocab_size=1500, **config)
+    for file in os.listdir(roberta_tokenizer_dir):
+        shutil.copy(os.path.join(roberta_tokenizer_dir, file), folder)
+    task = {"masked-lm": "fill-mask"}.get(head, head)
+    ref, pipe = reference(task, str(folder)), ours(task, str(folder))
+    if head == "token-classification":
+        for kw in (dict(aggregation_strategy="simple", stride=6), dict(aggregation_strategy="none")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert_same(pipe(NER_TEXTS[:3] + [LONG], **kw), ref(NER_TEXTS[:3] + [LONG], **kw))
+    elif head == "question-answering":
+        kw = dict(top_k=2, handle_impossible_answer=True)
+        assert_same(pipe(question=QUESTIONS, context=LONG, **kw), ref(question=QUESTIONS, context=LONG, **kw))
+    else:
+        texts = [t.replace("[MASK]", "<mask>") for t in MASKED]
+        assert_same(pipe(texts, top_k=3), ref(texts, top_k=3))
