@@ -74,6 +74,13 @@ class SequenceClassifierOutput(ModelOutput):
     attentions: tuple | None = None
 
 
+def encoder_output(cls, hidden: list, attentions: list, output_hidden_states: bool, output_attentions: bool,
+                   **fields):
+    """An encoder's output object from `LayerStack`'s lists: the last hidden state, and the lists when asked."""
+    return cls(last_hidden_state=hidden[-1], hidden_states=tuple(hidden) if output_hidden_states else None,
+               attentions=tuple(attentions) if output_attentions else None, **fields)
+
+
 @dataclass(repr=False, eq=False)
 class MaskedLMOutput(ModelOutput):
     logits: Any = None  # (B, T, vocab_size)

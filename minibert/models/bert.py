@@ -16,7 +16,7 @@ from ..heads import (ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSe
 from ..layers import (ConfigLayer, Embedding, LayerNorm, LayerStack, Linear, TiedDecoder, additive_attention_mask,
                       multi_head_attention)
 from ..modeling import PreTrainedModel
-from ..outputs import BaseModelOutputWithPooling
+from ..outputs import BaseModelOutputWithPooling, encoder_output
 
 
 class BertEmbeddings(ConfigLayer):
@@ -156,12 +156,9 @@ class BertModel(PreTrainedModel):
              output_attentions=False, training=False):
         x = self.embeddings(input_ids, token_type_ids=token_type_ids, training=training)  # (B, T, C)
         hidden, attentions = self.encoder(x, attn_mask=additive_attention_mask(attention_mask), training=training)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=hidden[-1],
-            pooler_output=self.pooler(hidden[-1]) if self.pooler is not None else None,
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+        pooled = self.pooler(hidden[-1]) if self.pooler is not None else None
+        return encoder_output(BaseModelOutputWithPooling, hidden, attentions, output_hidden_states, output_attentions,
+                              pooler_output=pooled)
 
     def head_input(self, hidden):
         """For `trace`: what a classifier on this encoder reads, from the last hidden state (B, T, C)."""

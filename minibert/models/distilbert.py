@@ -16,7 +16,7 @@ from ..heads import (ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSe
 from ..layers import (ConfigLayer, Embedding, LayerNorm, LayerStack, Linear, TiedDecoder, additive_attention_mask,
                       multi_head_attention)
 from ..modeling import PreTrainedModel
-from ..outputs import BaseModelOutput
+from ..outputs import BaseModelOutput, encoder_output
 
 LN_EPS = 1e-12  # DistilBERT hard-codes this; it is not a config field.
 
@@ -117,11 +117,7 @@ class DistilBertModel(PreTrainedModel):
              output_attentions=False, training=False):
         x = self.embeddings(input_ids, training=training)  # (B, T, dim); DistilBERT ignores token types
         hidden, attentions = self.transformer(x, attn_mask=additive_attention_mask(attention_mask), training=training)
-        return BaseModelOutput(
-            last_hidden_state=hidden[-1],
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+        return encoder_output(BaseModelOutput, hidden, attentions, output_hidden_states, output_attentions)
 
     def head_input(self, hidden):
         """For `trace`: what a classifier on this encoder reads, from the last hidden state (B, T, C)."""

@@ -19,7 +19,7 @@ from ..config import ElectraConfig
 from ..heads import ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
 from ..layers import ConfigLayer, LayerNorm, LayerStack, Linear, TiedDecoder, additive_attention_mask
 from ..modeling import PreTrainedModel
-from ..outputs import BaseModelOutput, ModelOutput
+from ..outputs import BaseModelOutput, ModelOutput, encoder_output
 from .bert import BertEmbeddings, BertLayer, BertPreTrainedModel
 from .roberta import RobertaClassificationHead
 
@@ -54,11 +54,7 @@ class ElectraModel(PreTrainedModel):
         if hasattr(self, "embeddings_project"):
             x = self.embeddings_project(x)  # (B, T, E) -> (B, T, C)
         hidden, attentions = self.encoder(x, attn_mask=additive_attention_mask(attention_mask), training=training)
-        return BaseModelOutput(
-            last_hidden_state=hidden[-1],
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+        return encoder_output(BaseModelOutput, hidden, attentions, output_hidden_states, output_attentions)
 
     def head_input(self, hidden):
         """For `trace`: what a classifier on this encoder reads, from the last hidden state (B, T, C)."""
