@@ -19,11 +19,72 @@ class ConfigError(ValueError):
     """A config.json that is missing, malformed or describes a model minibert cannot build."""
 
 
+# A config.json is untrusted input: `"n_layers": 1000000` or `"vocab_size": 1e12` would otherwise make
+# the model builder allocate until the machine runs out of memory, and sizes past 2**31 reach
+# TensorFlow as negative int32 dimensions. So every size is checked, and the weights' float32 size
+# bounded, before anything is built. 8 GiB (2**31 parameters) is six times bert-large; a user with a
+# bigger model and the memory for it raises the limit with this environment variable (a byte count).
+MAX_WEIGHT_BYTES_ENV = "MINIBERT_MAX_WEIGHT_BYTES"
+DEFAULT_MAX_WEIGHT_BYTES = 8 * 2**30
+
+
+def max_weight_bytes() -> int:
+    value = os.environ.get(MAX_WEIGHT_BYTES_ENV)
+    if not value:
+        return DEFAULT_MAX_WEIGHT_BYTES
+    try:
+        return int(float(value))  # float() so that "16e9" works
+    except ValueError:
+        raise ConfigError(f"{MAX_WEIGHT_BYTES_ENV}={value!r} is not a number of bytes") from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not to us
+
+
+def validate(config: "PretrainedConfig", num_labels=None) -> None:
+    """Refuse sizes that are not positive integers, label maps that are not indexed by integers,
+    and models whose float32 weights exceed `max_weight_bytes()`; cheap, and before anything is built."""
+    sizes = {name: getattr(config, name) for name in config.size_fields}
+    if num_labels is not None:
+        sizes["num_labels"] = num_labels
+    for name, value in sizes.items():
+        if not _is_int(value):
+            raise ConfigError(f"{name} must be a positive integer, not {value!r} ({type(value).__name__})")
+        if value < 1:
+            raise ConfigError(f"{name} must be a positive integer, not {value}")
+        if value >= 2**31:  # TensorFlow takes shapes as int32 in places
+            raise ConfigError(f"{name}={value} is too large (sizes must be below 2**31)")
+    for name in ("id2label", "label2id"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a JSON object, not {type(value).__name__}")
+    for key in config.id2label or {}:
+        # JSON object keys are strings: "0" is label 0, as in transformers; "zero" or "1.5" is no index.
+        if not (_is_int(key) or isinstance(key, str) and key.isascii() and key.isdigit()):
+            raise ConfigError(f"id2label key {key!r} is not an integer (keys are class indices: 0, 1, ...)")
+    keys = sorted(int(key) for key in config.id2label or {})
+    if keys != list(range(len(keys))):  # the classifier's outputs are 0..n-1, and each needs a label
+        raise ConfigError(f"id2label keys must be 0..{len(keys) - 1}, one per class, not {keys[:20]}")
+    for label, index in (config.label2id or {}).items():
+        if not (_is_int(index) or isinstance(index, str) and index.isascii() and index.isdigit()):
+            raise ConfigError(f"label2id[{label!r}] = {index!r} is not an integer class index")
+    labels = num_labels or len(config.id2label or config.label2id or {}) or 2
+    n = config.parameter_count(labels)
+    if 4 * n > max_weight_bytes():
+        raise ConfigError(
+            f"this config describes a model of {n:,} parameters, {4 * n / 2**30:,.1f} GiB in float32, over "
+            f"minibert's limit of {max_weight_bytes() / 2**30:,.1f} GiB; if the sizes are intended and the "
+            f"memory is there, raise the limit: {MAX_WEIGHT_BYTES_ENV}={4 * n} (bytes)"
+        )
+
+
 @dataclass(repr=False)
 class PretrainedConfig:
     """Fields shared by every model family (labels, special ids) and the JSON plumbing."""
 
     model_type: ClassVar[str] = ""
+    size_fields: ClassVar[tuple] = ()  # the fields that size tensors, checked by `validate`
 
     id2label: dict | None = None
     label2id: dict | None = None
@@ -36,6 +97,7 @@ class PretrainedConfig:
     def __post_init__(self, num_labels):
         if isinstance(num_labels, property):  # the InitVar's default is the property below
             num_labels = None
+        validate(self, num_labels)
         if self.id2label is None:
             n = num_labels if num_labels is not None else len(self.label2id or {}) or 2
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
@@ -50,6 +112,10 @@ class PretrainedConfig:
     @property
     def num_labels(self) -> int:
         return len(self.id2label)
+
+    def parameter_count(self, num_labels: int) -> int:
+        """Weights of this family's sequence classifier, in Python ints (which cannot overflow)."""
+        return 0
 
     # -- dict / JSON ---------------------------------------------------------------------------
     @classmethod
@@ -93,8 +159,11 @@ class PretrainedConfig:
         folder = resolve(name_or_path, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
         d = read_config_dict(folder)
         if cls is PretrainedConfig:  # AutoConfig-like use
-            return config_class_for(d.get("model_type"), folder).from_dict(d, **kwargs)
-        return cls.from_dict(d, **kwargs)
+            cls = config_class_for(d.get("model_type"), folder)
+        try:
+            return cls.from_dict(d, **kwargs)
+        except ConfigError as e:  # name the file: the dataclass does not know where its values came from
+            raise ConfigError(f"{os.path.join(folder, CONFIG_NAME)}: {e}") from None
 
 
 @dataclass(repr=False)
@@ -102,6 +171,8 @@ class BertConfig(PretrainedConfig):
     """bert-base-uncased by default. Mirrors transformers' BertConfig keys."""
 
     model_type: ClassVar[str] = "bert"
+    size_fields: ClassVar[tuple] = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
 
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -132,12 +203,19 @@ class BertConfig(PretrainedConfig):
         """The longest input in tokens: one position embedding per token."""
         return self.max_position_embeddings
 
+    def parameter_count(self, num_labels: int) -> int:
+        h, i = self.hidden_size, self.intermediate_size
+        embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
+        layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 2 * 2 * h  # q k v out, ffn, 2 LayerNorms
+        return embeddings + self.num_hidden_layers * layer + (h * h + h) + (h * num_labels + num_labels)
+
 
 @dataclass(repr=False)
 class DistilBertConfig(PretrainedConfig):
     """distilbert-base-uncased by default. Mirrors transformers' DistilBertConfig keys."""
 
     model_type: ClassVar[str] = "distilbert"
+    size_fields: ClassVar[tuple] = ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim")
 
     vocab_size: int = 30522
     max_position_embeddings: int = 512
@@ -157,6 +235,12 @@ class DistilBertConfig(PretrainedConfig):
         super().__post_init__(num_labels)
         if self.dim % self.n_heads:
             raise ConfigError(f"dim={self.dim} is not a multiple of n_heads={self.n_heads}")
+
+    def parameter_count(self, num_labels: int) -> int:
+        d, f = self.dim, self.hidden_dim
+        embeddings = (self.vocab_size + self.max_position_embeddings) * d + 2 * d
+        layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d  # q k v out, ffn, 2 LayerNorms
+        return embeddings + self.n_layers * layer + (d * d + d) + (d * num_labels + num_labels)
 
     # The names the other families use, so shared code never asks which family it holds.
     hidden_size = property(lambda self: self.dim)
@@ -206,6 +290,7 @@ class ElectraConfig(BertConfig):
     keys of the multiple-choice head."""
 
     model_type: ClassVar[str] = "electra"
+    size_fields: ClassVar[tuple] = BertConfig.size_fields + ("embedding_size",)
 
     embedding_size: int = 128
     hidden_size: int = 256
@@ -215,6 +300,12 @@ class ElectraConfig(BertConfig):
     summary_use_proj: bool = True
     summary_activation: str = "gelu"
     summary_last_dropout: float = 0.1
+
+    def parameter_count(self, num_labels: int) -> int:
+        # BERT's count at the embedding width, plus embeddings_project; close enough for a memory limit.
+        e = self.embedding_size
+        return super().parameter_count(num_labels) - (self.vocab_size + self.max_position_embeddings
+                                                      + self.type_vocab_size) * (self.hidden_size - e) + e * self.hidden_size
 
 
 CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig, RobertaConfig, XLMRobertaConfig, ElectraConfig)}
