@@ -150,7 +150,7 @@ class PreTrainedTokenizer:
         self.model_input_names = list(model_input_names or ["input_ids", "token_type_ids", "attention_mask"])
         self.name_or_path = name_or_path
         # True unless tokenizer_config.json says otherwise: the BERT tokenizers' long-standing default,
-        # which gives the seed's "i've" (transformers 5 changed its default to False).
+        # which gives the course's "i've" (recent transformers releases, 4.57 included, default to False).
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         for key in SPECIAL:
             setattr(self, key, special_tokens.get(key, DEFAULTS[key]))
