@@ -243,12 +243,21 @@ def load_weights(model, state: dict[str, np.ndarray], source: str = "the checkpo
     """Assign every tensor of `state` to its variable. All shapes are checked before anything is assigned."""
     prefix = model.base_model_prefix
     tied = {_canonical(k, prefix) for k in model.tied_weights}
+    variables = hub_variables(model)
     ckpt = {}
     for k, v in state.items():
-        if not k.endswith(_IGNORED) and _canonical(k, prefix) not in tied:
-            ckpt.setdefault(_canonical(k, prefix), (k, v))
+        name = _canonical(k, prefix)
+        if k.endswith(_IGNORED) or name in tied:
+            continue
+        if name in ckpt:  # stored with and without the `{prefix}.` prefix: keep the model's own name
+            keep, drop = ((k, v), ckpt[name][0]) if k in variables else (ckpt[name], k)
+            logger.warning("%s holds %s and %s for the same weight; using %s, ignoring %s",
+                           source, keep[0], drop, keep[0], drop)
+            ckpt[name] = keep
+        else:
+            ckpt[name] = (k, v)
     plan, missing = [], []
-    for name, var in hub_variables(model).items():
+    for name, var in variables.items():
         hit = ckpt.pop(_canonical(name, prefix), None)
         if hit is None:
             missing.append(name)
