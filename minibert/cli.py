@@ -226,10 +226,28 @@ def cmd_task(args) -> int:
     return 0
 
 
+def write_atomically(path: str, write) -> None:
+    """`write(file)` into a temporary file beside `path`, renamed over it only once complete: a full disk
+    or a Ctrl-C leaves the previous file as it was, never a truncated one."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def cmd_embed(args) -> int:
     texts, from_file = read_texts(args)
     if args.output and not args.output.endswith(".npy"):
         raise CLIError(f"--output must end in .npy, got {args.output}")
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise CLIError(f"cannot write {args.output}: no folder {os.path.dirname(os.path.abspath(args.output))}")
     load_tensorflow_quietly()
     import numpy as np
 
@@ -246,7 +264,7 @@ def cmd_embed(args) -> int:
             bar.update(1)
     if args.output:
         arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, pipe.hidden_size), np.float32)
-        np.save(args.output, arr)
+        write_atomically(args.output, lambda f: np.save(f, arr))
         print(f"wrote {arr.shape[0]} embeddings of size {arr.shape[1]} to {args.output}", file=sys.stderr)
     return 0
 

@@ -174,3 +174,30 @@ def test_qa_without_context_and_pair_without_tab(task_folders):
     assert p.returncode == 1 and b"qa needs --context FILE" in p.stderr
     p = run("classify", "--pair", "--model", task_folders["pair"], "no tab here")
     assert p.returncode == 1 and b"--pair: each input is TEXT<TAB>TEXT_PAIR" in p.stderr
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    """A full disk (here a file-size limit) half-way through writing leaves the old .npy intact, no temp file."""
+    import resource
+    import signal
+
+    old = tmp_path / "prev.npy"
+    np.save(old, np.arange(10, dtype=np.float32))
+    before = old.read_bytes()
+
+    def limit():  # 50 kB: the 200 x 384 float32 embeddings (300 kB) do not fit
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    p = subprocess.run([sys.executable, "-m", "minibert", "embed", "--file", "-", "--output", str(old)],
+                       input=b"some sentence\n" * 200, capture_output=True, env=ENV, timeout=300, preexec_fn=limit)
+    assert p.returncode == 1, p.stderr.decode()
+    no_traceback(p)
+    assert old.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["prev.npy"]
+
+
+def test_output_into_a_missing_folder_fails_before_any_work(tmp_path):
+    p = run("embed", "--output", str(tmp_path / "nodir" / "x.npy"), "a text")
+    assert p.returncode == 1 and b"no folder" in p.stderr and b"nodir" in p.stderr
+    assert b"tensorflow" not in p.stderr.lower()
