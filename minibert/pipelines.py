@@ -100,7 +100,7 @@ class Pipeline:
     def __call__(self, inputs, **kwargs):
         """A string (or the task's single input) or a list gives the results at once. An iterator (a
         generator, an open file) is streamed, as transformers' pipelines do: a generator of results, one
-        per input, computed STREAM_CHUNK inputs at a time, so memory stays bounded however long the input."""
+        per input, computed at most STREAM_CHUNK inputs at a time, so memory stays bounded however long the input."""
         opts = self._options(kwargs)
         if isinstance(inputs, Iterator):
             return self._stream(inputs, opts)
@@ -140,12 +140,17 @@ class Pipeline:
         return results[0] if shape == "one" else results
 
     def _stream(self, inputs: Iterator, opts: dict):
-        for start in itertools.count(0, STREAM_CHUNK):
-            chunk = list(itertools.islice(inputs, STREAM_CHUNK))
+        # Windows start at one batch and double up to STREAM_CHUNK: the first results come after one
+        # forward (`minibert classify ... | head -3` answers at once), later ones with the long
+        # windows that sort by length best.
+        start, size = 0, min(opts["batch_size"], STREAM_CHUNK)
+        while True:
+            chunk = list(itertools.islice(inputs, size))
             if not chunk:
                 return
             items = [self._item(x, i) for i, x in enumerate(chunk, start)]
             yield from self._run(items, opts, start)
+            start, size = start + len(chunk), min(2 * size, STREAM_CHUNK)
 
     def _run(self, items: list, opts: dict, first: int) -> list:
         """Results for checked inputs; `first` numbers them in error messages (their place in a stream)."""

@@ -89,9 +89,12 @@ def test_an_iterator_is_streamed(tiny_pipe):
 
     out = tiny_pipe(source())
     assert pulled == 0  # nothing is read until the first result is asked for
-    first = next(out)
-    assert pulled == STREAM_CHUNK  # one chunk read, not the whole input
-    got, want = [first, *out], tiny_pipe(texts)
+    b = tiny_pipe.batch_size
+    got = [next(out)]
+    assert pulled == b  # the first window is one batch: a result after one forward
+    got += [next(out) for _ in range(b)]
+    assert pulled == 3 * b  # then windows double (up to STREAM_CHUNK), never the whole input
+    got, want = [*got, *out], tiny_pipe(texts)
     assert len(got) == len(want) == len(texts)
     assert all(a["label"] == b["label"] and abs(a["score"] - b["score"]) <= 1e-5 for a, b in zip(got, want))
     with pytest.raises(TypeError, match=f"input {STREAM_CHUNK + 1} is int"):  # numbered across chunks

@@ -295,7 +295,7 @@ def test_first_run_classifies_offline_with_empty_caches(tmp_path):
 
 
 def test_nothing_refers_to_a_shared_folder_outside_the_repository():
-    """A clone on its own must work: no path out to the team's ../shared."""
+    """A clone on its own must work: no path out to the team's shared folder beside the repository."""
     needle = ".." + "/shared"
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     assert len(files) > 20
