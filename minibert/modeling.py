@@ -124,6 +124,9 @@ class PreTrainedModel(keras.Model):
             if a.shape != ids.shape:
                 raise ValueError(f"{name} has shape {a.shape} but input_ids has {ids.shape}")
         self._check_ranges(ids, types)  # on int64, before the cast could wrap a huge id into range
+        if mask.size and (mask.min() < 0 or mask.max() > 1):
+            bad = mask.min() if mask.min() < 0 else mask.max()
+            raise ValueError(f"attention_mask holds {bad}: it must be 1 for a real token and 0 for padding")
         return ids.astype(np.int32), mask.astype(np.int32), types.astype(np.int32)
 
     def _check_ranges(self, ids: np.ndarray, types: np.ndarray):
