@@ -11,8 +11,8 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordPiece
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE, WordPiece
 
 from .config import CONFIG_CLASSES
 
@@ -128,17 +128,21 @@ def _prefix_space(tok: Tokenizer, cfg: dict, family: str) -> None:
 
 
 def _backend(folder: str, cfg: dict, special: dict) -> tuple[Tokenizer, str]:
-    """The Rust tokenizer and the file it came from: tokenizer.json as written, or a WordPiece built from vocab.txt."""
+    """The Rust tokenizer and the file it came from: tokenizer.json as written, else a WordPiece built from
+    vocab.txt, else a byte-level BPE built from vocab.json + merges.txt (older RoBERTa folders)."""
     tok_json, vocab = os.path.join(folder, "tokenizer.json"), os.path.join(folder, "vocab.txt")
+    bpe_vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
     try:
         if os.path.isfile(tok_json):
             return Tokenizer.from_file(tok_json), tok_json
         if os.path.isfile(vocab):
             return _wordpiece_from_vocab(vocab, cfg, special), vocab
+        if os.path.isfile(bpe_vocab) and os.path.isfile(merges):
+            return _byte_level_bpe_from_files(bpe_vocab, merges, special), bpe_vocab
     except Exception as e:  # the Rust side reports a bad file as a plain Exception
         raise TokenizerError(f"cannot read the tokenizer in {folder}: {e}") from None
     present = ", ".join(sorted(os.listdir(folder))) or "nothing"
-    raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder} (it contains: {present})")
+    raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder}, nor vocab.json + merges.txt (it contains: {present})")
 
 
 def _max_length(cfg: dict, model_cfg: dict, folder: str, kwargs: dict) -> int:
@@ -189,6 +193,23 @@ def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict) -> Tokenize
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
     tok.decoder = decoders.WordPiece(prefix="##")
+    return tok
+
+
+def _byte_level_bpe_from_files(vocab_file: str, merges_file: str, special: dict) -> Tokenizer:
+    """What transformers' RobertaTokenizerFast builds from vocab.json + merges.txt (its RobertaConverter);
+    add_prefix_space and trim_offsets are applied afterwards from tokenizer_config.json, as for tokenizer.json."""
+    tok = Tokenizer(BPE.from_file(vocab_file, merges_file, continuing_subword_prefix="", end_of_word_suffix="",
+                                  fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    cls, sep = special["cls_token"], special["sep_token"]
+    tok.post_processor = processors.RobertaProcessing(sep=(sep, tok.token_to_id(sep)), cls=(cls, tok.token_to_id(cls)),
+                                                      add_prefix_space=False, trim_offsets=True)
+    # The special tokens are matched whole, before the BPE; <mask> takes the space before it (RoBERTa's rule).
+    tokens = [special[k] for k in SPECIAL if special[k] is not None and k != "mask_token"]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys(tokens)] +
+                           [AddedToken(special["mask_token"], lstrip=True, special=True, normalized=False)])
     return tok
 
 

@@ -134,6 +134,12 @@ def folders(tmp_path_factory, bpe, unigram):
             if file != "special_tokens_map.json":
                 shutil.copy(os.path.join(out[source], file), folder)
         out[name] = edit_config(folder, drop=bare)
+    # An older RoBERTa folder: vocab.json + merges.txt and no tokenizer.json (transformers converts them).
+    folder = str(tmp_path_factory.mktemp("roberta_files"))
+    for file in os.listdir(out["roberta"]):
+        if file != "tokenizer.json":
+            shutil.copy(os.path.join(out["roberta"], file), folder)
+    out["roberta-vocab-merges"] = folder
     return out
 
 
@@ -149,7 +155,8 @@ def as_lists(enc) -> dict:
     return json.loads(json.dumps(dict(enc)))
 
 
-TOKENIZER_CASES = ["roberta", "xlm-roberta", "roberta-prefix-space", "roberta-bare", "xlm-roberta-bare"]
+TOKENIZER_CASES = ["roberta", "xlm-roberta", "roberta-prefix-space", "roberta-bare", "xlm-roberta-bare",
+                   "roberta-vocab-merges"]
 
 
 # -- the tokenizers ------------------------------------------------------------------------------
