@@ -20,6 +20,7 @@ or per call; bad options and bad inputs raise before any model work and leave th
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -1031,11 +1032,13 @@ def pipeline(task: str, model=None, tokenizer=None, *, batch_size=None, max_leng
             raise ValueError(f"{spec.name} has no offline default model: pass model= a checkpoint folder or a Hub "
                              f"id (for example {spec.example_model})")
         model = spec.default_model()
+    model_source = "the model's config"
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         if tokenizer is None:
             tokenizer = model
         if spec.name == "feature-extraction" and max_length is None:
             max_length = _sentence_transformers_max_length(model)
+        model_source = os.path.join(os.fspath(model), "config.json")
         model = spec.load_model(model, **hub, **(model_kwargs or {}))
     else:
         _check_model_class(spec, model)
@@ -1045,7 +1048,42 @@ def pipeline(task: str, model=None, tokenizer=None, *, batch_size=None, max_leng
         from .tokenizer import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub)
+    check_tokenizer_fits(model.config, tokenizer, model_source)
     return cls(model, tokenizer, batch_size=batch_size, max_length=max_length, device=device, **kwargs)
+
+
+def check_tokenizer_fits(config, tokenizer, model_source: str = "the model's config") -> None:
+    """Refuse a tokenizer the model cannot read, naming both files: where a model and its tokenizer meet.
+
+    - every id the tokenizer can produce (len(tokenizer), added tokens included) must have a row in the
+      model's embedding table (`vocab_size`), or those tokens would fail or, on GPU, embed as zeros;
+    - RoBERTa/XLM-R count position ids from the padding id (positions start at pad_token_id + 1), so the
+      tokenizer's pad token must be the config's pad_token_id: a WordPiece vocabulary with [PAD] = 0 next to a
+      RoBERTa config gives every token a wrong position. (A WordPiece tokenizer laid out as RoBERTa's, as
+      klue/roberta-base has, passes.)
+    - the reverse, a BERT/DistilBERT/ELECTRA model with RoBERTa's kind of tokenizer (a BPE or Unigram model
+      with <s> as its first token instead of [CLS]), is refused too: its ids mean nothing to the model.
+    """
+    source = getattr(tokenizer, "vocab_file", None) or getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    kind = type(backend.model).__name__ if backend is not None else "unknown"
+    model_type = config.model_type
+    vocab_size = getattr(config, "vocab_size", None)
+    if vocab_size is not None and len(tokenizer) > vocab_size:
+        n = len(tokenizer)
+        missing = f"id {vocab_size} has" if n == vocab_size + 1 else f"ids {vocab_size} to {n - 1} have"
+        raise ValueError(f"the tokenizer ({source}) has {n} tokens, added tokens included, but the model "
+                         f"({model_source}) embeds only vocab_size={vocab_size}: {missing} no embedding; use the "
+                         f"tokenizer saved with this model")
+    described = f"a {kind} tokenizer with {tokenizer.cls_token!r} first and {tokenizer.pad_token!r} = id {tokenizer.pad_token_id}"
+    if model_type in ("roberta", "xlm-roberta") and tokenizer.pad_token_id != config.pad_token_id:
+        raise ValueError(f"the model ({model_source}) is model_type {model_type!r}, whose position ids start after "
+                         f"pad_token_id={config.pad_token_id}, but the tokenizer ({source}) is {described}: a "
+                         f"tokenizer of another family; use the tokenizer saved with this model")
+    if model_type in ("bert", "distilbert", "electra") and kind != "WordPiece" and tokenizer.cls_token == "<s>":
+        raise ValueError(f"the model ({model_source}) is model_type {model_type!r}, which reads [CLS]-first "
+                         f"WordPiece ids, but the tokenizer ({source}) is {described}, RoBERTa's kind; use the "
+                         f"tokenizer saved with this model")
 
 
 def _check_model_class(spec: Task, model) -> None:

@@ -11,12 +11,28 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordPiece
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE, WordPiece
+
+from .config import CONFIG_CLASSES
 
 VERY_LARGE = int(1e29)  # transformers writes int(1e30) when a tokenizer has no length limit
-SPECIAL = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-DEFAULTS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+# transformers' order (SPECIAL_TOKENS_ATTRIBUTES): all_special_tokens lists them so.
+SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# The defaults of transformers' tokenizer classes, for folders that do not name their special tokens.
+# BERT, DistilBERT and ELECTRA (WordPiece) have no bos/eos; RoBERTa and XLM-R start with <s> and separate with </s>.
+DEFAULTS = {
+    "wordpiece": {"bos_token": None, "eos_token": None, "unk_token": "[UNK]", "sep_token": "[SEP]",
+                  "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
+    "roberta": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+                "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"},
+}
+# model_type / tokenizer class prefix -> the defaults above. transformers' AutoTokenizer picks the class from
+# tokenizer_config.json's tokenizer_class first, then from config.json's model_type; so do we.
+FAMILY_OF_CLASS = {"Bert": "wordpiece", "DistilBert": "wordpiece", "Electra": "wordpiece",
+                   "Roberta": "roberta", "XLMRoberta": "roberta"}
+FAMILY_OF_TYPE = {"bert": "wordpiece", "distilbert": "wordpiece", "electra": "wordpiece",
+                  "roberta": "roberta", "xlm-roberta": "roberta"}
 
 
 class TokenizerError(OSError):
@@ -69,31 +85,69 @@ def _read_json(path: str) -> dict:
 
 
 # -- the steps of from_pretrained -----------------------------------------------------------------
-def _special_tokens(cfg: dict, special_map: dict) -> dict:
-    """[UNK], [SEP], ...: tokenizer_config.json first, then special_tokens_map.json, then BERT's names."""
+def _family(cfg: dict, model_cfg: dict) -> str:
+    """"wordpiece" (BERT's conventions) or "roberta" (<s> ... </s>): the tokenizer class transformers would
+    pick. An unknown or absent class falls back to BERT's, as minibert always did."""
+    name = str(cfg.get("tokenizer_class") or "")
+    name = name[:-4] if name.endswith("Fast") else name
+    name = name[:-9] if name.endswith("Tokenizer") else name
+    return FAMILY_OF_CLASS.get(name) or FAMILY_OF_TYPE.get(model_cfg.get("model_type"), "wordpiece")
+
+
+def _special_tokens(cfg: dict, special_map: dict, family: str) -> dict:
+    """<s>, [SEP], ...: tokenizer_config.json first, then special_tokens_map.json, then the class's defaults."""
     special = {}
     for key in SPECIAL:
-        value = cfg.get(key, special_map.get(key, DEFAULTS[key]))
+        value = cfg.get(key, special_map.get(key, DEFAULTS[family][key]))
         special[key] = value["content"] if isinstance(value, dict) else value  # {"content": "[CLS]", ...} form
     return special
 
 
-def _backend(folder: str, cfg: dict, special: dict) -> Tokenizer:
-    """The Rust tokenizer: tokenizer.json as written, or a WordPiece built from vocab.txt."""
+def _prefix_space(tok: Tokenizer, cfg: dict, family: str) -> None:
+    """Apply tokenizer_config.json's add_prefix_space (and RoBERTa's trim_offsets) to the Rust tokenizer,
+    as transformers' fast tokenizers do when they load: the config wins over tokenizer.json, and an
+    absent add_prefix_space means False (the base class's default), trim_offsets True (RoBERTa's)."""
+    prefix = cfg.get("add_prefix_space", False)
+    pre = tok.pre_tokenizer
+    state = json.loads(pre.__getstate__()) if pre is not None else {}
+    if state.get("add_prefix_space", prefix) != prefix:  # ByteLevel has the flag; Metaspace, BERT's do not
+        kind = getattr(pre_tokenizers, state.pop("type"))
+        tok.pre_tokenizer = kind(**{**state, "add_prefix_space": prefix})
+    post = tok.post_processor
+    if family != "roberta" or post is None:  # only RobertaTokenizerFast rewrites its post-processor
+        return
+    state = json.loads(post.__getstate__())
+    wanted = {"add_prefix_space": prefix, "trim_offsets": cfg.get("trim_offsets", True)}
+    changes = {k: v for k, v in wanted.items() if state.get(k, v) != v}
+    if changes:
+        kind = getattr(processors, state.pop("type"))
+        for k in ("sep", "cls"):  # (token, id) pairs, stored as JSON lists
+            if k in state:
+                state[k] = tuple(state[k])
+        tok.post_processor = kind(**{**state, **changes})
+
+
+def _backend(folder: str, cfg: dict, special: dict) -> tuple[Tokenizer, str]:
+    """The Rust tokenizer and the file it came from: tokenizer.json as written, else a WordPiece built from
+    vocab.txt, else a byte-level BPE built from vocab.json + merges.txt (older RoBERTa folders)."""
     tok_json, vocab = os.path.join(folder, "tokenizer.json"), os.path.join(folder, "vocab.txt")
+    bpe_vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
     try:
         if os.path.isfile(tok_json):
-            return Tokenizer.from_file(tok_json)
+            return Tokenizer.from_file(tok_json), tok_json
         if os.path.isfile(vocab):
-            return _wordpiece_from_vocab(vocab, cfg, special)
+            return _wordpiece_from_vocab(vocab, cfg, special), vocab
+        if os.path.isfile(bpe_vocab) and os.path.isfile(merges):
+            return _byte_level_bpe_from_files(bpe_vocab, merges, special), bpe_vocab
     except Exception as e:  # the Rust side reports a bad file as a plain Exception
         raise TokenizerError(f"cannot read the tokenizer in {folder}: {e}") from None
     present = ", ".join(sorted(os.listdir(folder))) or "nothing"
-    raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder} (it contains: {present})")
+    raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder}, nor vocab.json + merges.txt (it contains: {present})")
 
 
 def _max_length(cfg: dict, model_cfg: dict, folder: str, kwargs: dict) -> int:
-    """model_max_length from tokenizer_config.json; with no limit written, the model's position table."""
+    """model_max_length from tokenizer_config.json; with no limit written, the longest sequence the model
+    takes (its position table, less RoBERTa's padding offset: config.max_sequence_length)."""
     value = cfg.get("model_max_length")
     where = "the model_max_length argument" if "model_max_length" in kwargs else \
         f"model_max_length in {os.path.join(folder, 'tokenizer_config.json')}"
@@ -107,6 +161,9 @@ def _max_length(cfg: dict, model_cfg: dict, folder: str, kwargs: dict) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise TokenizerError(f"max_position_embeddings in {os.path.join(folder, 'config.json')} must be a "
                                  f"positive integer, got {value!r}")
+        if model_cfg.get("model_type") in CONFIG_CLASSES and value < VERY_LARGE:
+            # The config class knows its family's usable length (RoBERTa: positions start at pad_token_id + 1).
+            value = CONFIG_CLASSES[model_cfg["model_type"]].from_dict(model_cfg).max_sequence_length
     return int(value)
 
 
@@ -114,6 +171,7 @@ def _input_names(cfg: dict, model_cfg: dict) -> list[str]:
     """What the model takes: DistilBERT and RoBERTa have no token types, so their tokenizers return none."""
     names = cfg.get("model_input_names")
     if names is None:
+        # ELECTRA's tokenizer is BERT's: it returns token types.
         untyped = (str(cfg.get("tokenizer_class", "")).startswith(("DistilBert", "Roberta", "XLMRoberta"))
                    or model_cfg.get("model_type") in ("distilbert", "roberta", "xlm-roberta"))
         names = ["input_ids", "attention_mask"] if untyped else ["input_ids", "token_type_ids", "attention_mask"]
@@ -138,22 +196,40 @@ def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict) -> Tokenize
     return tok
 
 
+def _byte_level_bpe_from_files(vocab_file: str, merges_file: str, special: dict) -> Tokenizer:
+    """What transformers' RobertaTokenizerFast builds from vocab.json + merges.txt (its RobertaConverter);
+    add_prefix_space and trim_offsets are applied afterwards from tokenizer_config.json, as for tokenizer.json."""
+    tok = Tokenizer(BPE.from_file(vocab_file, merges_file, continuing_subword_prefix="", end_of_word_suffix="",
+                                  fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    cls, sep = special["cls_token"], special["sep_token"]
+    tok.post_processor = processors.RobertaProcessing(sep=(sep, tok.token_to_id(sep)), cls=(cls, tok.token_to_id(cls)),
+                                                      add_prefix_space=False, trim_offsets=True)
+    # The special tokens are matched whole, before the BPE; <mask> takes the space before it (RoBERTa's rule).
+    tokens = [special[k] for k in SPECIAL if special[k] is not None and k != "mask_token"]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys(tokens)] +
+                           [AddedToken(special["mask_token"], lstrip=True, special=True, normalized=False)])
+    return tok
+
+
 class PreTrainedTokenizer:
-    """A BERT/DistilBERT tokenizer: `tokenizer(texts, padding=True, truncation=True, return_tensors="tf")`."""
+    """A BERT-family tokenizer (WordPiece, byte-level BPE or SentencePiece Unigram, as tokenizer.json says):
+    `tokenizer(texts, padding=True, truncation=True, return_tensors="tf")`."""
 
     def __init__(self, tokenizer: Tokenizer, model_max_length: int = 512, model_input_names=None,
-                 name_or_path: str = "", clean_up_tokenization_spaces: bool = True, **special_tokens):
+                 name_or_path: str = "", clean_up_tokenization_spaces: bool = True, family: str = "wordpiece",
+                 vocab_file: str | None = None, **special_tokens):
         self._tokenizer = tokenizer
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         self.model_max_length = model_max_length
         self.model_input_names = list(model_input_names or ["input_ids", "token_type_ids", "attention_mask"])
         self.name_or_path = name_or_path
-        # True unless tokenizer_config.json says otherwise: the BERT tokenizers' long-standing default,
-        # which gives the course's "i've" (recent transformers releases, 4.57 included, default to False).
+        self.vocab_file = vocab_file  # the file the vocabulary was read from, for error messages
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         for key in SPECIAL:
-            setattr(self, key, special_tokens.get(key, DEFAULTS[key]))
+            setattr(self, key, special_tokens.get(key, DEFAULTS[family][key]))
         self._configured: dict = {}  # (truncation, padding) settings -> a configured copy of the tokenizer
         self._lock = threading.Lock()
 
@@ -171,15 +247,21 @@ class PreTrainedTokenizer:
                          cache_dir=cache_dir, token=token)
         cfg = {**_read_json(os.path.join(folder, "tokenizer_config.json")), **kwargs}
         model_cfg = _read_json(os.path.join(folder, "config.json"))
-        special = _special_tokens(cfg, _read_json(os.path.join(folder, "special_tokens_map.json")))
-        return cls(_backend(folder, cfg, special), model_max_length=_max_length(cfg, model_cfg, folder, kwargs),
+        family = _family(cfg, model_cfg)
+        special = _special_tokens(cfg, _read_json(os.path.join(folder, "special_tokens_map.json")), family)
+        backend, vocab_file = _backend(folder, cfg, special)
+        _prefix_space(backend, cfg, family)
+        # With nothing written: True for the WordPiece tokenizers (BertTokenizer's long-standing default,
+        # which gives the seed's "i've"), False for RoBERTa/XLM-R, as transformers' classes have it.
+        clean_up = cfg.get("clean_up_tokenization_spaces", family == "wordpiece")
+        return cls(backend, model_max_length=_max_length(cfg, model_cfg, folder, kwargs),
                    model_input_names=_input_names(cfg, model_cfg), name_or_path=str(name_or_path),
-                   clean_up_tokenization_spaces=cfg.get("clean_up_tokenization_spaces", True), **special)
+                   clean_up_tokenization_spaces=clean_up, family=family, vocab_file=vocab_file, **special)
 
     def save_pretrained(self, save_directory) -> None:
         os.makedirs(save_directory, exist_ok=True)
         self._tokenizer.save(os.path.join(save_directory, "tokenizer.json"))
-        cfg = {k: getattr(self, k) for k in SPECIAL}
+        cfg = {k: getattr(self, k) for k in SPECIAL if getattr(self, k) is not None}
         cfg.update(model_max_length=self.model_max_length, model_input_names=self.model_input_names,
                    clean_up_tokenization_spaces=self.clean_up_tokenization_spaces)
         with open(os.path.join(save_directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
@@ -196,7 +278,7 @@ class PreTrainedTokenizer:
         text gives as many rows as it needs (each overlapping the previous by `stride` tokens), all rows
         of all texts in one flat batch, and `overflow_to_sample_mapping` says which text each row is from.
         `return_offsets_mapping` gives each token's (start, end) characters in its own text ((0, 0) for
-        special tokens), `return_special_tokens_mask` 1 for [CLS]/[SEP]/padding.
+        special tokens), `return_special_tokens_mask` 1 for [CLS]/[SEP]/<s>/</s>/padding.
         """
         single = isinstance(text, str)
         batch = self._as_batch(text, text_pair)
@@ -377,11 +459,20 @@ class PreTrainedTokenizer:
 
     @property
     def all_special_tokens(self) -> list[str]:
-        return [getattr(self, k) for k in SPECIAL]
+        """bos, eos, unk, sep, pad, cls, mask, each once, the unset ones left out (transformers' order)."""
+        return list(dict.fromkeys(t for t in (getattr(self, k) for k in SPECIAL) if t is not None))
 
     @property
     def all_special_ids(self) -> list[int]:
         return [self.convert_tokens_to_ids(t) for t in self.all_special_tokens]
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return None if self.bos_token is None else self.convert_tokens_to_ids(self.bos_token)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return None if self.eos_token is None else self.convert_tokens_to_ids(self.eos_token)
 
     @property
     def unk_token_id(self) -> int:
@@ -496,7 +587,7 @@ def _to_tensor(rows, kind):
 
 
 class AutoTokenizer:
-    """`AutoTokenizer.from_pretrained(path_or_hub_id)`: every BERT-family checkpoint uses WordPiece."""
+    """`AutoTokenizer.from_pretrained(path_or_hub_id)`: one class reads every BERT-family tokenizer.json."""
 
     @staticmethod
     def from_pretrained(name_or_path, **kwargs) -> PreTrainedTokenizer:
