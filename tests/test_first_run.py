@@ -62,10 +62,19 @@ ABSURD = [  # (family, overrides, what the error must say)
 
 @pytest.mark.parametrize("family, overrides, message", ABSURD, ids=[f"{f}-{list(o)[0]}" for f, o, _ in ABSURD])
 def test_absurd_config_is_refused_naming_field_and_file(tmp_path, family, overrides, message):
+    import tracemalloc
+
+    minibert.AutoConfig.from_pretrained(config_folder(tmp_path, **TINY[family]))  # imports done before measuring
     folder = config_folder(tmp_path, **{**TINY[family], **overrides})
-    with pytest.raises(ConfigError, match=message) as e:
-        minibert.AutoConfig.from_pretrained(folder)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=message) as e:
+            minibert.AutoConfig.from_pretrained(folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert str(e.value).startswith(f"{folder / 'config.json'}: ")
+    assert peak < 2**20, f"refusing the config allocated {peak} bytes"  # nothing sized by the config was made
 
 
 @pytest.mark.parametrize("overrides", [dict(n_layers=1_000_000), dict(vocab_size=10**12), dict(n_heads=0)])
