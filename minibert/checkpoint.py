@@ -22,6 +22,9 @@ SAFE_INDEX = "model.safetensors.index.json"
 HUB_FILES = ["config.json", SAFE_WEIGHTS, SAFE_INDEX, "model-*.safetensors", "tokenizer.json",
              "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]
 
+# The keyword arguments every `from_pretrained` passes on to `resolve` (huggingface_hub's).
+HUB_KWARGS = ("revision", "local_files_only", "cache_dir", "token")
+
 logger = logging.getLogger("minibert")
 
 
@@ -83,7 +86,7 @@ def read_state_dict(folder: str) -> dict[str, np.ndarray]:
             f"AutoModel.from_pretrained('{folder}').save_pretrained('{folder}') (writes model.safetensors)."
             if other else ""
         )
-        raise CheckpointError(f"no {SAFE_WEIGHTS} or {SAFE_INDEX} in {folder} (it contains: {', '.join(present) or 'nothing'}).{hint}")
+        raise CheckpointError(f"no {SAFE_WEIGHTS} or {SAFE_INDEX} in {folder} ({contents(folder)}).{hint}")
     state, found_in = {}, {}
     for path in files:
         problem = _unreadable(path)
@@ -103,6 +106,11 @@ def read_state_dict(folder: str) -> dict[str, np.ndarray]:
         state.update(tensors)
     return state
 
+
+def contents(folder) -> str:
+    """What a folder holds, for an error message about a file it lacks."""
+    present = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return f"it contains: {', '.join(present) or 'nothing'}"
 
 def _shard_files(folder: str, index: str) -> list[str]:
     """The shard files an index names, each a plain file name in `folder`."""
@@ -156,15 +164,12 @@ def _unreadable(path: str) -> str | None:
 
 
 # -- the naming rule -----------------------------------------------------------------------------
-# (Keras layer type, Keras variable name) -> PyTorch parameter name
-_PARAM_NAMES = {
-    ("Linear", "kernel"): "weight",
-    ("Linear", "bias"): "bias",
-    ("Embedding", "embeddings"): "weight",
-    ("LayerNormalization", "gamma"): "weight",
-    ("LayerNormalization", "beta"): "bias",
-}
-_LEGACY = {"gamma": "weight", "beta": "bias"}  # old Google BERT checkpoints name LayerNorm params so
+# Keras's own layers name their variables differently from PyTorch: (Keras variable name) -> Hub name.
+_KERAS_LEAVES = {"Embedding": {"embeddings": "weight"}, "LayerNormalization": {"gamma": "weight", "beta": "bias"}}
+# Our own layers hold their variables under the Hub's names, except Linear's transposed kernel.
+_RENAMED = {"kernel": "weight"}
+# Old Google BERT checkpoints name LayerNorm params gamma/beta, as TensorFlow did: read them as weight/bias.
+_LEGACY = {"gamma": "weight", "beta": "bias"}
 _IGNORED = ("position_ids",)  # buffers some checkpoints store; recomputed, never loaded
 _TRANSPOSED = ("kernel",)  # Keras [in, out] kernels; PyTorch's nn.Linear stores [out, in]
 
@@ -188,23 +193,29 @@ def assign_hub_value(var, value: np.ndarray) -> None:
 
 
 def hub_variables(model) -> dict:
-    """Hub name -> Keras variable for every weight of `model`, from its attribute tree."""
+    """Hub name -> Keras variable for every weight of `model`, from its attribute tree.
+
+    A variable held by attribute `bias` of the layer at attribute path `cls.predictions` is
+    `cls.predictions.bias`. Private attributes (a tied decoder's reference to the word embeddings)
+    are not followed, so a shared variable is named once, where it lives.
+    """
     import keras
 
     out = {}
 
-    leaf_types = {kind for kind, _ in _PARAM_NAMES}
-
     def walk(obj, prefix):
-        if type(obj).__name__ in leaf_types:
-            for var in obj.weights:
-                out[prefix + _PARAM_NAMES[(type(obj).__name__, var.name)]] = var
-            return
+        for base in type(obj).__mro__:  # Keras's Embedding / LayerNormalization, or our subclasses of them
+            if base.__name__ in _KERAS_LEAVES and base.__module__.startswith("keras"):
+                for var in obj.weights:
+                    out[prefix + _KERAS_LEAVES[base.__name__][var.name]] = var
+                return
         for attr, value in vars(obj).items():
             if attr.startswith("_"):
                 continue
             attr = attr.rstrip("_")  # `output_`: Keras reserves `output`
-            if isinstance(value, keras.layers.Layer):
+            if isinstance(value, keras.Variable):
+                out[prefix + _RENAMED.get(attr, attr)] = value
+            elif isinstance(value, keras.layers.Layer):
                 walk(value, f"{prefix}{attr}.")
             elif isinstance(value, (list, tuple)):
                 for i, item in enumerate(value):
@@ -231,12 +242,22 @@ def _canonical(name: str, prefix: str) -> str:
 def load_weights(model, state: dict[str, np.ndarray], source: str = "the checkpoint") -> LoadingInfo:
     """Assign every tensor of `state` to its variable. All shapes are checked before anything is assigned."""
     prefix = model.base_model_prefix
+    tied = {_canonical(k, prefix) for k in model.tied_weights}
+    variables = hub_variables(model)
     ckpt = {}
     for k, v in state.items():
-        if not k.endswith(_IGNORED):
-            ckpt.setdefault(_canonical(k, prefix), (k, v))
+        name = _canonical(k, prefix)
+        if k.endswith(_IGNORED) or name in tied:
+            continue
+        if name in ckpt:  # stored with and without the `{prefix}.` prefix: keep the model's own name
+            keep, drop = ((k, v), ckpt[name][0]) if k in variables else (ckpt[name], k)
+            logger.warning("%s holds %s and %s for the same weight; using %s, ignoring %s",
+                           source, keep[0], drop, keep[0], drop)
+            ckpt[name] = keep
+        else:
+            ckpt[name] = (k, v)
     plan, missing = [], []
-    for name, var in hub_variables(model).items():
+    for name, var in variables.items():
         hit = ckpt.pop(_canonical(name, prefix), None)
         if hit is None:
             missing.append(name)

@@ -90,6 +90,8 @@ class PretrainedConfig:
     label2id: dict | None = None
     num_labels: dataclasses.InitVar[int | None] = None
     pad_token_id: int | None = 0
+    # "multi_label_classification" makes a classifier's pipeline default to sigmoid, as in transformers.
+    problem_type: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self, num_labels):
@@ -152,10 +154,9 @@ class PretrainedConfig:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "PretrainedConfig":
         """Read `config.json` from a folder or a Hub id. Extra kwargs override fields."""
-        from .checkpoint import resolve
+        from .checkpoint import HUB_KWARGS, resolve
 
-        hub_kw = {k: kwargs.pop(k) for k in ("revision", "local_files_only", "cache_dir", "token") if k in kwargs}
-        folder = resolve(name_or_path, **hub_kw)
+        folder = resolve(name_or_path, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
         d = read_config_dict(folder)
         if cls is PretrainedConfig:  # AutoConfig-like use
             cls = config_class_for(d.get("model_type"), folder)
@@ -197,6 +198,11 @@ class BertConfig(PretrainedConfig):
         if self.position_embedding_type != "absolute":
             raise ConfigError(f"position_embedding_type={self.position_embedding_type!r} is not supported (only 'absolute')")
 
+    @property
+    def max_sequence_length(self) -> int:
+        """The longest input in tokens: one position embedding per token."""
+        return self.max_position_embeddings
+
     def parameter_count(self, num_labels: int) -> int:
         h, i = self.hidden_size, self.intermediate_size
         embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
@@ -236,8 +242,73 @@ class DistilBertConfig(PretrainedConfig):
         layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d  # q k v out, ffn, 2 LayerNorms
         return embeddings + self.n_layers * layer + (d * d + d) + (d * num_labels + num_labels)
 
+    # The names the other families use, so shared code never asks which family it holds.
+    hidden_size = property(lambda self: self.dim)
+    num_hidden_layers = property(lambda self: self.n_layers)
+    num_attention_heads = property(lambda self: self.n_heads)
+    type_vocab_size = property(lambda self: 1, doc="DistilBERT has no token types: only type 0 is valid")
+    max_sequence_length = property(lambda self: self.max_position_embeddings)
 
-CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig)}
+
+@dataclass(repr=False)
+class RobertaConfig(BertConfig):
+    """transformers' RobertaConfig: BERT's keys and defaults, except the byte-level BPE vocabulary and
+    its special ids (`<s>` 0, `<pad>` 1, `</s>` 2). Hub checkpoints also set 514 positions and eps 1e-5."""
+
+    model_type: ClassVar[str] = "roberta"
+
+    vocab_size: int = 50265
+    pad_token_id: int | None = 1
+    bos_token_id: int | None = 0
+    eos_token_id: int | None = 2
+
+    def __post_init__(self, num_labels):
+        super().__post_init__(num_labels)
+        if self.pad_token_id is None or not 0 <= self.pad_token_id < self.max_position_embeddings - 1:
+            raise ConfigError(f"pad_token_id={self.pad_token_id} leaves no position for a token: RoBERTa's positions "
+                              f"start at pad_token_id + 1 and max_position_embeddings is {self.max_position_embeddings}")
+
+    @property
+    def max_sequence_length(self) -> int:
+        # Positions are pad_token_id + 1, pad_token_id + 2, ...: the first pad_token_id + 1 rows are never a token's.
+        return self.max_position_embeddings - self.pad_token_id - 1
+
+
+@dataclass(repr=False)
+class XLMRobertaConfig(RobertaConfig):
+    """The RoBERTa architecture under its own type name, with XLM-R's SentencePiece vocabulary."""
+
+    model_type: ClassVar[str] = "xlm-roberta"
+
+    vocab_size: int = 250002
+
+
+@dataclass(repr=False)
+class ElectraConfig(BertConfig):
+    """transformers' ElectraConfig (electra-small-discriminator's sizes by default): BERT's keys plus
+    `embedding_size`, the width of the embeddings before `embeddings_project`, and the `summary_*`
+    keys of the multiple-choice head."""
+
+    model_type: ClassVar[str] = "electra"
+    size_fields: ClassVar[tuple] = BertConfig.size_fields + ("embedding_size",)
+
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    summary_type: str = "first"
+    summary_use_proj: bool = True
+    summary_activation: str = "gelu"
+    summary_last_dropout: float = 0.1
+
+    def parameter_count(self, num_labels: int) -> int:
+        # BERT's count at the embedding width, plus embeddings_project; close enough for a memory limit.
+        e = self.embedding_size
+        return super().parameter_count(num_labels) - (self.vocab_size + self.max_position_embeddings
+                                                      + self.type_vocab_size) * (self.hidden_size - e) + e * self.hidden_size
+
+
+CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig, RobertaConfig, XLMRobertaConfig, ElectraConfig)}
 
 
 def config_class_for(model_type, where="config.json") -> type[PretrainedConfig]:
@@ -252,8 +323,9 @@ def read_config_dict(folder: str | os.PathLike) -> dict:
     """Parse `folder/config.json`, with an error that says what is wrong and where."""
     path = os.path.join(folder, CONFIG_NAME)
     if not os.path.isfile(path):
-        present = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        raise ConfigError(f"no {CONFIG_NAME} in {folder} (it contains: {', '.join(present) or 'nothing'})")
+        from .checkpoint import contents
+
+        raise ConfigError(f"no {CONFIG_NAME} in {folder} ({contents(folder)})")
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)

@@ -275,3 +275,22 @@ def test_weights_without_read_permission(tmp_path, tiny_bert_base, monkeypatch):
     monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(CheckpointError, match=r"v/model\.safetensors cannot be read: permission denied"):
         minibert.AutoModel.from_pretrained(str(folder))
+
+
+def test_weight_stored_with_and_without_prefix_warns_and_uses_the_models_name(tmp_path, tiny_bert_cls, caplog):
+    """The same tensor under `bert.x` and `x`: the model's own name wins, the other is named in a warning."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    import minibert
+
+    state = load_file(os.path.join(tiny_bert_cls, "model.safetensors"))
+    key = "bert.embeddings.word_embeddings.weight"
+    state[key.removeprefix("bert.")] = np.zeros_like(state[key])  # a stray unprefixed copy
+    shutil.copytree(tiny_bert_cls, tmp_path / "ck")
+    save_file(state, str(tmp_path / "ck" / "model.safetensors"), metadata={"format": "pt"})
+    with caplog.at_level("WARNING", logger="minibert"):
+        model = minibert.AutoModelForSequenceClassification.from_pretrained(tmp_path / "ck")
+    assert f"ignoring {key.removeprefix('bert.')}" in caplog.text
+    want = load_file(os.path.join(tiny_bert_cls, "model.safetensors"))[key]
+    np.testing.assert_array_equal(model.bert.embeddings.word_embeddings.embeddings.numpy(), want)
