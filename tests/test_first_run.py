@@ -84,10 +84,9 @@ def test_model_loading_stops_at_the_config(tmp_path, tiny_distilbert_cls, overri
     cfg = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**cfg, **overrides}))
     field = list(overrides)[0]
-    with pytest.raises(ConfigError, match=rf"v/config.json: ({field}|this config describes .* parameters)"):
-        minibert.DistilBertForSequenceClassification.from_pretrained(folder)
-    with pytest.raises(ConfigError, match=rf"{field}|this config describes .* parameters"):
-        minibert.AutoModelForSequenceClassification.from_pretrained(folder)
+    for cls in (minibert.DistilBertForSequenceClassification, minibert.AutoModelForSequenceClassification):
+        with pytest.raises(ConfigError, match=rf"v/config.json: ({field}|this config describes .* parameters)"):
+            cls.from_pretrained(folder)
 
 
 def test_parameter_count_is_transformers_count():
