@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -38,8 +39,11 @@ class CompiledForward:
             self._out_cls = type(out)  # a Python value, read at trace time
             return dict(out)
 
-        self.xla = tf.function(forward, input_signature=[spec] * 3, jit_compile=True)
-        self.graph = tf.function(forward, input_signature=[spec] * 3)
+        # Each model traces its graphs once. TensorFlow counts traces per code object, so with `forward` itself
+        # every model after the third looked like a retracing loop ("triggered tf.function retracing"
+        # warnings); a partial has no code object: each graph is counted on its own.
+        self.xla = tf.function(functools.partial(forward), input_signature=[spec] * 3, jit_compile=True)
+        self.graph = tf.function(functools.partial(forward), input_signature=[spec] * 3)
 
     def bucket(self, batch: int, seq: int):
         """The padded XLA shape for this input, or None when it is not small."""
