@@ -80,7 +80,8 @@ def _tsv(s: str) -> str:
 
 
 def load_tensorflow_quietly(args=None) -> None:
-    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the user's stderr.
+    """Import TensorFlow with its start-up chatter kept off the user's stderr (`minibert._tensorflow`, as the
+    library does).
 
     A --model that cannot be found fails first: a user should not wait for TensorFlow to hear that.
     """
@@ -88,18 +89,9 @@ def load_tensorflow_quietly(args=None) -> None:
         from .checkpoint import resolve
 
         args.model = resolve(args.model)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
+    from ._tensorflow import load_tensorflow_quietly as load
 
-        tf.config.list_physical_devices()  # device probing logs here, not at the first op
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    load()
 
 
 # -- commands ------------------------------------------------------------------------------------
