@@ -26,6 +26,8 @@ def read_texts(args) -> tuple[list[str], bool]:
     if args.file is None:
         if not args.texts:
             raise CLIError("give TEXT arguments, --file PATH, or lines on standard input")
+        for n, text in enumerate(args.texts, 1):
+            _check_argument_bytes(text, f"TEXT argument {n}")
         return list(args.texts), False
     if args.texts:
         raise CLIError("give either TEXT arguments or --file, not both")
@@ -54,6 +56,21 @@ def read_texts(args) -> tuple[list[str], bool]:
         except UnicodeDecodeError as e:
             raise CLIError(f"{name}: line {n} is not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
     return texts, True
+
+
+def _check_argument_bytes(text: str, what: str) -> None:
+    """Python decodes the command line as UTF-8 with each invalid byte kept as a surrogate (0xff as '\\udcff'):
+    name the byte as the user typed it, not the surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # the bytes as given
+            raw.decode("utf-8")
+        except UnicodeEncodeError:
+            return  # a surrogate that no byte gives: the tokenizer's check names it
+        except UnicodeDecodeError as e:
+            raise CLIError(f"{what} is not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
 
 
 def progress(total: int, args, enabled: bool):
