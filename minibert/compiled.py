@@ -13,6 +13,7 @@ Whether small inputs use XLA at all is part of the path `cpu.py` chooses for the
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -41,8 +42,11 @@ class CompiledForward:
             self._out_cls = type(out)  # a Python value, read at trace time
             return dict(out)
 
-        self.xla = tf.function(forward, input_signature=[spec] * 3, jit_compile=True)
-        self.graph = tf.function(forward, input_signature=[spec] * 3)
+        # Each model traces its graphs once. TensorFlow counts traces per code object, so with `forward` itself
+        # every model after the third looked like a retracing loop ("triggered tf.function retracing"
+        # warnings); a partial has no code object: each graph is counted on its own.
+        self.xla = tf.function(functools.partial(forward), input_signature=[spec] * 3, jit_compile=True)
+        self.graph = tf.function(functools.partial(forward), input_signature=[spec] * 3)
         self.use_xla = cpu.path().small == "xla"  # the CPU's rule, or MINIBERT_PATH (cpu.py)
 
     def bucket(self, batch: int, seq: int):
