@@ -11,6 +11,8 @@ import os
 import shutil
 import sys
 
+from .ray import add_arguments as add_ray_arguments, run as ray_run
+
 class CLIError(Exception):
     """A user error: printed as one line, exit status 1."""
 
@@ -91,6 +93,8 @@ def load_tensorflow_quietly() -> None:
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_classify(args) -> int:
+    if args.input:  # a dataset, on Ray Data (minibert/ray.py)
+        return ray_run("sentiment-analysis", args)
     texts, from_file = read_texts(args)
     load_tensorflow_quietly()
     from .pipelines import pipeline
@@ -122,6 +126,8 @@ def cmd_classify(args) -> int:
 
 
 def cmd_embed(args) -> int:
+    if args.input:
+        return ray_run("feature-extraction", args)
     texts, from_file = read_texts(args)
     if args.output and not args.output.endswith(".npy"):
         raise CLIError(f"--output must end in .npy, got {args.output}")
@@ -222,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass")
     c.add_argument("--top-k", type=int, metavar="K", help="show the K best labels")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_ray_arguments(c, pairs=True)
     c.set_defaults(func=cmd_classify)
 
     e = sub.add_parser("embed", help="sentence embeddings (mean pooled, L2-normalised)",
@@ -232,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-normalize", action="store_true", help="do not L2-normalise")
     e.add_argument("--batch-size", type=int, metavar="N")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_ray_arguments(e)
     e.set_defaults(func=cmd_embed)
 
     t = sub.add_parser("tokenize", help="show tokens and ids", description="Tokens (with special tokens) and ids.")

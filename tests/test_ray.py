@@ -1,0 +1,358 @@
+"""Corpus-scale inference on Ray Data (minibert/ray.py), on a local Ray with 2 CPUs.
+
+The reference is always the single-process pipeline, `minibert.pipeline(task)(texts)`, on the same
+texts: the Ray path must give every row once, with the same labels and the same numbers.
+"""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason='the Ray tests need the extra: pip install "minibert[ray]"')
+pa = pytest.importorskip("pyarrow")
+import pyarrow.csv as pcsv  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+import minibert.ray as mray  # noqa: E402
+from minibert import pipeline  # noqa: E402
+from minibert.cli import build_parser, main  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SST2 = os.path.join(REPO, "data", "sst2", "train.txt")
+N = 2000
+RAY_BATCH = 100  # rows per actor call in these tests: 28 calls or more, so a worker can be killed midway
+# Ray's workers are separate processes: they must import this checkout's minibert, as pytest does.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+       "HF_HUB_OFFLINE": "1",
+       # Ray's memory monitor kills workers when the node is above 95% memory, counting every process on
+       # it: on a shared test machine that is other people's memory, and the run would restart actors
+       # for as long as they use it. The fault test below kills a worker itself.
+       "RAY_memory_monitor_refresh_ms": "0"}
+
+
+def sst2_texts(n=N):
+    with open(SST2, encoding="utf-8") as f:
+        return [line.rstrip("\n").split(" ", 1)[1] for line in f][:n]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ.update(ENV)  # inherited by the raylet and so by every worker it starts
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, logging_level="WARNING",
+             log_to_driver=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return sst2_texts()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, texts):
+    """The texts in every format the reader takes. Parquet holds all 2,000 (with `id` and `gold`
+    columns); the others hold 200 or 300 (slices of the same texts), to keep this module within a few
+    minutes on 2 CPUs."""
+    d = tmp_path_factory.mktemp("inputs")
+    ids = np.arange(N)
+    table = pa.table({"id": ids, "text": texts, "gold": [i % 2 for i in ids]})
+    paths = {}
+    paths["parquet"] = d / "sst2.parquet"
+    pq.write_table(table, paths["parquet"], row_group_size=700)  # several row groups
+    slices = {"text": slice(0, 200), "jsonl": slice(200, 500), "csv": slice(500, 800)}
+    paths["text"] = d / "sst2.txt"
+    paths["text"].write_text("".join(t + "\n" for t in texts[slices["text"]]), encoding="utf-8")
+    paths["jsonl"] = d / "sst2.jsonl"
+    with open(paths["jsonl"], "w", encoding="utf-8") as f:
+        for i in range(*slices["jsonl"].indices(N)):
+            f.write(json.dumps({"id": i, "text": texts[i], "gold": i % 2}) + "\n")
+    paths["csv"] = d / "sst2.csv"
+    pcsv.write_csv(table.slice(slices["csv"].start, 300), paths["csv"])
+    return paths, slices
+
+
+def concat(tables) -> pa.Table:
+    """One table from the blocks of several files (a text file's blocks have no `id` or `gold`)."""
+    return pa.concat_tables(tables, promote_options="default")
+
+
+# -- the readers, without Ray: every row once, a malformed one flagged --------------------------
+def read_all(reader, data: bytes, limit=mray.MAX_TEXT_BYTES, column="text"):
+    return pa.concat_tables(reader(io.BytesIO(data), "f", column, [column], limit)).to_pylist()
+
+
+class Trickle(io.BytesIO):
+    """A stream that gives 3 bytes a read, so lines straddle every chunk boundary."""
+
+    def read(self, n=-1):
+        return super().read(3)
+
+
+def test_text_lines_every_line_once_as_the_cli_counts_them():
+    rows = read_all(mray._read_text, b"one\r\n\n  \ntwo \xe2\x80\xa8 still two\nlast")
+    assert [(r["input_row"], r["text"], r["error"]) for r in rows] == [
+        (1, "one", None), (2, "", None), (3, "  ", None), (4, "two \u2028 still two", None), (5, "last", None)]
+    assert read_all(mray._read_text, b"a\n") == [{"input_file": "f", "input_row": 1, "text": "a", "error": None}]
+    assert list(mray._read_text(io.BytesIO(b""), "f", "text", ["text"], 10)) == []  # an empty file: no rows
+
+
+def test_text_lines_bad_bytes_and_overlong_lines_are_rows_with_an_error():
+    data = b"hello\nworld wide web\nok \xff\xfe\n\nend"
+    lines = list(mray._lines(Trickle(data), 8))
+    assert lines == [(1, b"hello"), (2, None), (3, b"ok \xff\xfe"), (4, b""), (5, b"end")]
+    rows = read_all(mray._read_text, data, limit=8)
+    assert [r["input_row"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[1]["text"] is None and rows[1]["error"] == "f, row 2: line longer than 8 bytes"
+    assert rows[2]["text"] is None and rows[2]["error"] == "f, row 3: not valid UTF-8 (byte 0xff at column 4)"
+    assert [r["error"] for r in rows if r["input_row"] in (1, 4, 5)] == [None] * 3
+
+
+def test_jsonl_non_string_missing_and_broken_rows_are_kept_with_an_error():
+    data = (b'{"text": "fine", "id": 1}\n{"text": 5, "id": 2}\n{"text": null, "id": 3}\n\n'
+            b'{"id": 5}\nnot json\n[1, 2]\n{"text": ["a"], "id": 8}\n{"text": "caf\xc3\xa9", "id": 9, "extra": true}\n')
+    rows = read_all(mray._read_jsonl, data)
+    assert [r["input_row"] for r in rows] == [1, 2, 3, 5, 6, 7, 8, 9]  # line 4 is blank: no record
+    assert [r["id"] for r in rows] == [1, 2, 3, 5, None, None, 8, 9]
+    errors = {r["input_row"]: r["error"] for r in rows}
+    assert errors[1] is None and errors[9] is None
+    assert errors[2] == "f, row 2: 'text' is int, expected a string"
+    assert errors[3] == "f, row 3: 'text' is null, expected a string"
+    assert errors[5] == "f, row 5: no field 'text'"
+    assert errors[6].startswith("f, row 6: not valid JSON")
+    assert errors[7] == "f, row 7: a JSON list, expected an object"
+    assert errors[8] == "f, row 8: 'text' is list, expected a string"
+    assert rows[-1]["text"] == "café" and rows[-1]["extra"] is True and rows[0]["extra"] is None
+
+
+def test_csv_rows_are_records_and_bad_values_are_flagged():
+    data = b'id,text\n1,"two\nlines"\n2,bad \xff\n3,\n4,"quoted, comma"\n'
+    rows = read_all(mray._read_csv, data)
+    assert [(r["input_row"], r["id"], r["text"]) for r in rows] == [
+        (1, 1, "two\nlines"), (2, 2, None), (3, 3, ""), (4, 4, "quoted, comma")]
+    assert rows[1]["error"] == "f, row 2: 'text' is not valid UTF-8 (byte 0xff at column 5)"
+    assert [r["error"] for r in rows if r["id"] != 2] == [None] * 3
+    with pytest.raises(ValueError, match="no column 'review'; columns: id, text"):
+        read_all(mray._read_csv, data, column="review")
+
+
+def test_parquet_nulls_and_non_string_columns_are_flagged(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["a", None, "c"], "n": [1, 2, 3]}), path)
+    rows = read_all(mray._read_parquet, path.read_bytes())
+    assert [r["error"] for r in rows] == [None, "f, row 2: 'text' is null, expected a string", None]
+    rows = read_all(mray._read_parquet, path.read_bytes(), column="n")
+    assert [r["error"] for r in rows] == [f"f, row {i}: 'n' is int64, expected a string" for i in (1, 2, 3)]
+
+
+# -- the same numbers as one process, row for row, in every format; a worker killed midway --------
+def actor_pids():
+    """PIDs of this test's model actors: processes Ray titles MapWorker(...Predict...) that descend from
+    this process (through the raylet ray.init started), so nothing else on the machine is touched."""
+    me, found = os.getpid(), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read()
+        except OSError:
+            continue
+        if not title.startswith(b"ray::MapWorker") or b"Predict" not in title:
+            continue
+        p = int(pid)
+        while p > 1 and p != me:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    p = int(f.read().rsplit(")", 1)[1].split()[1])  # the parent pid
+            except OSError:
+                break
+        if p == me:
+            found.append(int(pid))
+    return found
+
+
+class PredictAndName(mray.Predict):
+    """Predict, plus a `batch` column naming the call each row was computed in (its first row's file
+    and row), so that the test can run the one-process pipeline on exactly the same batches."""
+
+    def __call__(self, batch):
+        first = f"{batch['input_file'][0].as_py()}:{batch['input_row'][0].as_py()}"
+        return super().__call__(batch).append_column("batch", pa.array([first] * batch.num_rows))
+
+
+# Ray's workers cannot import this test module: send the class itself (its base is minibert's).
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def predict_all_formats(task, inputs, kill_a_worker=False, **kwargs):
+    """The outputs of one Ray run over all four files, streamed back (a table per format); with
+    kill_a_worker, one model actor is SIGKILLed as soon as the first results are out."""
+    paths, _ = inputs
+    datasets = [mray.read([paths[fmt]]) for fmt in ("parquet", "text", "jsonl", "csv")]
+    ds = mray.predict(datasets[0].union(*datasets[1:]), task, workers=2, ray_batch_size=RAY_BATCH,
+                      udf=PredictAndName, **kwargs)
+    batches, killed = [], None
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        batches.append(batch)
+        if kill_a_worker and killed is None:
+            pids = actor_pids()
+            assert pids, "no model actor found to kill"
+            killed = (pids[0], sum(b.num_rows for b in batches))
+            os.kill(killed[0], signal.SIGKILL)
+    out = concat(batches)
+    by_format = {fmt: out.filter(pa.compute.equal(out["input_file"], str(path))) for fmt, path in paths.items()}
+    return out, by_format, killed
+
+
+def one_process(task, out):
+    """The single-process pipeline's results for the rows of `out`, computed batch by batch as the
+    actors computed them. Why the same batches: the pipeline pads each length-sorted batch to its
+    longest text, and the padded shape moves the last float bits; on these texts, one call on all
+    2,000 and calls on 100-text chunks differ by up to 1.5e-6 in a score, in one process, no Ray."""
+    pipe = pipeline(task)
+    texts, batch_ids = out["text"].to_pylist(), out["batch"].to_pylist()
+    results = [None] * len(texts)
+    for b in dict.fromkeys(batch_ids):
+        rows = [i for i, x in enumerate(batch_ids) if x == b]
+        kwargs = dict(pooling="mean", normalize=True) if task == "feature-extraction" else {}
+        for i, r in zip(rows, pipe([texts[i] for i in rows], **kwargs)):
+            results[i] = r
+    return results
+
+
+def check_rows(by_format, inputs, texts):
+    """Every input row exactly once, in order, with its text and its own columns; the table in input order."""
+    _, slices = inputs
+    for fmt, part in by_format.items():
+        rows = part["input_row"].to_pylist()
+        assert rows == list(range(1, (2000 if fmt == "parquet" else slices[fmt].stop - slices[fmt].start) + 1)), fmt
+        first = 0 if fmt == "parquet" else slices[fmt].start
+        assert part["text"].to_pylist() == texts[first:first + len(rows)], fmt
+        if fmt != "text":  # the input's own columns are carried through
+            assert part["id"].to_pylist() == list(range(first, first + len(rows))), fmt
+
+
+def test_classification_equals_the_pipeline_in_every_format_with_a_worker_killed(local_ray, inputs, texts):
+    out, by_format, (killed, rows_before_kill) = predict_all_formats("sentiment-analysis", inputs, kill_a_worker=True)
+    assert rows_before_kill < out.num_rows // 2, "the kill came late: most of the run was done"
+    assert killed not in actor_pids()
+    assert out.num_rows == 2000 + 200 + 300 + 300  # none lost, none duplicated (check_rows: each once)
+    check_rows(by_format, inputs, texts)
+    expected = one_process("sentiment-analysis", out)
+    assert out["label"].to_pylist() == [r["label"] for r in expected]
+    diff = np.abs(np.array(out["score"].to_pylist()) - [r["score"] for r in expected])
+    assert diff.max() <= 1e-6, diff.max()
+    assert "error" not in out.column_names  # on_error="fail" (the default) adds no column
+    assert len(set(out["batch"].to_pylist())) >= 28  # many calls, so the kill fell in the middle
+
+
+def test_embeddings_equal_the_pipeline_in_every_format(local_ray, inputs, texts):
+    out, by_format, _ = predict_all_formats("feature-extraction", inputs, on_error="record")
+    assert out.num_rows == 2000 + 200 + 300 + 300
+    check_rows(by_format, inputs, texts)
+    assert out.schema.field("embedding").type == pa.list_(pa.float32(), 384)
+    vectors = out["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, 384)
+    diff = np.abs(vectors - np.stack(one_process("feature-extraction", out)))
+    assert diff.max() <= 1e-6, diff.max()
+    assert out["error"].null_count == out.num_rows
+
+
+# -- malformed rows, both modes, through `minibert classify --input` in this process --------------
+def cli_args(*argv):
+    return build_parser().parse_args(["classify", *argv])
+
+
+@pytest.fixture(scope="module")
+def bad_text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bad") / "bad.txt"
+    path.write_bytes(b"a fine review\nbad \xff byte\n" + b"x" * (mray.MAX_TEXT_BYTES + 10) + b"\n\nI hate this so much!\n")
+    return path
+
+
+def test_malformed_rows_recorded(local_ray, bad_text_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert mray.run("sentiment-analysis", cli_args("--input", str(bad_text_file), "--output", str(out),
+                                                   "--on-error", "record", "--workers", "1")) == 0
+    table = pq.read_table(out)
+    assert table["input_row"].to_pylist() == [1, 2, 3, 4, 5]
+    assert table["error"].to_pylist() == [
+        None, f"{bad_text_file}, row 2: not valid UTF-8 (byte 0xff at column 5)",
+        f"{bad_text_file}, row 3: line longer than {mray.MAX_TEXT_BYTES} bytes", None, None]
+    expected = pipeline("sentiment-analysis")(["a fine review", "", "I hate this so much!"])
+    assert [table["label"][i].as_py() for i in (0, 3, 4)] == [r["label"] for r in expected]
+    assert table["label"][1].as_py() is None and table["score"][2].as_py() is None
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.startswith("minibert: 5 rows in ") and "2 with an error" in summary
+
+
+def test_malformed_row_fails_naming_file_and_row(local_ray, bad_text_file, tmp_path):
+    with pytest.raises(ValueError) as e:
+        mray.run("sentiment-analysis", cli_args("--input", str(bad_text_file), "--output", str(tmp_path / "o"),
+                                                "--workers", "1"))
+    assert str(e.value) == f"{bad_text_file}, row 2: not valid UTF-8 (byte 0xff at column 5)"
+
+
+# -- the command, end to end, as a user runs it --------------------------------------------------
+def test_cli_end_to_end_jsonl_in_jsonl_out(inputs, texts, tmp_path):
+    paths, slices = inputs
+    out = tmp_path / "emb"
+    cmd = [sys.executable, "-m", "minibert", "embed", "--input", str(paths["jsonl"]), "--output", str(out),
+           "--output-format", "jsonl", "--workers", "2"]
+    p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr.decode()[-3000:]
+    last = p.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("minibert: 300 rows in ") and " rows/s" in last and "2 worker(s) x 1 thread(s)" in last
+    records = [json.loads(line) for f in sorted(out.iterdir()) for line in f.read_text().splitlines()]
+    assert [r["input_row"] for r in records] == list(range(1, 301))
+    assert [r["id"] for r in records] == list(range(slices["jsonl"].start, slices["jsonl"].stop))
+    vectors = np.array([r["embedding"] for r in records], np.float32)
+    # The command gives each actor 1,024 rows a call, so the 300 texts are one batch, as they are for
+    # `minibert embed --file` in one process.
+    expected = pipeline("feature-extraction")(texts[slices["jsonl"]], pooling="mean", normalize=True)
+    assert np.abs(vectors - expected).max() <= 1e-6
+    # the same output folder again is refused before anything starts
+    p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=120)
+    assert p.returncode == 1 and p.stderr.decode().strip() == \
+        f"minibert: error: --output {out} exists and is not empty (add --overwrite to replace it)"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input", "/nonexistent/x.txt", "--output", "o"], "no such file: /nonexistent/x.txt"),
+    (["--input", "/nonexistent/*.jsonl", "--output", "o"], "no files match /nonexistent/*.jsonl"),
+    (["--input", "{csv}", "--column", "review", "--output", "o"], "{csv}: no column 'review'; columns: id, text, gold"),
+    (["--input", "{jsonl}", "--output", "o", "--input-format", "parquet"], "{jsonl}: cannot read it as parquet: "),
+    (["--input", "{jsonl}", "{csv}", "--output", "o"], "the inputs mix formats (jsonl: {jsonl}, csv: {csv}); "),
+    (["--input", "{csv}"], "--input needs --output FOLDER"),
+    (["--input", "{csv}", "--output", "o", "--address", "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9"),
+    (["--input", "{csv}", "--output", "o", "a text"], "give --input or TEXT/--file, not both"),
+])
+def test_bad_commands_are_one_line_before_any_model(inputs, tmp_path, capsys, monkeypatch, argv, message):
+    paths, _ = inputs
+    monkeypatch.chdir(tmp_path)
+
+    def started(*a, **k):
+        raise AssertionError("Ray or a model was started for a command that is wrong")
+
+    monkeypatch.setattr(mray, "predict", started)
+    monkeypatch.setattr(ray, "init", started)
+    argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
+    message = message.format(**{k: str(v) for k, v in paths.items()})
+    assert main(["classify", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"minibert: error: {message}") and err.count("\n") == 1, err
+
+
+def test_ray_missing_is_one_line_with_the_install_command(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from minibert.cli import main\n"
+            f"sys.exit(main(['classify', '--input', {str(SST2)!r}, '--input-format', 'text', '--output', 'o']))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=60, cwd=tmp_path)
+    assert p.returncode == 1
+    assert p.stderr.decode().strip() == 'minibert: error: Ray is not installed; install the extra: pip install "minibert[ray]"'
