@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import os
 import re
 import sys
@@ -58,8 +59,8 @@ def _require_ray():
 # -- what each task adds to a row ----------------------------------------------------------------
 # One entry per pipeline task (the canonical names of pipelines.TASKS): the keyword arguments its
 # pipeline is called with (by default, and from the command's options), the columns it adds, and
-# whether it takes text pairs. A task added to
-# pipelines.py plugs in here with one entry; `Predict` and `run` read nothing else.
+# whether it takes text pairs. A task added to pipelines.py plugs in here with one entry; `Predict` and
+# `run` read nothing else. (When pipelines.py grows its own task table, these entries belong there.)
 def _classification_columns(results, keep, n, pipe):
     """`label` (string) and `score` (float64: the float32 probability, exactly) per row."""
     import pyarrow as pa
@@ -106,17 +107,21 @@ def _task_output(task: str) -> dict:
 
 # -- the actor: one model per process, one pipeline call per batch -------------------------------
 def _limit_threads(threads: int | None) -> None:
-    """Give TensorFlow `threads` threads. Ray already sets OMP_NUM_THREADS to the actor's CPUs; TF's own
-    pools default to every core of the machine, so N actors would each start one thread per core and
-    fight over them. Must run before TensorFlow's first op (an actor's __init__ is)."""
-    if not threads:
-        return
+    """Give TensorFlow `threads` threads (default: the CPUs Ray gave this actor). TF's own pools default
+    to every core of the machine, so N actors would each start one thread per core and fight over them.
+    Must run before TensorFlow's first op (an actor's __init__ is)."""
+    if threads is None:
+        import ray
+
+        if not ray.is_initialized():
+            return
+        threads = max(1, round(ray.get_runtime_context().get_assigned_resources().get("CPU", 0)))
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TF already initialised in this process (a caller's own thread setting wins)
+    except RuntimeError:  # TF already ran in this process: its thread pools exist and cannot change
         pass
 
 
@@ -147,28 +152,31 @@ class Predict:
         self.pipe = pipeline(task, model=model, batch_size=batch_size, max_length=max_length)
         self.column, self.pair_column, self.on_error = column, pair_column, on_error
         self.max_text_bytes = max_text_bytes
-        self.to_columns = out["to_columns"]
+        self.to_columns, self.output_columns = out["to_columns"], out["columns"]
         self.call_kwargs = {**out["call"], **call_kwargs}
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        if isinstance(batch, dict):  # batch_format="numpy"
-            batch = pa.table({k: list(v) if getattr(v, "ndim", 1) > 1 else v for k, v in batch.items()})
         if not isinstance(batch, pa.Table):
-            raise TypeError(f"expected a pyarrow Table (map_batches(..., batch_format='pyarrow')), got {type(batch).__name__}")
+            raise TypeError(f"expected a pyarrow Table: map_batches(..., batch_format='pyarrow'), got {type(batch).__name__}")
         n = batch.num_rows
         for name in (self.column, self.pair_column):
             if name and name not in batch.column_names:
                 raise KeyError(f"no column {name!r} in the batch; columns: {', '.join(batch.column_names)}")
+        taken = [name for name in self.output_columns if name in batch.column_names]
+        if taken:  # overwriting it would lose the user's data
+            raise ValueError(f"the input has a column {taken[0]!r}, which the output adds; rename it")
         errors = batch.column(ERROR_COLUMN).to_pylist() if ERROR_COLUMN in batch.column_names else [None] * n
         texts = batch.column(self.column).to_pylist()
         pairs = batch.column(self.pair_column).to_pylist() if self.pair_column else None
         for i in range(n):
             if errors[i] is None:
-                errors[i] = self._check(texts[i], self.column) or (pairs and self._check(pairs[i], self.pair_column))
-                if errors[i]:
-                    errors[i] = f"{_where(batch, i)}: {errors[i]}"
+                problem = self._check(texts[i], self.column)
+                if problem is None and pairs is not None:
+                    problem = self._check(pairs[i], self.pair_column)
+                if problem:
+                    errors[i] = f"{_where(batch, i)}: {problem}"
         keep = [i for i in range(n) if not errors[i]]
         if self.on_error == "fail" and len(keep) < n:
             raise BadRow(next(e for e in errors if e))
@@ -178,9 +186,6 @@ class Predict:
         # code, and so the same numbers, as pipeline(...)(texts) in one process.
         results = self.pipe(inputs, **self.call_kwargs) if inputs else []
         columns = self.to_columns(results, keep, n, self.pipe)
-        for name in columns:
-            if name in batch.column_names:
-                batch = batch.drop_columns([name])
         for name, values in columns.items():
             batch = batch.append_column(name, values)
         if ERROR_COLUMN in batch.column_names:
@@ -272,10 +277,13 @@ def _table(path: str, rows: list[int], columns: dict, errors: list):
 
 
 def _read_text(f, path, column, text_columns, limit):
+    """One text per line, every line a row (blank ones too, as `minibert classify --file` keeps them)."""
     rows, texts, errors = [], [], []
     for number, raw in _lines(f, limit):
         text, error = _decode(raw, limit)
-        rows.append(number), texts.append(text), errors.append(error and f"{path}, row {number}: {error}")
+        rows.append(number)
+        texts.append(text)
+        errors.append(error and f"{path}, row {number}: {error}")
         if len(rows) == BLOCK_ROWS:
             yield _table(path, rows, {column: _str_array(texts)}, errors)
             rows, texts, errors = [], [], []
@@ -319,7 +327,9 @@ def _read_jsonl(f, path, column, text_columns, limit):
                 error = f"{name!r} is {'null' if record[name] is None else type(record[name]).__name__}, expected a string"
         if error is not None:  # the row stays, its text nulled, so one bad value cannot break the block's types
             record = {**record, **{name: None for name in text_columns}}
-        rows.append(number), records.append(record), errors.append(error and f"{path}, row {number}: {error}")
+        rows.append(number)
+        records.append(record)
+        errors.append(error and f"{path}, row {number}: {error}")
         if len(rows) == BLOCK_ROWS:
             yield block()
             rows, records, errors = [], [], []
@@ -495,7 +505,7 @@ def input_columns(path: str, fmt: str) -> list[str] | None:
         if fmt == "csv":
             import pyarrow.csv as pcsv
 
-            return pcsv.open_csv(f, convert_options=pcsv.ConvertOptions(column_types={})).schema.names
+            return pcsv.open_csv(f).schema.names
         for number, raw in _lines(f, MAX_TEXT_BYTES):
             text, _ = _decode(raw, MAX_TEXT_BYTES)
             if text is not None and text.strip():
@@ -570,6 +580,8 @@ def run(task: str, args) -> int:
         raise ValueError("give --input or TEXT/--file, not both")
     if not args.output:
         raise ValueError("--input needs --output FOLDER")
+    if args.output.endswith(".npy"):
+        raise ValueError(f"with --input, --output is a folder (Parquet or JSON lines), not a .npy file: {args.output}")
     if getattr(args, "top_k", None):
         raise ValueError("--top-k is not supported with --input")
     if getattr(args, "pooling", "mean") not in ("mean", "cls"):
@@ -590,11 +602,10 @@ def run(task: str, args) -> int:
     taken = set(out["columns"]) & set(columns or [])
     if taken:
         raise ValueError(f"{files[0]}: the input has a column {sorted(taken)[0]!r}, which the output adds; rename it")
-    check_output(args.output, args.overwrite)
-    call = out["call_from_args"](args)
-
     if args.address:
         check_address(args.address)
+    check_output(args.output, args.overwrite)  # last: with --overwrite it empties the folder
+    call = out["call_from_args"](args)
 
     started = time.perf_counter()
     own_ray = not ray.is_initialized()
@@ -607,9 +618,11 @@ def run(task: str, args) -> int:
             raise ConnectionError(f"cannot reach the Ray cluster at {args.address}: {e}" if args.address
                                   else f"cannot start a local Ray: {e}") from None
     try:
-        ctx = ray.data.DataContext.get_current()
+        ctx = ray.data.DataContext.get_current()  # this driver's settings for the datasets it runs
         ctx.execution_options.preserve_order = True  # output files in input order (see the README)
-        ctx.enable_progress_bars = not getattr(args, "quiet", False)
+        if getattr(args, "quiet", False):
+            ctx.enable_progress_bars = False
+            logging.getLogger("ray.data").setLevel(logging.WARNING)  # its "Starting execution" lines
         threads = args.threads
         workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
         ray_started = time.perf_counter() - started
@@ -636,8 +649,10 @@ def run(task: str, args) -> int:
 def _user_error(e: BaseException) -> BaseException:
     """The malformed-row or input error that stopped a run, as one line for the command. Ray delivers a
     failure inside an actor or read task as a RayTaskError whose text holds the original traceback (the
-    exception object itself does not always travel), so the original line is found in that text."""
-    found = re.search(r"^(?:minibert\.ray\.BadRow|ValueError|KeyError): (.+)$", str(e), re.MULTILINE)
+    exception object itself does not always travel), so the original line is found in that text: a
+    minibert error (BadRow, CheckpointError) or a plain Python one from our readers."""
+    found = re.search(r"^(?:minibert\.[\w.]+|ValueError|KeyError|TypeError|OSError|FileNotFoundError): (.+)$",
+                      str(e), re.MULTILINE)
     return ValueError(found.group(1)) if found else e
 
 

@@ -9,19 +9,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 import pytest
+import ray  # in the test extra: a test machine without Ray fails here rather than skipping
 
-ray = pytest.importorskip("ray", reason='the Ray tests need the extra: pip install "minibert[ray]"')
-pa = pytest.importorskip("pyarrow")
-import pyarrow.csv as pcsv  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-import minibert.ray as mray  # noqa: E402
-from minibert import pipeline  # noqa: E402
-from minibert.cli import build_parser, main  # noqa: E402
+import minibert.ray as mray
+from minibert import pipeline
+from minibert.cli import build_parser, main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SST2 = os.path.join(REPO, "data", "sst2", "train.txt")
@@ -43,6 +41,7 @@ def sst2_texts(n=N):
 
 @pytest.fixture(scope="module")
 def local_ray():
+    saved = dict(os.environ)
     os.environ.update(ENV)  # inherited by the raylet and so by every worker it starts
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, logging_level="WARNING",
              log_to_driver=False)
@@ -50,6 +49,8 @@ def local_ray():
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -271,25 +272,32 @@ def cli_args(*argv):
 
 @pytest.fixture(scope="module")
 def bad_text_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bad") / "bad.txt"
+    """A text file with an invalid UTF-8 line and a line over the limit, and a good file after it."""
+    folder = tmp_path_factory.mktemp("bad")
+    path = folder / "1-bad.txt"
     path.write_bytes(b"a fine review\nbad \xff byte\n" + b"x" * (mray.MAX_TEXT_BYTES + 10) + b"\n\nI hate this so much!\n")
+    (folder / "2-good.txt").write_text("what a lovely day\nterrible\n", encoding="utf-8")
     return path
 
 
 def test_malformed_rows_recorded(local_ray, bad_text_file, tmp_path, capsys):
     out = tmp_path / "out"
-    assert mray.run("sentiment-analysis", cli_args("--input", str(bad_text_file), "--output", str(out),
+    pattern = str(bad_text_file.parent / "*.txt")  # both files, in name order
+    assert mray.run("sentiment-analysis", cli_args("--input", pattern, "--output", str(out),
                                                    "--on-error", "record", "--workers", "1")) == 0
     table = pq.read_table(out)
-    assert table["input_row"].to_pylist() == [1, 2, 3, 4, 5]
+    good = str(bad_text_file.parent / "2-good.txt")
+    assert list(zip(table["input_file"].to_pylist(), table["input_row"].to_pylist())) == \
+        [(str(bad_text_file), i) for i in range(1, 6)] + [(good, 1), (good, 2)]
     assert table["error"].to_pylist() == [
         None, f"{bad_text_file}, row 2: not valid UTF-8 (byte 0xff at column 5)",
-        f"{bad_text_file}, row 3: line longer than {mray.MAX_TEXT_BYTES} bytes", None, None]
-    expected = pipeline("sentiment-analysis")(["a fine review", "", "I hate this so much!"])
-    assert [table["label"][i].as_py() for i in (0, 3, 4)] == [r["label"] for r in expected]
+        f"{bad_text_file}, row 3: line longer than {mray.MAX_TEXT_BYTES} bytes", None, None, None, None]
+    texts = ["a fine review", "", "I hate this so much!", "what a lovely day", "terrible"]
+    expected = pipeline("sentiment-analysis")(texts)
+    assert [table["label"][i].as_py() for i in (0, 3, 4, 5, 6)] == [r["label"] for r in expected]
     assert table["label"][1].as_py() is None and table["score"][2].as_py() is None
     summary = capsys.readouterr().err.strip().splitlines()[-1]
-    assert summary.startswith("minibert: 5 rows in ") and "2 with an error" in summary
+    assert summary.startswith("minibert: 7 rows in ") and "2 with an error" in summary
 
 
 def test_malformed_row_fails_naming_file_and_row(local_ray, bad_text_file, tmp_path):
