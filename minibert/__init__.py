@@ -9,21 +9,24 @@ import importlib
 
 __version__ = "0.1.0"
 
+_HEAD_SUFFIXES = ("Model", "ForSequenceClassification", "ForMultipleChoice", "ForTokenClassification",
+                  "ForQuestionAnswering", "ForMaskedLM")
+# class-name prefix -> module
+_FAMILIES = {"Bert": "models.bert", "DistilBert": "models.distilbert", "Roberta": "models.roberta",
+             "XLMRoberta": "models.roberta", "Electra": "models.electra"}
+
 # public name -> module that defines it (imported on first use)
 _LAZY = {
-    "BertConfig": "config", "DistilBertConfig": "config", "AutoConfig": "config", "PretrainedConfig": "config",
+    "BertConfig": "config", "DistilBertConfig": "config", "RobertaConfig": "config", "XLMRobertaConfig": "config",
+    "ElectraConfig": "config", "AutoConfig": "config", "PretrainedConfig": "config",
     "AutoTokenizer": "tokenizer", "PreTrainedTokenizer": "tokenizer", "BatchEncoding": "tokenizer",
-    "AutoModel": "auto", "AutoModelForSequenceClassification": "auto",
-    "TFAutoModel": "auto", "TFAutoModelForSequenceClassification": "auto",
-    "BertModel": "models.bert", "BertForSequenceClassification": "models.bert",
-    "DistilBertModel": "models.distilbert", "DistilBertForSequenceClassification": "models.distilbert",
     "ModelOutput": "outputs",
     "pipeline": "pipelines",
+    **{f"AutoModel{s.removeprefix('Model')}": "auto" for s in _HEAD_SUFFIXES},
+    **{f"{family}{s}": module for family, module in _FAMILIES.items() for s in _HEAD_SUFFIXES},
+    "ElectraForPreTraining": "models.electra",
 }
-_ALIASES = {  # transformers' TensorFlow class names
-    "TFBertModel": "BertModel", "TFBertForSequenceClassification": "BertForSequenceClassification",
-    "TFDistilBertModel": "DistilBertModel", "TFDistilBertForSequenceClassification": "DistilBertForSequenceClassification",
-}
+_ALIASES = {f"TF{name}": name for name, module in _LAZY.items() if module == "auto" or module.startswith("models.")}  # transformers' TF names
 __all__ = sorted([*_LAZY, *_ALIASES])
 
 

@@ -1,59 +1,72 @@
-"""model_type -> classes, and the Auto* names transformers users reach for (plain and TF*)."""
+"""model_type -> classes, and the Auto* names transformers users reach for (plain and TF*).
+
+Each family module lists its classes in `HEADS` (head name -> class); an `AutoModelFor…` class picks
+the family by the checkpoint's `model_type`, as transformers does. A checkpoint whose head does not
+fit the class asked for still loads, with transformers' report of unused and newly initialised weights.
+"""
 from __future__ import annotations
 
-from .config import AutoConfig, PretrainedConfig, config_class_for, read_config_dict
-from .models.bert import BertForSequenceClassification, BertModel
-from .models.distilbert import DistilBertForSequenceClassification, DistilBertModel
+from .config import AutoConfig, PretrainedConfig
+from .models import bert, distilbert, electra, roberta
 
-MODEL_MAPPING = {"bert": BertModel, "distilbert": DistilBertModel}
-SEQUENCE_CLASSIFICATION_MAPPING = {"bert": BertForSequenceClassification, "distilbert": DistilBertForSequenceClassification}
+# model_type -> head name -> class
+FAMILIES = {"bert": bert.HEADS, "distilbert": distilbert.HEADS, "roberta": roberta.HEADS,
+            "xlm-roberta": roberta.XLM_HEADS, "electra": electra.HEADS}
 
 
-def is_sequence_classifier(config: PretrainedConfig) -> bool:
-    """Whether a checkpoint's config.json names a sequence-classification architecture."""
-    return any("SequenceClassification" in a for a in config.extra.get("architectures") or [])
+def model_class(config: PretrainedConfig, head: str):
+    return FAMILIES[config.model_type][head]
+
+
+def class_for_architecture(config: PretrainedConfig):
+    """The class that `architectures` in config.json names (e.g. BertForTokenClassification), or the
+    bare encoder when it names none we have."""
+    by_name = {cls.__name__: cls for cls in FAMILIES[config.model_type].values()}
+    for name in config.extra.get("architectures") or []:
+        cls = by_name.get(str(name).removeprefix("TF"))
+        if cls is not None:
+            return cls
+    return FAMILIES[config.model_type]["model"]
 
 
 class _AutoModel:
-    _mapping: dict = {}
-
-    @classmethod
-    def _class_for(cls, config: PretrainedConfig):
-        return cls._mapping[config.model_type]
+    head = "model"
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, **kwargs):
-        return cls._class_for(config)(config, **kwargs)
+        return model_class(config, cls.head)(config, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, name_or_path, *args, **kwargs):
-        from .checkpoint import resolve
+    def from_pretrained(cls, name_or_path, config: PretrainedConfig | None = None, **kwargs):
+        """Extra keyword arguments override config fields, as in transformers (`num_labels=3`)."""
+        from .checkpoint import HUB_KWARGS, resolve
 
-        hub_kw = {k: kwargs[k] for k in ("revision", "local_files_only", "cache_dir", "token") if k in kwargs}
-        folder = resolve(name_or_path, **hub_kw)
-        config = kwargs.pop("config", None)
+        folder = resolve(name_or_path, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
+        loading_info = kwargs.pop("output_loading_info", False)
         if config is None:
-            d = read_config_dict(folder)
-            config_cls = config_class_for(d.get("model_type"), f"{folder}/config.json")
-            overrides = {k: kwargs.pop(k) for k in list(kwargs) if k not in hub_kw and k != "output_loading_info"}
-            config = config_cls.from_dict(d, **overrides)
-        model_cls = cls._class_for(config)
-        return model_cls.from_pretrained(name_or_path, *args, config=config, **kwargs)
+            config = AutoConfig.from_pretrained(folder, **kwargs)
+        elif kwargs:
+            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)} next to config=")
+        return model_class(config, cls.head).from_pretrained(folder, config=config, output_loading_info=loading_info)
 
 
-class AutoModel(_AutoModel):
-    """The bare encoder for the checkpoint's `model_type`."""
-
-    _mapping = MODEL_MAPPING
-
-
-class AutoModelForSequenceClassification(_AutoModel):
-    """The sequence classifier for the checkpoint's `model_type`."""
-
-    _mapping = SEQUENCE_CLASSIFICATION_MAPPING
+def _auto(suffix: str, head: str) -> type:
+    doc = f"The {head.replace('-', ' ')} class for the checkpoint's `model_type`." if head != "model" else \
+        "The bare encoder for the checkpoint's `model_type`."
+    return type(f"AutoModel{suffix}", (_AutoModel,), {"head": head, "__doc__": doc})
 
 
+AutoModel = _auto("", "model")
+AutoModelForSequenceClassification = _auto("ForSequenceClassification", "sequence-classification")
+AutoModelForMultipleChoice = _auto("ForMultipleChoice", "multiple-choice")
+AutoModelForTokenClassification = _auto("ForTokenClassification", "token-classification")
+AutoModelForQuestionAnswering = _auto("ForQuestionAnswering", "question-answering")
+AutoModelForMaskedLM = _auto("ForMaskedLM", "masked-lm")
+
+# transformers' TensorFlow names
 TFAutoModel = AutoModel
 TFAutoModelForSequenceClassification = AutoModelForSequenceClassification
-__all__ = ["AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "TFAutoModel",
-           "TFAutoModelForSequenceClassification", "MODEL_MAPPING", "SEQUENCE_CLASSIFICATION_MAPPING"]
+TFAutoModelForMultipleChoice = AutoModelForMultipleChoice
+TFAutoModelForTokenClassification = AutoModelForTokenClassification
+TFAutoModelForQuestionAnswering = AutoModelForQuestionAnswering
+TFAutoModelForMaskedLM = AutoModelForMaskedLM

@@ -8,9 +8,11 @@ else (`hub_value`, `assign_hub_value`). Nothing here knows what attention is.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +21,9 @@ SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 HUB_FILES = ["config.json", SAFE_WEIGHTS, SAFE_INDEX, "model-*.safetensors", "tokenizer.json",
              "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]
+
+# The keyword arguments every `from_pretrained` passes on to `resolve` (huggingface_hub's).
+HUB_KWARGS = ("revision", "local_files_only", "cache_dir", "token")
 
 logger = logging.getLogger("minibert")
 
@@ -59,19 +64,20 @@ def resolve(name_or_path, revision=None, local_files_only=False, cache_dir=None,
 
 
 def read_state_dict(folder: str) -> dict[str, np.ndarray]:
-    """Every tensor in `model.safetensors`, or in the shards named by `model.safetensors.index.json`."""
+    """Every tensor in `model.safetensors`, or in the shards named by `model.safetensors.index.json`.
+
+    A tensor stored twice (in two shards) or stored as integers or booleans is an error: either would
+    otherwise load silently, the last copy winning or the values cast to float32.
+    """
     from safetensors.numpy import load_file
 
     single, index = os.path.join(folder, SAFE_WEIGHTS), os.path.join(folder, SAFE_INDEX)
-    if os.path.isfile(single):
+    # lexists, not isfile: a broken or looping link, or a directory, is reported as what it is below,
+    # not as "no model.safetensors" while the folder listing shows one.
+    if os.path.lexists(single):
         files = [single]
-    elif os.path.isfile(index):
-        try:
-            with open(index, encoding="utf-8") as f:
-                weight_map = json.load(f)["weight_map"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{index} is not a valid safetensors index: {e}") from None
-        files = [os.path.join(folder, name) for name in sorted(set(weight_map.values()))]
+    elif os.path.lexists(index):
+        files = _shard_files(folder, index)
     else:
         present = sorted(os.listdir(folder))
         other = [n for n in present if n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")]
@@ -80,28 +86,90 @@ def read_state_dict(folder: str) -> dict[str, np.ndarray]:
             f"AutoModel.from_pretrained('{folder}').save_pretrained('{folder}') (writes model.safetensors)."
             if other else ""
         )
-        raise CheckpointError(f"no {SAFE_WEIGHTS} or {SAFE_INDEX} in {folder} (it contains: {', '.join(present) or 'nothing'}).{hint}")
-    state = {}
+        raise CheckpointError(f"no {SAFE_WEIGHTS} or {SAFE_INDEX} in {folder} ({contents(folder)}).{hint}")
+    state, found_in = {}, {}
     for path in files:
-        if not os.path.isfile(path):
-            raise CheckpointError(f"{path} is listed in {SAFE_INDEX} but does not exist")
+        problem = _unreadable(path)
+        if problem:
+            listed = "" if path == single else f" (listed in {SAFE_INDEX})"
+            raise CheckpointError(f"{path}{listed} {problem}")
         try:
-            state.update(load_file(path))
+            tensors = load_file(path)
         except Exception as e:  # safetensors raises its own error type for bad headers and short files
             raise CheckpointError(f"cannot read {path}: {e} (is the file truncated or corrupt?)") from None
+        for key, value in tensors.items():
+            if key in found_in:
+                raise CheckpointError(f"tensor {key} is stored twice, in {found_in[key]} and in {path}: which copy is meant?")
+            if value.dtype.kind != "f" and not key.endswith(_IGNORED):  # the int position_ids buffer is never loaded
+                raise CheckpointError(f"tensor {key} in {path} is {value.dtype}, not floating point: it cannot be a weight")
+            found_in[key] = path
+        state.update(tensors)
     return state
 
 
+def contents(folder) -> str:
+    """What a folder holds, for an error message about a file it lacks."""
+    present = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return f"it contains: {', '.join(present) or 'nothing'}"
+
+def _shard_files(folder: str, index: str) -> list[str]:
+    """The shard files an index names, each a plain file name in `folder`."""
+    problem = _unreadable(index)
+    if problem:
+        raise CheckpointError(f"{index} {problem}")
+    try:
+        with open(index, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as e:  # bad JSON or bad UTF-8
+        raise CheckpointError(f"{index} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{index} must hold a JSON object with a weight_map, not {type(data).__name__}")
+    weight_map = data.get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(f"{index}: weight_map must be a JSON object from tensor name to shard file, "
+                              f"not {type(weight_map).__name__}")
+    for key, name in weight_map.items():
+        # A shard lives beside its index: no path that reaches outside the folder.
+        if not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name or "/" in name:
+            raise CheckpointError(f"{index}: weight_map[{key!r}] is {name!r}, not the file name of a shard in {folder}")
+    return [os.path.join(folder, name) for name in sorted(set(weight_map.values()))]
+
+
+def _unreadable(path: str) -> str | None:
+    """Why `path` cannot be read as a regular file, in words; None when it can.
+
+    safetensors reports every failure to open as "No such file or directory", so ask the OS first.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block us here
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symbolic link that loops (it points back to itself)"
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            return f"is a broken symbolic link: its target {os.readlink(path)} does not exist"
+        if e.errno == errno.ENOENT:
+            return "does not exist"
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return "cannot be read: permission denied"
+        return f"cannot be opened: {e.strerror}"
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    return None
+
+
 # -- the naming rule -----------------------------------------------------------------------------
-# (Keras layer type, Keras variable name) -> PyTorch parameter name
-_PARAM_NAMES = {
-    ("Linear", "kernel"): "weight",
-    ("Linear", "bias"): "bias",
-    ("Embedding", "embeddings"): "weight",
-    ("LayerNormalization", "gamma"): "weight",
-    ("LayerNormalization", "beta"): "bias",
-}
-_LEGACY = {"gamma": "weight", "beta": "bias"}  # old Google BERT checkpoints name LayerNorm params so
+# Keras's own layers name their variables differently from PyTorch: (Keras variable name) -> Hub name.
+_KERAS_LEAVES = {"Embedding": {"embeddings": "weight"}, "LayerNormalization": {"gamma": "weight", "beta": "bias"}}
+# Our own layers hold their variables under the Hub's names, except Linear's transposed kernel.
+_RENAMED = {"kernel": "weight"}
+# Old Google BERT checkpoints name LayerNorm params gamma/beta, as TensorFlow did: read them as weight/bias.
+_LEGACY = {"gamma": "weight", "beta": "bias"}
 _IGNORED = ("position_ids",)  # buffers some checkpoints store; recomputed, never loaded
 _TRANSPOSED = ("kernel",)  # Keras [in, out] kernels; PyTorch's nn.Linear stores [out, in]
 
@@ -125,23 +193,29 @@ def assign_hub_value(var, value: np.ndarray) -> None:
 
 
 def hub_variables(model) -> dict:
-    """Hub name -> Keras variable for every weight of `model`, from its attribute tree."""
+    """Hub name -> Keras variable for every weight of `model`, from its attribute tree.
+
+    A variable held by attribute `bias` of the layer at attribute path `cls.predictions` is
+    `cls.predictions.bias`. Private attributes (a tied decoder's reference to the word embeddings)
+    are not followed, so a shared variable is named once, where it lives.
+    """
     import keras
 
     out = {}
 
-    leaf_types = {kind for kind, _ in _PARAM_NAMES}
-
     def walk(obj, prefix):
-        if type(obj).__name__ in leaf_types:
-            for var in obj.weights:
-                out[prefix + _PARAM_NAMES[(type(obj).__name__, var.name)]] = var
-            return
+        for base in type(obj).__mro__:  # Keras's Embedding / LayerNormalization, or our subclasses of them
+            if base.__name__ in _KERAS_LEAVES and base.__module__.startswith("keras"):
+                for var in obj.weights:
+                    out[prefix + _KERAS_LEAVES[base.__name__][var.name]] = var
+                return
         for attr, value in vars(obj).items():
             if attr.startswith("_"):
                 continue
             attr = attr.rstrip("_")  # `output_`: Keras reserves `output`
-            if isinstance(value, keras.layers.Layer):
+            if isinstance(value, keras.Variable):
+                out[prefix + _RENAMED.get(attr, attr)] = value
+            elif isinstance(value, keras.layers.Layer):
                 walk(value, f"{prefix}{attr}.")
             elif isinstance(value, (list, tuple)):
                 for i, item in enumerate(value):
@@ -168,12 +242,22 @@ def _canonical(name: str, prefix: str) -> str:
 def load_weights(model, state: dict[str, np.ndarray], source: str = "the checkpoint") -> LoadingInfo:
     """Assign every tensor of `state` to its variable. All shapes are checked before anything is assigned."""
     prefix = model.base_model_prefix
+    tied = {_canonical(k, prefix) for k in model.tied_weights}
+    variables = hub_variables(model)
     ckpt = {}
     for k, v in state.items():
-        if not k.endswith(_IGNORED):
-            ckpt.setdefault(_canonical(k, prefix), (k, v))
+        name = _canonical(k, prefix)
+        if k.endswith(_IGNORED) or name in tied:
+            continue
+        if name in ckpt:  # stored with and without the `{prefix}.` prefix: keep the model's own name
+            keep, drop = ((k, v), ckpt[name][0]) if k in variables else (ckpt[name], k)
+            logger.warning("%s holds %s and %s for the same weight; using %s, ignoring %s",
+                           source, keep[0], drop, keep[0], drop)
+            ckpt[name] = keep
+        else:
+            ckpt[name] = (k, v)
     plan, missing = [], []
-    for name, var in hub_variables(model).items():
+    for name, var in variables.items():
         hit = ckpt.pop(_canonical(name, prefix), None)
         if hit is None:
             missing.append(name)

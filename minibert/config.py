@@ -19,21 +19,85 @@ class ConfigError(ValueError):
     """A config.json that is missing, malformed or describes a model minibert cannot build."""
 
 
+# A config.json is untrusted input: `"n_layers": 1000000` or `"vocab_size": 1e12` would otherwise make
+# the model builder allocate until the machine runs out of memory, and sizes past 2**31 reach
+# TensorFlow as negative int32 dimensions. So every size is checked, and the weights' float32 size
+# bounded, before anything is built. 8 GiB (2**31 parameters) is six times bert-large; a user with a
+# bigger model and the memory for it raises the limit with this environment variable (a byte count).
+MAX_WEIGHT_BYTES_ENV = "MINIBERT_MAX_WEIGHT_BYTES"
+DEFAULT_MAX_WEIGHT_BYTES = 8 * 2**30
+
+
+def max_weight_bytes() -> int:
+    value = os.environ.get(MAX_WEIGHT_BYTES_ENV)
+    if not value:
+        return DEFAULT_MAX_WEIGHT_BYTES
+    try:
+        return int(float(value))  # float() so that "16e9" works
+    except ValueError:
+        raise ConfigError(f"{MAX_WEIGHT_BYTES_ENV}={value!r} is not a number of bytes") from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not to us
+
+
+def validate(config: "PretrainedConfig", num_labels=None) -> None:
+    """Refuse sizes that are not positive integers, label maps that are not indexed by integers,
+    and models whose float32 weights exceed `max_weight_bytes()`; cheap, and before anything is built."""
+    sizes = {name: getattr(config, name) for name in config.size_fields}
+    if num_labels is not None:
+        sizes["num_labels"] = num_labels
+    for name, value in sizes.items():
+        if not _is_int(value):
+            raise ConfigError(f"{name} must be a positive integer, not {value!r} ({type(value).__name__})")
+        if value < 1:
+            raise ConfigError(f"{name} must be a positive integer, not {value}")
+        if value >= 2**31:  # TensorFlow takes shapes as int32 in places
+            raise ConfigError(f"{name}={value} is too large (sizes must be below 2**31)")
+    for name in ("id2label", "label2id"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a JSON object, not {type(value).__name__}")
+    for key in config.id2label or {}:
+        # JSON object keys are strings: "0" is label 0, as in transformers; "zero" or "1.5" is no index.
+        if not (_is_int(key) or isinstance(key, str) and key.isascii() and key.isdigit()):
+            raise ConfigError(f"id2label key {key!r} is not an integer (keys are class indices: 0, 1, ...)")
+    keys = sorted(int(key) for key in config.id2label or {})
+    if keys != list(range(len(keys))):  # the classifier's outputs are 0..n-1, and each needs a label
+        raise ConfigError(f"id2label keys must be 0..{len(keys) - 1}, one per class, not {keys[:20]}")
+    for label, index in (config.label2id or {}).items():
+        if not (_is_int(index) or isinstance(index, str) and index.isascii() and index.isdigit()):
+            raise ConfigError(f"label2id[{label!r}] = {index!r} is not an integer class index")
+    labels = num_labels or len(config.id2label or config.label2id or {}) or 2
+    n = config.parameter_count(labels)
+    if 4 * n > max_weight_bytes():
+        raise ConfigError(
+            f"this config describes a model of {n:,} parameters, {4 * n / 2**30:,.1f} GiB in float32, over "
+            f"minibert's limit of {max_weight_bytes() / 2**30:,.1f} GiB; if the sizes are intended and the "
+            f"memory is there, raise the limit: {MAX_WEIGHT_BYTES_ENV}={4 * n} (bytes)"
+        )
+
+
 @dataclass(repr=False)
 class PretrainedConfig:
     """Fields shared by every model family (labels, special ids) and the JSON plumbing."""
 
     model_type: ClassVar[str] = ""
+    size_fields: ClassVar[tuple] = ()  # the fields that size tensors, checked by `validate`
 
     id2label: dict | None = None
     label2id: dict | None = None
     num_labels: dataclasses.InitVar[int | None] = None
     pad_token_id: int | None = 0
+    # "multi_label_classification" makes a classifier's pipeline default to sigmoid, as in transformers.
+    problem_type: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self, num_labels):
         if isinstance(num_labels, property):  # the InitVar's default is the property below
             num_labels = None
+        validate(self, num_labels)
         if self.id2label is None:
             n = num_labels if num_labels is not None else len(self.label2id or {}) or 2
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
@@ -48,6 +112,10 @@ class PretrainedConfig:
     @property
     def num_labels(self) -> int:
         return len(self.id2label)
+
+    def parameter_count(self, num_labels: int) -> int:
+        """Weights of this family's sequence classifier, in Python ints (which cannot overflow)."""
+        return 0
 
     # -- dict / JSON ---------------------------------------------------------------------------
     @classmethod
@@ -86,14 +154,16 @@ class PretrainedConfig:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "PretrainedConfig":
         """Read `config.json` from a folder or a Hub id. Extra kwargs override fields."""
-        from .checkpoint import resolve
+        from .checkpoint import HUB_KWARGS, resolve
 
-        hub_kw = {k: kwargs.pop(k) for k in ("revision", "local_files_only", "cache_dir", "token") if k in kwargs}
-        folder = resolve(name_or_path, **hub_kw)
+        folder = resolve(name_or_path, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
         d = read_config_dict(folder)
         if cls is PretrainedConfig:  # AutoConfig-like use
-            return config_class_for(d.get("model_type"), folder).from_dict(d, **kwargs)
-        return cls.from_dict(d, **kwargs)
+            cls = config_class_for(d.get("model_type"), folder)
+        try:
+            return cls.from_dict(d, **kwargs)
+        except ConfigError as e:  # name the file: the dataclass does not know where its values came from
+            raise ConfigError(f"{os.path.join(folder, CONFIG_NAME)}: {e}") from None
 
 
 @dataclass(repr=False)
@@ -101,6 +171,8 @@ class BertConfig(PretrainedConfig):
     """bert-base-uncased by default. Mirrors transformers' BertConfig keys."""
 
     model_type: ClassVar[str] = "bert"
+    size_fields: ClassVar[tuple] = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
 
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -126,12 +198,24 @@ class BertConfig(PretrainedConfig):
         if self.position_embedding_type != "absolute":
             raise ConfigError(f"position_embedding_type={self.position_embedding_type!r} is not supported (only 'absolute')")
 
+    @property
+    def max_sequence_length(self) -> int:
+        """The longest input in tokens: one position embedding per token."""
+        return self.max_position_embeddings
+
+    def parameter_count(self, num_labels: int) -> int:
+        h, i = self.hidden_size, self.intermediate_size
+        embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
+        layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 2 * 2 * h  # q k v out, ffn, 2 LayerNorms
+        return embeddings + self.num_hidden_layers * layer + (h * h + h) + (h * num_labels + num_labels)
+
 
 @dataclass(repr=False)
 class DistilBertConfig(PretrainedConfig):
     """distilbert-base-uncased by default. Mirrors transformers' DistilBertConfig keys."""
 
     model_type: ClassVar[str] = "distilbert"
+    size_fields: ClassVar[tuple] = ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim")
 
     vocab_size: int = 30522
     max_position_embeddings: int = 512
@@ -152,8 +236,79 @@ class DistilBertConfig(PretrainedConfig):
         if self.dim % self.n_heads:
             raise ConfigError(f"dim={self.dim} is not a multiple of n_heads={self.n_heads}")
 
+    def parameter_count(self, num_labels: int) -> int:
+        d, f = self.dim, self.hidden_dim
+        embeddings = (self.vocab_size + self.max_position_embeddings) * d + 2 * d
+        layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d  # q k v out, ffn, 2 LayerNorms
+        return embeddings + self.n_layers * layer + (d * d + d) + (d * num_labels + num_labels)
 
-CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig)}
+    # The names the other families use, so shared code never asks which family it holds.
+    hidden_size = property(lambda self: self.dim)
+    num_hidden_layers = property(lambda self: self.n_layers)
+    num_attention_heads = property(lambda self: self.n_heads)
+    type_vocab_size = property(lambda self: 1, doc="DistilBERT has no token types: only type 0 is valid")
+    max_sequence_length = property(lambda self: self.max_position_embeddings)
+
+
+@dataclass(repr=False)
+class RobertaConfig(BertConfig):
+    """transformers' RobertaConfig: BERT's keys and defaults, except the byte-level BPE vocabulary and
+    its special ids (`<s>` 0, `<pad>` 1, `</s>` 2). Hub checkpoints also set 514 positions and eps 1e-5."""
+
+    model_type: ClassVar[str] = "roberta"
+
+    vocab_size: int = 50265
+    pad_token_id: int | None = 1
+    bos_token_id: int | None = 0
+    eos_token_id: int | None = 2
+
+    def __post_init__(self, num_labels):
+        super().__post_init__(num_labels)
+        if self.pad_token_id is None or not 0 <= self.pad_token_id < self.max_position_embeddings - 1:
+            raise ConfigError(f"pad_token_id={self.pad_token_id} leaves no position for a token: RoBERTa's positions "
+                              f"start at pad_token_id + 1 and max_position_embeddings is {self.max_position_embeddings}")
+
+    @property
+    def max_sequence_length(self) -> int:
+        # Positions are pad_token_id + 1, pad_token_id + 2, ...: the first pad_token_id + 1 rows are never a token's.
+        return self.max_position_embeddings - self.pad_token_id - 1
+
+
+@dataclass(repr=False)
+class XLMRobertaConfig(RobertaConfig):
+    """The RoBERTa architecture under its own type name, with XLM-R's SentencePiece vocabulary."""
+
+    model_type: ClassVar[str] = "xlm-roberta"
+
+    vocab_size: int = 250002
+
+
+@dataclass(repr=False)
+class ElectraConfig(BertConfig):
+    """transformers' ElectraConfig (electra-small-discriminator's sizes by default): BERT's keys plus
+    `embedding_size`, the width of the embeddings before `embeddings_project`, and the `summary_*`
+    keys of the multiple-choice head."""
+
+    model_type: ClassVar[str] = "electra"
+    size_fields: ClassVar[tuple] = BertConfig.size_fields + ("embedding_size",)
+
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    summary_type: str = "first"
+    summary_use_proj: bool = True
+    summary_activation: str = "gelu"
+    summary_last_dropout: float = 0.1
+
+    def parameter_count(self, num_labels: int) -> int:
+        # BERT's count at the embedding width, plus embeddings_project; close enough for a memory limit.
+        e = self.embedding_size
+        return super().parameter_count(num_labels) - (self.vocab_size + self.max_position_embeddings
+                                                      + self.type_vocab_size) * (self.hidden_size - e) + e * self.hidden_size
+
+
+CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig, RobertaConfig, XLMRobertaConfig, ElectraConfig)}
 
 
 def config_class_for(model_type, where="config.json") -> type[PretrainedConfig]:
@@ -168,8 +323,9 @@ def read_config_dict(folder: str | os.PathLike) -> dict:
     """Parse `folder/config.json`, with an error that says what is wrong and where."""
     path = os.path.join(folder, CONFIG_NAME)
     if not os.path.isfile(path):
-        present = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        raise ConfigError(f"no {CONFIG_NAME} in {folder} (it contains: {', '.join(present) or 'nothing'})")
+        from .checkpoint import contents
+
+        raise ConfigError(f"no {CONFIG_NAME} in {folder} ({contents(folder)})")
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)

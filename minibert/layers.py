@@ -1,4 +1,5 @@
-"""Pieces shared by every model family: activations, the attention mask, multi-head attention maths.
+"""Pieces shared by every model family: activations, the attention mask, multi-head attention maths,
+and the layers every family is built from (`Linear`, `Embedding`, `LayerNorm`, `TiedDecoder`, `LayerStack`).
 
 Conventions, stated once:
 - an attention mask from the tokenizer is (batch, seq) with 1 = real token, 0 = padding;
@@ -43,10 +44,9 @@ def additive_attention_mask(attention_mask: tf.Tensor, dtype=tf.float32) -> tf.T
     return (1.0 - mask) * dtype.min
 
 
-# While a checkpoint is being loaded, weights start uninitialised: drawing ~66M random numbers (or
-# writing zeros) that are overwritten at once took most of a distilbert-base load, and oneDNN's
-# allocator keeps the freed buffers, so zeros cost 80 MB of resident memory too. Weights the
-# checkpoint lacks are drawn afterwards (see `PreTrainedModel.from_pretrained`).
+# While a checkpoint is being loaded, weights start uninitialised: random numbers (or zeros) that
+# would be overwritten at once cost most of a load's time, and the freed buffers stay resident.
+# Weights the checkpoint lacks are drawn afterwards (see `PreTrainedModel.from_pretrained`).
 _RANDOM_INIT = contextvars.ContextVar("minibert_random_init", default=True)
 
 
@@ -71,56 +71,89 @@ def _unwritten(shape, dtype=None):
 
 
 class Linear(keras.layers.Layer):
-    """PyTorch's `nn.Linear` computed as Keras's Dense does: y = x @ kernel + bias, `kernel` [in, out],
-    with an optional activation applied to the result.
+    """PyTorch's `nn.Linear(in_features, units)` computed as Keras's Dense does: y = x @ kernel + bias,
+    `kernel` [in, out], with an optional activation applied to the result.
 
-    Hub checkpoints store this matrix as `weight` [out, in]; `checkpoint.py` transposes it on load
-    and save, and is the only place that does. [in, out] is also the faster layout on the 2 AMD EPYC
-    cores we measured (distilbert-base, bench.py's workloads): 16.7 ms against 22.4 ms for one
-    16-token sentence, 10.4 s against 11.2 s for the SST-2 dev corpus, where oneDNN's matmul with a
-    transposed right operand is slow at few rows (36 ms against 12.7 ms for the 36 matmuls alone).
-    (On an earlier Xeon, [out, in] was the faster one under XLA at 16 tokens: 12.7 against 16.3 ms.)
+    The weights exist from construction, so a model can be loaded before its first call. Hub
+    checkpoints store this matrix as `weight` [out, in]; `checkpoint.py` transposes it on load and
+    save, and is the only place that does ([in, out] multiplies faster in oneDNN and XLA at few rows).
     The matmul, `bias_add` and activation sit next to each other on a 2-D tensor so that
-    TensorFlow's oneDNN remapper fuses them into one kernel: at 4096 tokens, matmul + bias + exact
-    GELU took 46.7 ms fused against 66.7 ms as separate ops (the matmul alone: 48.4 ms).
+    TensorFlow's oneDNN remapper fuses them into one kernel.
     """
 
-    def __init__(self, units: int, initializer_range: float = 0.02, activation: str | None = None, **kwargs):
+    def __init__(self, in_features: int, units: int, initializer_range: float = 0.02, activation: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.units = units
+        self.in_features, self.units = in_features, units
         self.initializer_range = initializer_range
         self.activation = activation
         self._act = get_activation(activation) if activation else None
-
-    def build(self, input_shape):
-        init = weight_initializer(self.initializer_range)
-        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer=init, name="kernel")
-        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias")
+        self.kernel = self.add_weight(shape=(in_features, units), initializer=weight_initializer(initializer_range),
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias")
+        self.built = True
 
     def call(self, x):
         shape = tf.shape(x)
-        x2 = tf.reshape(x, (-1, x.shape[-1]))  # (..., in) -> (N, in)
+        x2 = tf.reshape(x, (-1, self.in_features))  # (..., in) -> (N, in)
         y = tf.nn.bias_add(tf.matmul(x2, self.kernel), self.bias)  # (N, in) @ (in, out) -> (N, out)
         if self._act is not None:
             y = self._act(y)
         return tf.reshape(y, tf.concat([shape[:-1], [self.units]], 0))  # (N, out) -> (..., out)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "initializer_range": self.initializer_range,
-                "activation": self.activation}
+        return {**super().get_config(), "in_features": self.in_features, "units": self.units,
+                "initializer_range": self.initializer_range, "activation": self.activation}
 
 
-def dense(units: int, name: str, initializer_range: float, activation: str | None = None) -> Linear:
-    return Linear(units, initializer_range, activation, name=name)
+class Embedding(keras.layers.Embedding):
+    """A (rows, dim) lookup table that exists from construction, initialised as transformers does."""
+
+    def __init__(self, rows: int, dim: int, initializer_range: float = 0.02, **kwargs):
+        super().__init__(rows, dim, embeddings_initializer=weight_initializer(initializer_range), **kwargs)
+        self.initializer_range = initializer_range
+        self.build()
+
+    def get_config(self):
+        return {**keras.layers.Layer.get_config(self), "rows": self.input_dim, "dim": self.output_dim,
+                "initializer_range": self.initializer_range}
 
 
-def embedding(n: int, dim: int, name: str, initializer_range: float) -> keras.layers.Embedding:
-    return keras.layers.Embedding(n, dim, embeddings_initializer=weight_initializer(initializer_range), name=name)
+class LayerNorm(keras.layers.LayerNormalization):
+    """LayerNorm over the last axis (width `dim`) with the checkpoint's epsilon: Keras's default of 1e-3
+    is not what these models were trained with."""
+
+    def __init__(self, dim: int, eps: float, name: str = "LayerNorm", **kwargs):
+        super().__init__(epsilon=eps, name=name, **kwargs)
+        self.dim = dim
+        self.build((None, dim))
+
+    def get_config(self):
+        return {**keras.layers.Layer.get_config(self), "dim": self.dim, "eps": self.epsilon}
 
 
-def layer_norm(eps: float, name: str = "LayerNorm") -> keras.layers.LayerNormalization:
-    # Keras's default epsilon is 1e-3; the checkpoints were trained with 1e-12: always pass it.
-    return keras.layers.LayerNormalization(epsilon=eps, name=name)
+class TiedDecoder(keras.layers.Layer):
+    """Hidden states -> vocabulary logits through the word-embedding matrix (tied weights) plus a bias.
+
+    The embedding matrix is the encoder's own variable, held here under a private name so that the
+    naming rule (`checkpoint.hub_variables`) sees it once, where it lives, and `save_pretrained`
+    writes it once. Masked-LM heads subclass this when their Hub module holds the bias itself.
+    """
+
+    def __init__(self, word_embeddings: Embedding, **kwargs):
+        super().__init__(**kwargs)
+        self._word_embeddings = word_embeddings
+        self.bias = self.add_weight(shape=(word_embeddings.input_dim,), initializer="zeros", name="bias")
+
+    def decode(self, x):
+        """x: (B, T, C) -> logits (B, T, vocab)."""
+        B, T, C = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
+        table = self._word_embeddings.embeddings  # (vocab, C)
+        logits = tf.matmul(tf.reshape(x, (-1, C)), table, transpose_b=True)  # (B*T, C) @ (C, vocab) -> (B*T, vocab)
+        return tf.reshape(tf.nn.bias_add(logits, self.bias), (B, T, -1))  # (B*T, vocab) -> (B, T, vocab)
+
+    def call(self, x):
+        return self.decode(x)
 
 
 def multi_head_attention(q, k, v, mask, num_heads: int, dropout: keras.layers.Layer, training=False):
@@ -163,27 +196,32 @@ class ConfigLayer(keras.layers.Layer):
 
 
 class LayerStack(ConfigLayer):
-    """`layer[0]`, ..., `layer[n-1]` applied in turn, keeping every hidden state and attention map.
+    """`layer[0]`, ..., `layer[num_layers - 1]`, blocks of `block_class`, applied in turn, keeping every
+    hidden state and attention map."""
 
-    Subclasses name the block class and the config field that counts the blocks.
-    """
-
-    block_class: type = None
-    num_layers_field: str = ""
-
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, block_class: type, num_layers: int, **kwargs):
         super().__init__(config, **kwargs)
-        n = getattr(config, self.num_layers_field)
-        self.layer = [self.block_class(config, name=f"layer_{i}") for i in range(n)]
+        self.block_class = block_class
+        self.layer = [block_class(config, name=f"layer_{i}") for i in range(num_layers)]
 
-    def build(self, input_shape=None):
-        for block in self.layer:
-            block.build()
-
-    def call(self, x, mask, training=False):
+    def call(self, x, attn_mask, training=False):
+        """x: (B, T, C); attn_mask: additive (B, 1, 1, T). Returns [embeddings, layer 0, ...] and each layer's (B, H, T, T)."""
         hidden, attentions = [x], []  # hidden[0] is the embeddings' output
         for block in self.layer:
-            x, probs = block(x, mask, training=training)
+            x, probs = block(x, attn_mask=attn_mask, training=training)
             hidden.append(x)
             attentions.append(probs)
         return hidden, attentions
+
+    def get_config(self):
+        return {**super().get_config(), "num_layers": len(self.layer),
+                "block_class": f"{self.block_class.__module__}:{self.block_class.__qualname__}"}
+
+    @classmethod
+    def from_config(cls, cfg):
+        import importlib
+
+        cfg = dict(cfg)
+        module, _, name = cfg.pop("block_class").partition(":")
+        cfg["block_class"] = getattr(importlib.import_module(module), name)
+        return super().from_config(cfg)

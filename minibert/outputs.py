@@ -13,6 +13,8 @@ from typing import Any
 class ModelOutput(OrderedDict):
     """Base class: a dataclass whose non-None fields are also dict entries and tuple positions."""
 
+    per_token_2d: tuple = ()  # (B, T) fields: one value per token, not one vector per text
+
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
@@ -72,7 +74,49 @@ class SequenceClassifierOutput(ModelOutput):
     attentions: tuple | None = None
 
 
+def encoder_output(cls, hidden: list, attentions: list, output_hidden_states: bool, output_attentions: bool,
+                   **fields):
+    """An encoder's output object from `LayerStack`'s lists: the last hidden state, and the lists when asked."""
+    return cls(last_hidden_state=hidden[-1], hidden_states=tuple(hidden) if output_hidden_states else None,
+               attentions=tuple(attentions) if output_attentions else None, **fields)
+
+
+@dataclass(repr=False, eq=False)
+class MaskedLMOutput(ModelOutput):
+    logits: Any = None  # (B, T, vocab_size)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=False, eq=False)
+class TokenClassifierOutput(ModelOutput):
+    logits: Any = None  # (B, T, num_labels)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=False, eq=False)
+class QuestionAnsweringModelOutput(ModelOutput):
+    per_token_2d = ("start_logits", "end_logits")
+
+    start_logits: Any = None  # (B, T)
+    end_logits: Any = None  # (B, T)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass(repr=False, eq=False)
+class MultipleChoiceModelOutput(ModelOutput):
+    logits: Any = None  # (B, choices); hidden states and attentions stay per choice, (B * choices, ...)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
 # The names transformers' TensorFlow classes return.
 TFBaseModelOutput = BaseModelOutput
 TFBaseModelOutputWithPooling = BaseModelOutputWithPooling
 TFSequenceClassifierOutput = SequenceClassifierOutput
+TFMaskedLMOutput = MaskedLMOutput
+TFTokenClassifierOutput = TokenClassifierOutput
+TFQuestionAnsweringModelOutput = QuestionAnsweringModelOutput
+TFMultipleChoiceModelOutput = MultipleChoiceModelOutput

@@ -10,7 +10,11 @@ pieces:
 - `Predict` (and `Classify`, `Embed`), callable classes for `Dataset.map_batches` that load a model once
   per actor and run each batch through `minibert.pipeline(...)`, whose length-sorted batching is the
   one every other entry point uses;
-- `add_arguments` / `run`, the `--input` side of `minibert classify` and `minibert embed`.
+- `add_arguments` / `run`, the `--input` side of the task commands (`minibert classify`, `embed`, `ner`,
+  `fill-mask`, `zero-shot`), which pass the same call options as their one-process runs.
+
+Which tasks run here, and what columns they add, is TASK_OUTPUTS below: one entry per task of
+`pipelines.TASKS` (question answering has none yet: its input is a question and a context).
 
 Library use, on a dataset of your own (one row per text in a `text` column):
 
@@ -57,52 +61,102 @@ def _require_ray():
 
 
 # -- what each task adds to a row ----------------------------------------------------------------
-# One entry per pipeline task (the canonical names of pipelines.TASKS): the keyword arguments its
-# pipeline is called with (by default, and from the command's options), the columns it adds, and
-# whether it takes text pairs. A task added to pipelines.py plugs in here with one entry; `Predict` and
-# `run` read nothing else. (When pipelines.py grows its own task table, these entries belong there.)
-def _classification_columns(results, keep, n, pipe):
-    """`label` (string) and `score` (float64: the float32 probability, exactly) per row."""
+# One entry per task of pipelines.TASKS that runs on Ray: given the call's options (those the command
+# passes to the pipeline, or a library caller's) and the pipeline, the columns it adds with their Arrow
+# types, and how one pipeline result becomes those columns' values. Fixed types, not inferred ones, so
+# that every block (an empty list, an all-error batch) has the same schema and the output folder reads
+# as one table. `pairs`: the task takes a second text column. `defaults`: call options when none are
+# given (an embedding is the mean-pooled, normalised vector, as `minibert embed` writes it).
+def _classification(options, pipe):
     import pyarrow as pa
 
-    labels, scores = [None] * n, [None] * n
-    for i, r in zip(keep, results):
-        labels[i], scores[i] = r["label"], r["score"]
-    return {"label": pa.array(labels, pa.string()), "score": pa.array(scores, pa.float64())}
+    types = {"label": pa.string(), "score": pa.float64()}
+    if options.get("top_k"):  # as `minibert classify --top-k K` prints: the K best, best first
+        types["labels"] = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+
+    def values(result):
+        ranked = result if isinstance(result, list) else [result]
+        return {"label": ranked[0]["label"], "score": ranked[0]["score"], "labels": ranked}
+    return types, values
 
 
-def _embedding_columns(vectors, keep, n, pipe):
-    """`embedding`: a fixed-size list of float32 per row (null on an error row)."""
-    import numpy as np
+def _entities(options, pipe):
     import pyarrow as pa
 
-    size = pipe.hidden_size
-    flat = np.zeros((n, size), np.float32)
-    flat[keep] = vectors
-    valid = np.zeros(n, bool)
-    valid[keep] = True
-    return {"embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), size, mask=pa.array(~valid))}
+    grouped = (options.get("aggregation_strategy") or "none") != "none"
+    fields = [("entity_group" if grouped else "entity", pa.string()), ("score", pa.float64())]
+    fields += [] if grouped else [("index", pa.int64())]
+    fields += [("word", pa.string()), ("start", pa.int64()), ("end", pa.int64())]
+    return {"entities": pa.list_(pa.struct(fields))}, lambda result: {"entities": result}
+
+
+def _masks(options, pipe):
+    import pyarrow as pa
+
+    candidate = pa.struct([("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()),
+                           ("sequence", pa.string())])
+
+    def values(result):  # one list of candidates per mask token, as `minibert fill-mask` writes them
+        return {"masks": result if result and isinstance(result[0], list) else [result]}
+    return {"masks": pa.list_(pa.list_(candidate))}, values
+
+
+def _zero_shot(options, pipe):
+    import pyarrow as pa
+
+    return ({"labels": pa.list_(pa.string()), "scores": pa.list_(pa.float64())},
+            lambda result: {"labels": result["labels"], "scores": result["scores"]})
+
+
+def _embedding(options, pipe):
+    import pyarrow as pa
+
+    size = pipe.hidden_size if pipe is not None else 1  # no pipeline: the names are all that is asked
+    return {"embedding": pa.list_(pa.float32(), size)}, None  # built from one numpy array: _columns
 
 
 TASK_OUTPUTS = {
-    "text-classification": dict(columns=("label", "score"), to_columns=_classification_columns,
-                                call=dict(top_k=1), call_from_args=lambda args: {}, pairs=True),
-    "feature-extraction": dict(columns=("embedding",), to_columns=_embedding_columns,
-                               call=dict(pooling="mean", normalize=True), pairs=False,
-                               call_from_args=lambda args: dict(pooling=args.pooling, normalize=not args.no_normalize)),
+    "text-classification": dict(columns=_classification, pairs=True, defaults={}),
+    "token-classification": dict(columns=_entities, pairs=False, defaults={}),
+    "fill-mask": dict(columns=_masks, pairs=False, defaults={}),
+    "zero-shot-classification": dict(columns=_zero_shot, pairs=False, defaults={}),
+    "feature-extraction": dict(columns=_embedding, pairs=False, defaults=dict(pooling="mean", normalize=True)),
 }
 
 
-def _task_output(task: str) -> dict:
-    from .pipelines import TASKS
+def _task_output(task: str) -> tuple[str, dict]:
+    """(the canonical task name, its TASK_OUTPUTS entry)."""
+    from .pipelines import get_task
 
-    kind = TASKS.get(task)
-    if kind is None:
-        raise ValueError(f"unknown task {task!r}; supported: {', '.join(TASKS)}")
-    if kind not in TASK_OUTPUTS:
-        raise ValueError(f"task {task!r} has no Ray output columns yet; supported: "
-                         f"{', '.join(t for t, k in TASKS.items() if k in TASK_OUTPUTS)}")
-    return TASK_OUTPUTS[kind]
+    name = get_task(task).name
+    if name not in TASK_OUTPUTS:
+        raise ValueError(f"task {task!r} does not run on Ray yet; these do: {', '.join(TASK_OUTPUTS)}")
+    return name, TASK_OUTPUTS[name]
+
+
+def output_columns(task: str, options: dict) -> list[str]:
+    """The names of the columns `task` adds with these call options."""
+    name, out = _task_output(task)
+    return list(out["columns"]({**out["defaults"], **options}, None)[0])
+
+
+def _columns(types: dict, values, results: list, keep: list[int], n: int) -> dict:
+    """The added columns for a batch of `n` rows, of which rows `keep` have `results` (the rest: null)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if values is None:  # an embedding: a fixed-size list of float32, from the vectors as one array
+        name, kind = next(iter(types.items()))
+        flat = np.zeros((n, kind.list_size), np.float32)
+        if keep:
+            flat[keep] = np.stack(results)
+        valid = np.zeros(n, bool)
+        valid[keep] = True
+        return {name: pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), kind.list_size, mask=pa.array(~valid))}
+    rows = [None] * n
+    for i, r in zip(keep, results):
+        rows[i] = values(r)
+    return {name: pa.array([None if r is None else r[name] for r in rows], kind) for name, kind in types.items()}
 
 
 # -- the actor: one model per process, one pipeline call per batch -------------------------------
@@ -113,8 +167,8 @@ def _limit_threads(threads: int | None) -> None:
     if threads is None:
         import ray
 
-        if not ray.is_initialized():
-            return
+        if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+            return  # not in a Ray worker (a driver, a test): TensorFlow's own defaults
         threads = max(1, round(ray.get_runtime_context().get_assigned_resources().get("CPU", 0)))
     import tensorflow as tf
 
@@ -129,7 +183,9 @@ class Predict:
     """A callable class for `Dataset.map_batches(..., batch_format="pyarrow")`.
 
     Ray builds one per actor, so the model is loaded once per actor. Each batch (a pyarrow Table) comes
-    back with the task's columns added (`label`, `score`; or `embedding`) and every input column kept.
+    back with the task's columns added (see TASK_OUTPUTS: `label`, `score`; `embedding`; `entities`;
+    `masks`; `labels`, `scores`) and every input column kept. Keyword arguments other than those named
+    are the task's call options (`top_k=3`, `candidate_labels=[...]`, `aggregation_strategy="simple"`).
     A row whose text is not a string or is longer than `max_text_bytes`, or that arrives with an `error`
     already set by minibert's reader, gets null outputs and an `error` message (`on_error="record"`) or
     stops the run with `BadRow` naming its file and row (`on_error="fail"`; the `error` column is then
@@ -140,8 +196,7 @@ class Predict:
 
     def __init__(self, task=None, model=None, column="text", pair_column=None, on_error="fail",
                  threads=None, batch_size=None, max_length=None, max_text_bytes=MAX_TEXT_BYTES, **call_kwargs):
-        task = task or self.task
-        out = _task_output(task)
+        task, out = _task_output(task or self.task)
         if on_error not in ("record", "fail"):
             raise ValueError(f"on_error={on_error!r}; use 'record' or 'fail'")
         if pair_column and not out["pairs"]:
@@ -149,11 +204,11 @@ class Predict:
         _limit_threads(threads)
         from .pipelines import pipeline
 
-        self.pipe = pipeline(task, model=model, batch_size=batch_size, max_length=max_length)
+        options = {**out["defaults"], **call_kwargs}  # the pipeline's defaults: checked here, once per actor
+        self.pipe = pipeline(task, model=model, batch_size=batch_size, max_length=max_length, **options)
         self.column, self.pair_column, self.on_error = column, pair_column, on_error
         self.max_text_bytes = max_text_bytes
-        self.to_columns, self.output_columns = out["to_columns"], out["columns"]
-        self.call_kwargs = {**out["call"], **call_kwargs}
+        self.types, self.values = out["columns"](options, self.pipe)
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -164,7 +219,7 @@ class Predict:
         for name in (self.column, self.pair_column):
             if name and name not in batch.column_names:
                 raise KeyError(f"no column {name!r} in the batch; columns: {', '.join(batch.column_names)}")
-        taken = [name for name in self.output_columns if name in batch.column_names]
+        taken = [name for name in self.types if name in batch.column_names]
         if taken:  # overwriting it would lose the user's data
             raise ValueError(f"the input has a column {taken[0]!r}, which the output adds; rename it")
         errors = batch.column(ERROR_COLUMN).to_pylist() if ERROR_COLUMN in batch.column_names else [None] * n
@@ -184,8 +239,8 @@ class Predict:
             [{"text": texts[i], "text_pair": pairs[i]} for i in keep]
         # The pipeline sorts this batch by length and runs it `batch_size` texts per forward: the same
         # code, and so the same numbers, as pipeline(...)(texts) in one process.
-        results = self.pipe(inputs, **self.call_kwargs) if inputs else []
-        columns = self.to_columns(results, keep, n, self.pipe)
+        results = self.pipe(inputs) if inputs else []
+        columns = _columns(self.types, self.values, results, keep, n)
         for name, values in columns.items():
             batch = batch.append_column(name, values)
         if ERROR_COLUMN in batch.column_names:
@@ -549,8 +604,9 @@ def check_address(address: str, timeout: float = 5.0) -> None:
 
 # -- the command ---------------------------------------------------------------------------------
 def add_arguments(parser, pairs: bool = False) -> None:
-    """The --input options on a `minibert classify` / `embed` subparser. --batch-size (texts per forward),
-    --model and --max-length keep their meaning; `embed` already has --output, which names a folder here."""
+    """The --input options on a task command's subparser (classify, ner, fill-mask, zero-shot, embed). The
+    task's own options, --batch-size (texts per forward), --model and --max-length keep their meaning;
+    `embed` already has --output, which names a folder here."""
     g = parser.add_argument_group("datasets on Ray (pip install \"minibert[ray]\")")
     g.add_argument("--input", "-i", nargs="+", metavar="PATH",
                    help="files, folders or globs to read with Ray Data (text lines, JSONL, CSV, Parquet)")
@@ -571,10 +627,24 @@ def add_arguments(parser, pairs: bool = False) -> None:
                    help="a malformed row stops the run (fail), or gets an `error` column value (record)")
 
 
-def run(task: str, args) -> int:
-    """`minibert classify|embed --input ...`: read, predict on an actor pool, write; a summary on stderr."""
+# The --input options' defaults: one given without --input is a mistake, not something to ignore.
+_INPUT_ONLY = {"input_format": None, "column": "text", "pair_column": None, "output_format": "parquet",
+               "overwrite": False, "workers": None, "threads": 1, "address": None, "on_error": "fail"}
+
+
+def check_no_input_options(args, output_is_input_only: bool = True) -> None:
+    """Refuse an option of the --input group on a run without --input."""
+    names = {**_INPUT_ONLY, **({"output": None} if output_is_input_only else {})}
+    for name, default in names.items():
+        if getattr(args, name, default) != default:
+            raise ValueError(f"--{name.replace('_', '-')} goes with --input (a dataset run on Ray)")
+
+
+def run(task: str, args, options: dict) -> int:
+    """`minibert <task> --input ...`: read, predict on an actor pool, write; a summary on stderr.
+    `options`: the task's call options, as the command builds them for its one-process run."""
     ray = _require_ray()
-    out = _task_output(task)
+    task, out = _task_output(task)
     # Everything that can be wrong with the command line is found here, before Ray or a model starts.
     if getattr(args, "texts", None) or getattr(args, "file", None):
         raise ValueError("give --input or TEXT/--file, not both")
@@ -582,10 +652,8 @@ def run(task: str, args) -> int:
         raise ValueError("--input needs --output FOLDER")
     if args.output.endswith(".npy"):
         raise ValueError(f"with --input, --output is a folder (Parquet or JSON lines), not a .npy file: {args.output}")
-    if getattr(args, "top_k", None):
-        raise ValueError("--top-k is not supported with --input")
-    if getattr(args, "pooling", "mean") not in ("mean", "cls"):
-        raise ValueError("--input needs --pooling mean or cls")
+    if getattr(args, "pair", False):
+        raise ValueError("with --input, name the second text's column with --pair-column instead of --pair")
     for name in ("workers", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1")
@@ -599,13 +667,19 @@ def run(task: str, args) -> int:
     for name in (args.column, pair_column):
         if name and columns is not None and name not in columns:
             raise ValueError(f"{files[0]}: no column {name!r}; columns: {', '.join(columns)}")
-    taken = set(out["columns"]) & set(columns or [])
+    taken = set(output_columns(task, options)) & set(columns or [])
     if taken:
         raise ValueError(f"{files[0]}: the input has a column {sorted(taken)[0]!r}, which the output adds; rename it")
     if args.address:
         check_address(args.address)
+    model = args.model
+    if model is not None:  # a wrong --model fails now; a Hub id is fetched into the cache once, here
+        from .checkpoint import resolve
+
+        local = resolve(model)
+        # A local Ray shares this machine's files; on a cluster each node resolves a Hub id itself.
+        model = os.path.abspath(local) if not args.address or os.path.isdir(model) else model
     check_output(args.output, args.overwrite)  # last: with --overwrite it empties the folder
-    call = out["call_from_args"](args)
 
     started = time.perf_counter()
     own_ray = not ray.is_initialized()
@@ -627,8 +701,8 @@ def run(task: str, args) -> int:
         workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
         ray_started = time.perf_counter() - started
         ds = read(files, fmt, args.column, pair_column)
-        ds = predict(ds, task, workers, threads, args.on_error, model=args.model, column=args.column,
-                     pair_column=pair_column, batch_size=args.batch_size, max_length=args.max_length, **call)
+        ds = predict(ds, task, workers, threads, args.on_error, model=model, column=args.column,
+                     pair_column=pair_column, batch_size=args.batch_size, max_length=args.max_length, **options)
         write = ds.write_parquet if args.output_format == "parquet" else ds.write_json
         try:
             write(args.output, ray_remote_args={"num_cpus": 0})

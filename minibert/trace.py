@@ -1,4 +1,4 @@
-"""What happens inside, stage by stage, with the real numbers: the seed's walkthrough for any text.
+"""What happens inside, stage by stage, with the real numbers: the course's "Behind the pipeline" walkthrough for any text.
 
 `trace(texts, model, tokenizer)` returns a plain dict (JSON-ready) with the tokens, ids, attention
 mask, a summary of the embedding output and of every layer's output, the vector fed to the head,
@@ -20,18 +20,14 @@ def _summary(name: str, x: np.ndarray, mask: np.ndarray | None = None, n_values:
             "first_values": [round(float(v), 4) for v in first[:n_values]]}
 
 
-def head_input(model, last_hidden_state):
-    """The vector the classification head starts from: BERT's pooler output, DistilBERT's [CLS] hidden state."""
-    if model.base_model_prefix == "bert":
-        bert = getattr(model, "bert", model)
-        return bert.pooler(last_hidden_state), "pooler output (dense + tanh on [CLS])"
-    return last_hidden_state[:, 0], "[CLS] hidden state"
-
-
 def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> dict:
+    """Every stage for `texts` (a multiple-choice model reads them as the choices of one question)."""
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
     mask = enc["attention_mask"]
-    out = model(enc, output_hidden_states=True, output_attentions=True)
+    inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    if model.takes_choices:
+        inputs = {k: v[None] for k, v in inputs.items()}  # (N, T) -> (1, N, T)
+    out = model(inputs, output_hidden_states=True, output_attentions=True)
     hidden = [h.numpy() for h in out.hidden_states]
     result = {
         "model": type(model).__name__,
@@ -45,19 +41,83 @@ def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> 
     }
     if "token_type_ids" in enc:
         result["token_type_ids"] = enc["token_type_ids"].tolist()
-    pooled, what = head_input(model, out.hidden_states[-1])
+    pooled, what = model.head_input(out.hidden_states[-1])  # each model says what its head starts from
     result["head_input"] = {**_summary(what, pooled.numpy()), "stage": what}
-    logits = getattr(out, "logits", None)
-    if logits is not None:
-        logits = logits.numpy()
-        probs = softmax(logits)
-        id2label = model.config.id2label
-        result["logits"] = [[round(float(v), 4) for v in row] for row in logits]
-        result["probabilities"] = [[round(float(v), 4) for v in row] for row in probs]
-        result["labels"] = [id2label[int(i)] for i in probs.argmax(-1)]
-        result["id2label"] = {str(k): v for k, v in id2label.items()}
+    head = head_of(model)
+    if head in LAST_STAGES:
+        result["head"] = head
+        result.update(LAST_STAGES[head](out, result["tokens"], mask, model.config, tokenizer))
     result["_attentions"] = [a.numpy() for a in out.attentions]  # for plotting; dropped from JSON
     return result
+
+
+def head_of(model) -> str:
+    from .auto import FAMILIES
+
+    return next((h for h, cls in FAMILIES[model.config.model_type].items() if isinstance(model, cls)), "model")
+
+
+def _rounded(rows) -> list:
+    return [[round(float(v), 4) for v in row] for row in rows]
+
+
+def _text_labels(out, tokens, mask, config, tokenizer) -> dict:
+    """logits -> softmax over labels -> one label per text."""
+    logits = out.logits.numpy()
+    probs = softmax(logits)
+    return {"logits": _rounded(logits), "probabilities": _rounded(probs), "id2label": dict(config.id2label),
+            "labels": [config.id2label[int(i)] for i in probs.argmax(-1)]}
+
+
+def _choice_scores(out, tokens, mask, config, tokenizer) -> dict:
+    """One score per choice -> softmax over the choices -> the chosen text."""
+    logits = out.logits.numpy()  # (1, N)
+    probs = softmax(logits)
+    return {"logits": _rounded(logits), "probabilities": _rounded(probs), "choice": int(probs[0].argmax())}
+
+
+def _token_labels(out, tokens, mask, config, tokenizer) -> dict:
+    """logits per token -> softmax -> the best label of every real token."""
+    probs = softmax(out.logits.numpy())  # (B, T, num_labels)
+    return {"token_labels": [
+        [{"token": tok, "label": config.id2label[int(p.argmax())], "score": round(float(p.max()), 4)}
+         for tok, p, m in zip(tokens[i], probs[i], mask[i]) if m]
+        for i in range(len(tokens))]}
+
+
+def _answer_spans(out, tokens, mask, config, tokenizer) -> dict:
+    """start and end logits -> the best span (start <= end) over real tokens, with its probability."""
+    spans = []
+    for i in range(len(tokens)):
+        real = mask[i].astype(bool)
+        start = softmax(np.where(real, out.start_logits.numpy()[i], -np.inf))  # (T,)
+        end = softmax(np.where(real, out.end_logits.numpy()[i], -np.inf))
+        scores = np.triu(start[:, None] * end[None, :])  # (T, T): start <= end
+        s, e = np.unravel_index(int(scores.argmax()), scores.shape)
+        spans.append({"start": int(s), "end": int(e), "score": round(float(scores[s, e]), 4),
+                      "tokens": tokens[i][s:e + 1]})
+    return {"spans": spans}
+
+
+def _mask_candidates(out, tokens, mask, config, tokenizer, k: int = 5) -> dict:
+    """logits over the vocabulary at every masked position -> softmax -> the k most likely tokens."""
+    logits = out.logits.numpy()  # (B, T, vocab)
+    masked = []
+    for i, row in enumerate(tokens):
+        for t, tok in enumerate(row):
+            if tok == tokenizer.mask_token and mask[i][t]:
+                probs = softmax(logits[i, t])
+                best = np.argsort(-probs)[:k]
+                masked.append({"text": i, "position": t, "candidates": [
+                    {"token": tokenizer.convert_ids_to_tokens(int(j)), "id": int(j), "score": round(float(probs[j]), 4)}
+                    for j in best]})
+    return {"masked": masked}
+
+
+# What `trace` shows after the head, per head (the keys of a family's HEADS).
+LAST_STAGES = {"sequence-classification": _text_labels, "multiple-choice": _choice_scores,
+               "token-classification": _token_labels, "question-answering": _answer_spans,
+               "masked-lm": _mask_candidates}
 
 
 def to_json(result: dict) -> dict:
@@ -81,10 +141,25 @@ def format_trace(r: dict) -> str:
     lines.append(f"attentions: {a['layers']} layers of {tuple(a['shape'])} (batch, heads, query, key)")
     h = r["head_input"]
     lines += ["", f"head input: {h['stage']}, shape {tuple(h['shape'])}, first values {h['first_values']}"]
-    if "logits" in r:
+    head = r.get("head")
+    if head == "sequence-classification":
         lines.append(f"id2label: {r['id2label']}")
         for i in range(n):
             lines.append(f"text {i}: logits {r['logits'][i]} -> softmax {r['probabilities'][i]} -> {r['labels'][i]}")
+    elif head == "multiple-choice":
+        lines.append(f"choice scores {r['logits'][0]} -> softmax over the texts {r['probabilities'][0]} "
+                     f"-> text {r['choice']}")
+    elif head == "token-classification":
+        for i, row in enumerate(r["token_labels"]):
+            lines.append(f"text {i}: " + " ".join(f"{x['token']}/{x['label']}" for x in row))
+    elif head == "question-answering":
+        for i, span in enumerate(r["spans"]):
+            lines.append(f"text {i}: best span tokens {span['start']}..{span['end']} {' '.join(span['tokens'])!r} "
+                         f"(start x end probability {span['score']})")
+    elif head == "masked-lm":
+        for m in r["masked"]:
+            cands = ", ".join(f"{c['token']} {c['score']}" for c in m["candidates"])
+            lines.append(f"text {m['text']}, mask at {m['position']}: {cands}")
     return "\n".join(lines)
 
 

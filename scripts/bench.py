@@ -4,7 +4,9 @@
     python scripts/bench.py [--json bench.json] [--data data/sst2] [--quick]
 
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
-depend on them), written once into a temp folder. Every measurement runs in its own subprocess, so
+depend on them), written once into a temp folder; then a roberta-base-sized one (written by transformers,
+with a byte-level BPE trained by `tokenizers` on SST-2 train) is timed the same way, latency and corpus,
+so the RoBERTa family's speed is seen too. Every measurement runs in its own subprocess, so
 TensorFlow and PyTorch never share a process, a thread pool or a peak-memory figure.
 
 Peers: transformers on PyTorch eager (needs the test extras), and ONNX Runtime on a graph exported
@@ -96,10 +98,10 @@ def worker_minibert(folder, data, n):
     model = minibert.AutoModelForSequenceClassification.from_pretrained(folder)
     load_s = time.perf_counter() - t
     tok = minibert.AutoTokenizer.from_pretrained(folder)
-    one = tok(SENTENCE_16, return_tensors="np")
-    assert one["input_ids"].shape == (1, 16)
+    one = tok(SENTENCE_16, return_tensors="np")  # 16 tokens with the uncased WordPiece; RoBERTa's BPE differs
     big = {"input_ids": np.full((32, 128), 2000), "attention_mask": np.ones((32, 128), int)}
-    res = {"import_s": import_s, "load_s": load_s, "rss_after_import_mb": rss_import}
+    res = {"import_s": import_s, "load_s": load_s, "rss_after_import_mb": rss_import,
+           "latency_tokens": one["input_ids"].shape[1]}
     res["latency"] = timed(lambda: model(one).logits.numpy(), n)
     res["big_batch"] = timed(lambda: model(big).logits.numpy(), 5, warmup=2)
     texts = read_texts(data)
@@ -174,6 +176,32 @@ def worker_sgemm(data):
     return {"sgemm_gflops": 2 * 2048**3 / t["min_s"] / 1e9, "read_gb_s": big.nbytes / read_s / 1e9}
 
 
+def worker_make_roberta(folder, data):
+    """roberta-base's shapes (vocab 50265, 514 positions, one token type, eps 1e-5), random weights, saved by
+    transformers, with a byte-level BPE trained by `tokenizers` on SST-2 train and saved as RobertaTokenizerFast.
+    The trained vocabulary is smaller than 50265 (SST-2 has fewer merges to learn); the model keeps roberta-base's
+    embedding table, so its size and speed are roberta-base's."""
+    import torch
+    import transformers as tr
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+
+    torch.manual_seed(0)
+    config = tr.RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                              id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = tr.RobertaForSequenceClassification(config)
+    model.save_pretrained(folder)
+    with open(os.path.join(data, "train.txt"), encoding="utf-8") as f:
+        lines = [line.rstrip("\n").split(" ", 1)[1] for line in f]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(lines, vocab_size=50265, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                            show_progress=False)
+    bpe._tokenizer.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
+    tok = tr.RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, model_max_length=512)
+    tok.save_pretrained(folder)
+    return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
+
+
 def worker_corpus_tokens(folder, data):
     import minibert
 
@@ -183,7 +211,7 @@ def worker_corpus_tokens(folder, data):
 
 
 WORKERS = {"minibert": worker_minibert, "transformers": worker_transformers, "onnxruntime": worker_onnxruntime,
-           "sgemm": worker_sgemm, "tokens": worker_corpus_tokens}
+           "sgemm": worker_sgemm, "tokens": worker_corpus_tokens, "make_roberta": worker_make_roberta}
 
 
 def run_worker(name, *args):
@@ -228,7 +256,7 @@ def main(argv=None):
         name, *rest = args.worker
         fn = WORKERS[name]
         rest = [rest[0], args.data, args.calls] if name in ("minibert", "transformers", "onnxruntime") else \
-               [rest[0], args.data] if name == "tokens" else [args.data]
+               [rest[0], args.data] if name in ("tokens", "make_roberta") else [args.data]
         print(json.dumps(fn(*rest)))
         return 0
 
@@ -243,7 +271,18 @@ def main(argv=None):
             results[name] = run_worker(name, folder) if name != "sgemm" else run_worker(name)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix="minibert-bench-roberta-")
+    try:
+        print("writing the roberta-base-sized checkpoint ...", file=sys.stderr, flush=True)
+        results["roberta"] = {"checkpoint": run_worker("make_roberta", folder)}
+        if "error" not in results["roberta"]["checkpoint"]:
+            for name in ("minibert", "transformers"):
+                print(f"running {name} on roberta-base ...", file=sys.stderr, flush=True)
+                results["roberta"][name] = run_worker(name, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     report(results)
+    report_roberta(results["roberta"])
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nwrote {args.json}", file=sys.stderr)
@@ -271,6 +310,7 @@ def report(r):
 
     m = r["machine"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; numpy sgemm peak {peak / 1e9:.0f} GFLOP/s")
+    assert mb["latency_tokens"] == 16, "the latency floor below assumes SENTENCE_16's 16 tokens"
     row("latency, 1x16 (min)", mb["latency"]["min_s"], "transformers eager", hf.get("latency", {}).get("min_s"))
     row("latency, 1x16 (median)", mb["latency"]["median_s"], "transformers eager", hf.get("latency", {}).get("median_s"))
     if "latency" in ort:
@@ -310,6 +350,31 @@ def report(r):
         met = value >= bound if op == ">=" else value <= bound
         r["targets"][what] = {"value": value, "met": met}
         print(f"  {what:<38} {value:10.3f}  {'met' if met else 'NOT met'}")
+
+
+def report_roberta(r):
+    """The roberta-base-sized rows, under the distilbert table: minibert against transformers, latency and corpus."""
+    print("\nroberta-base-sized classifier (random weights, byte-level BPE trained on SST-2 train):")
+    mb, hf = r.get("minibert", {}), r.get("transformers", {})
+    for what, v in (("checkpoint", r["checkpoint"]), ("minibert", mb), ("transformers", hf)):
+        if "error" in v:
+            print(f"  {what}: not measured ({v['error']})")
+    if "latency" not in mb:
+        return
+    n = mb["latency_tokens"]
+    rows = [(f"latency, 1x{n} (min)", mb["latency"]["min_s"], "transformers eager", hf.get("latency", {}).get("min_s")),
+            (f"latency, 1x{n} (median)", mb["latency"]["median_s"], "transformers eager",
+             hf.get("latency", {}).get("median_s")),
+            ("corpus, 872 SST-2 dev", mb["corpus"]["min_s"], "transformers pipeline", hf.get("corpus_default", {}).get("min_s")),
+            ("corpus, 872 SST-2 dev", mb["corpus"]["min_s"], "transformers b=32", hf.get("corpus_b32", {}).get("min_s")),
+            ("big batch, 32x128", mb["big_batch"]["min_s"], "transformers eager", hf.get("big_batch", {}).get("min_s"))]
+    print(f"{'measure':<24} {'minibert':>10}   {'peer':<22} {'peer time':>10} {'peer/minibert':>14}")
+    for what, ours, peer_name, peer in rows:
+        print(f"{what:<24} {ours * 1e3:>7.1f} ms   {peer_name:<22} "
+              f"{(f'{peer * 1e3:.1f} ms' if peer else 'n/a'):>10} {(f'{peer / ours:.2f}x' if peer else '-'):>14}")
+    print(f"load (from_pretrained after import): {mb['load_s'] * 1e3:.0f} ms; transformers "
+          f"{hf.get('load_s', float('nan')) * 1e3:.0f} ms; vocabulary {r['checkpoint']['vocab']} tokens, "
+          f"{r['checkpoint']['params'] / 1e6:.0f} M parameters")
 
 
 if __name__ == "__main__":

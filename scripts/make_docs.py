@@ -63,7 +63,7 @@ print(tokenizer.decode(inputs["input_ids"][0]))
 The bare model turns ids into one vector per token: its output `last_hidden_state` has the shape
 (batch size, sequence length, hidden size).
 Code: [`BertModel`]({SRC}/models/bert.py) = [`BertEmbeddings`]({SRC}/models/bert.py) (word + position +
-token type, LayerNorm) then [`BertEncoder`]({SRC}/models/bert.py), a stack of `BertLayer`s: masked
+token type, LayerNorm) then the encoder, a [`LayerStack`]({SRC}/layers.py) of `BertLayer`s: masked
 multi-head self-attention ([`multi_head_attention`]({SRC}/layers.py)), add & norm, feed-forward, add & norm.
 The attention mask becomes an additive mask in one place, [`additive_attention_mask`]({SRC}/layers.py).
 DistilBERT is the same story in [`models/distilbert.py`]({SRC}/models/distilbert.py).
@@ -103,6 +103,27 @@ model = TFAutoModelForSequenceClassification.from_pretrained(checkpoint)
 outputs = model(inputs)
 print(outputs.logits.shape)
 print(outputs.logits.numpy().round(4))  # rounded so the guide does not churn on the last float digit
+"""),
+    ("md", f"""
+### One body, different heads
+
+Every task is the same encoder with a different head on top, and every head class loads any checkpoint
+of its family by the one naming rule: weights whose Hub name and shape fit are used, the head's weights
+that the checkpoint lacks are newly initialised, and tensors no layer takes are left unused, both
+reported as transformers reports them. This checkpoint was trained for sentiment only; note that the
+token classifier takes the sentiment `classifier` (same name, same shape), as it would in transformers.
+Token-level heads read every token's vector, so their outputs keep the sequence axis.
+Code: [`heads.py`]({SRC}/heads.py) (heads shared by every family) and each family file.
+"""),
+    ("code", """
+import minibert
+
+for head in ["AutoModelForTokenClassification", "AutoModelForQuestionAnswering", "AutoModelForMaskedLM"]:
+    model_h, info = getattr(minibert, head).from_pretrained(checkpoint, output_loading_info=True)
+    out = model_h(inputs)
+    shapes = {name: tuple(value.shape) for name, value in out.items()}
+    print(type(model_h).__name__, shapes)
+    print("  newly initialised:", info.missing_keys, "unused:", info.unexpected_keys)
 """),
     ("md", "## 4. Postprocessing the output\n\nLogits are not probabilities; a softmax makes them so, and `id2label` names them:"),
     ("code", """

@@ -2,9 +2,12 @@
 """Max |difference| between minibert and transformers (PyTorch, eager attention) for any local checkpoint.
 
     python scripts/parity.py CHECKPOINT_DIR [--text "..." ...]
+    python scripts/parity.py --all [--base]    # every family x head, on checkpoints transformers writes
 
-Runs both on the same padded batch and prints one line per output. Needs the test extras
-(transformers, torch). Exits 1 when a difference is above the parity tolerance.
+Runs both on the same padded batch and prints one line per output. Any head works: the class is the
+one config.json's `architectures` names (a multiple-choice model reads the texts as the choices of one
+question). Needs the test extras (transformers, torch). Exits 1 when a difference is above the parity
+tolerance.
 """
 import argparse
 import os
@@ -13,36 +16,122 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from reference import max_diffs, reference  # noqa: E402
+from reference import TOL, max_diffs, reference  # noqa: E402
 
-TOL = {"logits": 1e-5, "pooler_output": 1e-5, "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
 DEFAULT_TEXTS = ["I've been waiting for a HuggingFace course my whole life.", "I hate this so much!", "Short."]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint")
-    p.add_argument("--text", action="append", help="a text to run (repeatable); default: three seed sentences")
-    args = p.parse_args(argv)
+# --all: small configs like the tests', and with --base the Hub models' sizes.
+SMALL = {
+    "bert": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500),
+    "distilbert": dict(dim=64, n_heads=4, hidden_dim=96, n_layers=2, vocab_size=500),
+    "roberta": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
+                    max_position_embeddings=130, pad_token_id=1, type_vocab_size=1, layer_norm_eps=1e-5),
+    "xlm-roberta": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2,
+                        vocab_size=500, max_position_embeddings=130, pad_token_id=1, type_vocab_size=1,
+                        layer_norm_eps=1e-5),
+    "electra": dict(hidden_size=64, embedding_size=32, num_attention_heads=4, intermediate_size=96,
+                    num_hidden_layers=2, vocab_size=500),
+}
+BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator
+    "bert": {}, "distilbert": {},
+    "roberta": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
+    "xlm-roberta": dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
+    "electra": dict(hidden_size=768, embedding_size=768, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+def compare(folder, inputs: dict) -> tuple[str, dict]:
+    """(minibert's class, max |diff| per output) for the class config.json names, on `inputs` (numpy, (B, T))."""
+    import numpy as np
 
     import minibert
-    from minibert.auto import is_sequence_classifier
+    from minibert.auto import FAMILIES, class_for_architecture
 
-    config = minibert.AutoConfig.from_pretrained(args.checkpoint)
-    head = "cls" if is_sequence_classifier(config) else "base"
-    tok = minibert.AutoTokenizer.from_pretrained(args.checkpoint)
-    enc = tok(args.text or DEFAULT_TEXTS, padding=True, truncation=True, return_tensors="np")
-    ref = reference(args.checkpoint, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"), head=head)
-    auto = minibert.AutoModel if head == "base" else minibert.AutoModelForSequenceClassification
-    out = auto.from_pretrained(args.checkpoint)(enc, output_hidden_states=True, output_attentions=True)
-    diffs = max_diffs(out, ref, enc["attention_mask"])
-    print(f"{args.checkpoint}: {type(config).__name__}, {head} model, batch {tuple(enc['input_ids'].shape)}")
+    config = minibert.AutoConfig.from_pretrained(folder)
+    cls = class_for_architecture(config)
+    head = next(h for h, c in FAMILIES[config.model_type].items() if c is cls)
+    mask = inputs["attention_mask"]
+    if head == "multiple-choice":  # the rows are the choices of one question: (1, choices, T)
+        inputs = {k: v[None] for k, v in inputs.items()}
+    ref = reference(folder, inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"), head=head)
+    out = cls.from_pretrained(folder, config=config)(inputs, output_hidden_states=True, output_attentions=True)
+    for key in ("start_logits", "end_logits", "logits"):
+        if key in ref and np.ndim(ref[key]) == np.ndim(mask) + (key == "logits" and head != "pretraining"):
+            # per-token logits: compared at real tokens, as hidden states are
+            out[key] = np.asarray(out[key])[mask.astype(bool)]
+            ref[key] = ref[key][mask.astype(bool)]
+    return cls.__name__, max_diffs(out, ref, mask)
+
+
+def report(name: str, diffs: dict) -> bool:
+    print(name)
     ok = True
     for key, d in diffs.items():
         good = d <= TOL[key]
         ok &= good
         print(f"  {key:<18} max |diff| {d:.3e}   (tolerance {TOL[key]:.0e}) {'ok' if good else 'FAIL'}")
-    return 0 if ok else 1
+    return ok
+
+
+def run_all(base: bool) -> bool:
+    """Every family x head on random checkpoints (LayerNorms perturbed), padded batches; a markdown table."""
+    import tempfile
+
+    import numpy as np
+
+    from minibert.auto import FAMILIES
+    from reference import make_checkpoint
+
+    rng = np.random.default_rng(0)
+    rows, ok = [], True
+    for family, heads in FAMILIES.items():
+        cfg = {**(BASE[family] if base else SMALL[family])}
+        pad = cfg.get("pad_token_id", 1 if "roberta" in family else 0)
+        vocab = cfg.get("vocab_size", 30522)
+        ids = rng.integers(3, min(vocab, 30000), size=(3, 16))
+        mask = np.ones_like(ids)
+        mask[1, 10:], mask[2, 5:] = 0, 0  # padded on the right
+        if "roberta" in family:
+            mask[2] = mask[2][::-1]  # and on the left: RoBERTa's positions depend on it
+        ids = np.where(mask == 1, ids, pad)
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        if family in ("bert", "electra"):
+            inputs["token_type_ids"] = (np.arange(16)[None, :] >= 8).astype(int) * mask
+        for head in heads:
+            with tempfile.TemporaryDirectory() as folder:
+                make_checkpoint(folder, family, head, seed=len(rows), **cfg)
+                name, diffs = compare(folder, inputs)
+            ok &= report(f"{family} {head}: {name}", diffs)
+            rows.append((name, diffs))
+    keys = ["logits", "start_logits", "end_logits", "pooler_output", "last_hidden_state", "hidden_states", "attentions"]
+    print(f"\n| class ({'Hub model sizes' if base else 'small configs'}, batch 3 x 16, padded) | "
+          + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for name, diffs in rows:
+        print(f"| {name} | " + " | ".join(f"{diffs[k]:.1e}" if k in diffs else "" for k in keys) + " |")
+    return ok
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", nargs="?")
+    p.add_argument("--text", action="append", help="a text to run (repeatable); default: three seed sentences")
+    p.add_argument("--all", action="store_true", help="every family x head on checkpoints written by transformers")
+    p.add_argument("--base", action="store_true", help="with --all: the Hub models' sizes (slower)")
+    args = p.parse_args(argv)
+    if args.all:
+        return 0 if run_all(args.base) else 1
+    if not args.checkpoint:
+        p.error("give a CHECKPOINT_DIR or --all")
+
+    import minibert
+
+    tok = minibert.AutoTokenizer.from_pretrained(args.checkpoint)
+    enc = tok(args.text or DEFAULT_TEXTS, padding=True, truncation=True, return_tensors="np")
+    inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    name, diffs = compare(args.checkpoint, inputs)
+    return 0 if report(f"{args.checkpoint}: {name}, batch {tuple(inputs['input_ids'].shape)}", diffs) else 1
 
 
 if __name__ == "__main__":

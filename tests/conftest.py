@@ -4,6 +4,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+# transformers 4.x would otherwise try its TensorFlow classes (which need tf-keras): the reference is PyTorch.
+os.environ.setdefault("USE_TF", "0")
+os.environ.setdefault("USE_TORCH", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import pytest  # noqa: E402
@@ -17,17 +20,17 @@ TINY_BERT = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, nu
 
 @pytest.fixture(scope="session")
 def tiny_distilbert_cls(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("tiny_distilbert_cls"), "distilbert", "cls", **TINY_DISTILBERT)
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_distilbert_cls"), "distilbert", "sequence-classification", **TINY_DISTILBERT)
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_cls(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("tiny_bert_cls"), "bert", "cls", num_labels=3, **TINY_BERT)
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_bert_cls"), "bert", "sequence-classification", num_labels=3, **TINY_BERT)
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_base(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("tiny_bert_base"), "bert", "base", **TINY_BERT)
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_bert_base"), "bert", "model", **TINY_BERT)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +38,7 @@ def distilbert_base_cls(tmp_path_factory):
     """A distilbert-base-uncased-sized sentiment classifier (random weights) with the MiniLM/uncased tokenizer."""
     import shutil
 
-    folder = make_checkpoint(tmp_path_factory.mktemp("distilbert_base_cls"), "distilbert", "cls", seed=1,
+    folder = make_checkpoint(tmp_path_factory.mktemp("distilbert_base_cls"), "distilbert", "sequence-classification", seed=1,
                              id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
     for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(os.path.join(minilm_dir(), name), folder)

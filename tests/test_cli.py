@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+import minibert
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
@@ -80,7 +82,7 @@ def test_tokenize_seed():
     (["classify", "--file", "-"], b"fine\n\xff\xfe bad\n", b"<stdin>: line 2 is not valid UTF-8"),
     (["classify", "--frobnicate", "hi"], None, b"unrecognized arguments: --frobnicate"),
     (["classify", "--model", "distilbert-base-uncased-finetuned-sst-2-english", "hi"], None, b"pass a local folder"),
-    (["classify"], None, b"give TEXT arguments or --file"),
+    (["classify"], b"", b"no input: give TEXT arguments, --file PATH, or lines on standard input"),
     (["classify", "--batch-size", "0", "x"], None, b"--batch-size must be at least 1"),
 ])
 def test_errors_are_one_clear_line(args, stdin, message):
@@ -89,3 +91,122 @@ def test_errors_are_one_clear_line(args, stdin, message):
     no_traceback(p)
     assert message in p.stderr, p.stderr.decode()
     assert p.stdout == b""
+
+
+@pytest.fixture(scope="module")
+def task_folders(tmp_path_factory, minilm):
+    """Tiny checkpoints of every head that a task reads, with the real uncased tokenizer."""
+    import shutil
+
+    from reference import make_checkpoint
+
+    cfg = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2)
+    heads = {"ner": ("token-classification", {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}),
+             "qa": ("question-answering", None), "fill-mask": ("masked-lm", None),
+             "zero-shot": ("sequence-classification", {0: "contradiction", 1: "neutral", 2: "entailment"}),
+             "pair": ("sequence-classification", {0: "NEGATIVE", 1: "POSITIVE"})}
+    folders = {}
+    for verb, (head, labels) in heads.items():
+        extra = {"id2label": labels, "label2id": {v: k for k, v in labels.items()}} if labels else {}
+        folder = make_checkpoint(tmp_path_factory.mktemp(verb), "bert", head, **cfg, **extra)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+            shutil.copy(os.path.join(minilm, name), folder)
+        folders[verb] = folder
+    return folders
+
+
+TASK_RUNS = {  # verb -> (CLI arguments, the pipeline task, its inputs from the CLI's lines, its options)
+    "ner": (["--aggregation", "simple"], "ner", lambda lines, ctx: lines, {"aggregation_strategy": "simple"}),
+    "fill-mask": (["--top-k", "3"], "fill-mask", lambda lines, ctx: lines, {"top_k": 3}),
+    "zero-shot": (["--labels", "sports,politics,food"], "zero-shot-classification", lambda lines, ctx: lines,
+                  {"candidate_labels": ["sports", "politics", "food"]}),
+    "pair": (["--pair"], "text-classification",
+             lambda lines, ctx: [dict(zip(("text", "text_pair"), x.split("\t"))) for x in lines], {}),
+    "qa": (["--context", "CONTEXT"], "question-answering",
+           lambda lines, ctx: [{"question": q, "context": ctx} for q in lines], {}),
+}
+TASK_LINES = {"ner": ["John lives in Paris.", "", "nothing here"],
+              "fill-mask": ["paris is the [MASK] of france.", "a [MASK] and a [MASK]."],
+              "zero-shot": ["the match ended in a draw", "the senate passed the bill"],
+              "pair": ["a man eats\tsomeone is eating", "it rains\tthe sun shines"],
+              "qa": ["where does john live?", "what is the weather?"]}
+
+
+@pytest.mark.parametrize("verb", sorted(TASK_RUNS))
+def test_each_task_from_the_command_line(tmp_path, task_folders, verb):
+    """JSON lines into a pipe, one per input line, equal to the library's pipeline on the same inputs."""
+    args, task, to_inputs, options = TASK_RUNS[verb]
+    context = "John lives in Paris. The weather there is mild and it rains often."
+    (tmp_path / "context.txt").write_text(context, encoding="utf-8")
+    args = [str(tmp_path / "context.txt") if a == "CONTEXT" else a for a in args]
+    lines = TASK_LINES[verb]
+    command = "classify" if verb == "pair" else verb
+    p = run(command, "--model", task_folders[verb], *args, stdin="\n".join(lines).encode() + b"\n")
+    assert p.returncode == 0, p.stderr.decode()
+    no_traceback(p)
+    records = [json.loads(line) for line in p.stdout.decode().splitlines()]
+    assert len(records) == len(lines)
+    want = minibert.pipeline(task, model=task_folders[verb])(to_inputs(lines, context), **options)
+    for rec, w in zip(records, want):
+        if verb == "ner":
+            assert rec["entities"] == json.loads(json.dumps(w))
+        elif verb == "fill-mask":
+            masks = w if w and isinstance(w[0], list) else [w]
+            assert [[c["token_str"] for c in m] for m in rec["masks"]] == [[c["token_str"] for c in m] for m in masks]
+        elif verb == "zero-shot":
+            assert rec["labels"] == w["labels"] and np.allclose(rec["scores"], w["scores"], atol=1e-6)
+        elif verb == "pair":
+            assert rec["label"] == w["label"] and abs(rec["score"] - w["score"]) < 1e-6
+        else:
+            assert (rec["answer"], rec["start"], rec["end"]) == (w["answer"], w["start"], w["end"])
+            assert context[rec["start"]:rec["end"]] == rec["answer"]
+
+
+def test_task_without_default_model_says_what_to_pass():
+    p = run("ner", "John lives in Paris.")
+    assert p.returncode == 1 and p.stdout == b""
+    no_traceback(p)
+    assert b"ner has no offline default model: pass --model" in p.stderr and b"dslim/bert-base-NER" in p.stderr
+
+
+def test_qa_without_context_and_pair_without_tab(task_folders):
+    p = run("qa", "--model", task_folders["qa"], "who?")
+    assert p.returncode == 1 and b"qa needs --context FILE" in p.stderr
+    p = run("classify", "--pair", "--model", task_folders["pair"], "no tab here")
+    assert p.returncode == 1 and b"--pair: each input is TEXT<TAB>TEXT_PAIR" in p.stderr
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    """A full disk (here a file-size limit) half-way through writing leaves the old .npy intact, no temp file."""
+    import resource
+    import signal
+
+    old = tmp_path / "prev.npy"
+    np.save(old, np.arange(10, dtype=np.float32))
+    before = old.read_bytes()
+
+    def limit():  # 50 kB: the 200 x 384 float32 embeddings (300 kB) do not fit
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    p = subprocess.run([sys.executable, "-m", "minibert", "embed", "--file", "-", "--output", str(old)],
+                       input=b"some sentence\n" * 200, capture_output=True, env=ENV, timeout=300, preexec_fn=limit)
+    assert p.returncode == 1, p.stderr.decode()
+    no_traceback(p)
+    assert old.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["prev.npy"]
+
+
+def test_output_into_a_missing_folder_fails_before_any_work(tmp_path):
+    p = run("embed", "--output", str(tmp_path / "nodir" / "x.npy"), "a text")
+    assert p.returncode == 1 and b"no folder" in p.stderr and b"nodir" in p.stderr
+    assert b"tensorflow" not in p.stderr.lower()
+
+
+def test_missing_model_folder_fails_before_tensorflow_loads():
+    code = ("import sys, minibert.cli as c\n"
+            "rc = c.main(['ner', '--model', './no/such/folder', 'hi'])\n"
+            "assert rc == 1 and 'tensorflow' not in sys.modules, (rc, 'tensorflow' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    assert b"no such folder: ./no/such/folder" in p.stderr

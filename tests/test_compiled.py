@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 
 import minibert
-from minibert.modeling import XLA_BATCHES, XLA_SEQS
-from reference import max_diffs, reference
+from minibert.compiled import XLA_BATCHES, XLA_SEQS
+from reference import TOL, max_diffs, reference
 
-TOL = {"logits": 1e-5, "pooler_output": 1e-5, "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
 
 
 def batch(rng, B, T, vocab=120):
@@ -22,10 +21,10 @@ def test_both_paths_match_transformers(tmp_path, B, T):
     """(1, 7) and (3, 40) run under XLA on padded buckets, (4, 32) on its own bucket; the others as a plain graph."""
     from reference import make_checkpoint
 
-    folder = make_checkpoint(tmp_path, "bert", "cls", hidden_size=32, num_attention_heads=4, intermediate_size=37,
+    folder = make_checkpoint(tmp_path, "bert", "sequence-classification", hidden_size=32, num_attention_heads=4, intermediate_size=37,
                              num_hidden_layers=2, vocab_size=120, max_position_embeddings=512)
     ids, mask = batch(np.random.default_rng(B * 1000 + T), B, T)
-    ref = reference(folder, ids, mask, head="cls")
+    ref = reference(folder, ids, mask, head="sequence-classification")
     model = minibert.AutoModelForSequenceClassification.from_pretrained(folder)
     out = model(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
     diffs = max_diffs(out, ref, mask)
@@ -90,9 +89,12 @@ def test_an_iterator_is_streamed(tiny_pipe):
 
     out = tiny_pipe(source())
     assert pulled == 0  # nothing is read until the first result is asked for
-    first = next(out)
-    assert pulled == STREAM_CHUNK  # one chunk read, not the whole input
-    got, want = [first, *out], tiny_pipe(texts)
+    b = tiny_pipe.batch_size
+    got = [next(out)]
+    assert pulled == b  # the first window is one batch: a result after one forward
+    got += [next(out) for _ in range(b)]
+    assert pulled == 3 * b  # then windows double (up to STREAM_CHUNK), never the whole input
+    got, want = [*got, *out], tiny_pipe(texts)
     assert len(got) == len(want) == len(texts)
     assert all(a["label"] == b["label"] and abs(a["score"] - b["score"]) <= 1e-5 for a, b in zip(got, want))
     with pytest.raises(TypeError, match=f"input {STREAM_CHUNK + 1} is int"):  # numbered across chunks

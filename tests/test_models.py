@@ -94,6 +94,11 @@ class TestBadInput:
             bert(np.array([[2**32 + 101]], np.int64))
         assert bert(IDS).logits.shape == (2, 3)  # still usable
 
+    def test_attention_mask_is_ones_and_zeros(self, bert):
+        with pytest.raises(ValueError, match="attention_mask holds 2: it must be 1 for a real token and 0"):
+            bert(IDS, attention_mask=[[1, 1, 1, 1, 2], [1, 1, 1, 0, 0]])
+        assert bert(IDS, attention_mask=MASK).logits.shape == (2, 3)
+
     def test_too_long(self, bert):
         with pytest.raises(ValueError, match="sequence length 41 exceeds max_position_embeddings=40"):
             bert([[1] * 41])

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import minibert
-from reference import MINILM_IDS, MINILM_TEXT, make_checkpoint, max_diffs, reference
+from reference import MINILM_IDS, MINILM_TEXT, TOL, make_checkpoint, max_diffs, reference
 
-TOL = {"logits": 1e-5, "pooler_output": 1e-5, "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
 
 IDS = [[101, 5, 17, 42, 88, 9, 33, 102], [101, 7, 3, 102, 0, 0, 0, 0], [101, 60, 102, 0, 0, 0, 0, 0]]
 MASK = [[1] * 8, [1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]]
@@ -34,14 +33,14 @@ def assert_close(diffs, expected_keys):
 
 
 @pytest.mark.parametrize("family,cfg", SMALL, ids=lambda x: x if isinstance(x, str) else "-".join(f"{k}={v}" for k, v in x.items()))
-@pytest.mark.parametrize("head", ["base", "cls"])
+@pytest.mark.parametrize("head", ["model", "sequence-classification"])
 def test_small_configs(tmp_path, family, cfg, head):
     folder = make_checkpoint(tmp_path, family, head, vocab_size=120, max_position_embeddings=40, num_labels=3, **cfg)
     types = TYPES if family == "bert" else None
     if family == "bert" and cfg.get("type_vocab_size", 2) > 2:
         types = (np.asarray(TYPES) * 2).tolist()  # use the third token type too
     ref = reference(folder, IDS, MASK, types, head=head)
-    auto = minibert.AutoModel if head == "base" else minibert.AutoModelForSequenceClassification
+    auto = minibert.AutoModel if head == "model" else minibert.AutoModelForSequenceClassification
     model = auto.from_pretrained(folder)
     out = model(IDS, attention_mask=MASK, token_type_ids=types, output_hidden_states=True, output_attentions=True)
     assert_close(max_diffs(out, ref, MASK), ref.keys())
@@ -50,7 +49,7 @@ def test_small_configs(tmp_path, family, cfg, head):
 def test_distilbert_base_sized_classifier(distilbert_base_cls):
     tok = minibert.AutoTokenizer.from_pretrained(distilbert_base_cls)
     enc = tok([MINILM_TEXT, "I hate this so much!", "ok"], padding=True, return_tensors="np")
-    ref = reference(distilbert_base_cls, enc["input_ids"], enc["attention_mask"], head="cls")
+    ref = reference(distilbert_base_cls, enc["input_ids"], enc["attention_mask"], head="sequence-classification")
     model = minibert.TFAutoModelForSequenceClassification.from_pretrained(distilbert_base_cls)
     out = model(enc, output_hidden_states=True, output_attentions=True)
     assert out.logits.shape == (3, 2)

@@ -91,8 +91,10 @@ def test_single_string_and_top_k(default_pipe):
 def test_non_string_input(default_pipe):
     with pytest.raises(TypeError, match="input 1 is int"):
         default_pipe(["fine", 3])
-    with pytest.raises(TypeError, match="got dict"):
-        default_pipe({"text": "x"})
+    with pytest.raises(TypeError, match="got set"):
+        default_pipe({"x"})
+    with pytest.raises(ValueError, match=r"input 0: a text pair is .* got keys \['txt'\]"):
+        default_pipe({"txt": "x"})
     assert default_pipe("fine")[0]["label"]  # still usable
 
 
@@ -132,9 +134,37 @@ class TestFeatureExtraction:
         assert cos.min() >= 0.9999, cos
 
     def test_token_vectors(self, minilm):
+        """Without pooling, transformers' convention: (1, tokens, hidden) per text, nested lists or arrays."""
+        import transformers
+
         pipe = pipeline("feature-extraction", model=minilm)
         out = pipe(["hello world", "a"])
-        assert [o.shape for o in out] == [(4, 384), (3, 384)]  # no padding rows
-        ref = minibert.AutoModel.from_pretrained(minilm)([[101, 7592, 2088, 102]]).last_hidden_state.numpy()[0]
-        assert np.abs(out[0] - ref).max() <= 1e-5
+        assert [np.asarray(o).shape for o in out] == [(1, 4, 384), (1, 3, 384)]  # no padding rows
+        want = transformers.pipeline("feature-extraction", model=minilm)(["hello world", "a"])
+        assert [np.asarray(w).shape for w in want] == [(1, 4, 384), (1, 3, 384)]
+        assert max(np.abs(np.asarray(o) - np.asarray(w)).max() for o, w in zip(out, want)) <= 1e-4
+        arrays = pipe("hello world", return_tensors=True)
+        assert isinstance(arrays, np.ndarray) and arrays.shape == (1, 4, 384)
+        assert isinstance(pipe("hello world")[0][0][0], float)
         assert pipe("a", pooling="cls").shape == (384,)
+        assert pipe([], pooling="mean").shape == (0, 384)
+        with pytest.raises(ValueError, match="normalize=True .* pooling"):
+            pipe("a", normalize=True)
+
+
+def test_numeric_options_and_device(distilbert_base_cls):
+    """Issue 13 A: a negative batch size used to return uninitialised scores; now every number is checked."""
+    pipe = pipeline("sentiment-analysis", model=distilbert_base_cls, device="cpu")
+    want = pipe(SEED_TEXTS)
+    for kwargs, match in [(dict(batch_size=-3), "batch_size=-3"), (dict(batch_size=-1), "batch_size=-1"),
+                          (dict(top_k=-1), "top_k=-1"), (dict(max_length=-5), "max_length=-5")]:
+        with pytest.raises(ValueError, match=match):
+            pipe(SEED_TEXTS, **kwargs)
+    fe = minibert.pipelines.FeatureExtractionPipeline(minibert.AutoModel.from_pretrained(distilbert_base_cls), pipe.tokenizer)
+    with pytest.raises(ValueError, match="batch_size=-1"):
+        fe(SEED_TEXTS, batch_size=-1)
+    with pytest.raises(ValueError, match=r"device='cuda:7': TensorFlow has no /GPU:7 here; it has /device:CPU:0"):
+        pipeline("sentiment-analysis", model=distilbert_base_cls, device="cuda:7")
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) truncate"):
+        pipeline("sentiment-analysis", model=distilbert_base_cls, truncate=True)
+    assert pipe(SEED_TEXTS) == want

@@ -1,4 +1,5 @@
 """The tokenizer against transformers' tokenizer on the same files, and its conventions."""
+import json
 import os
 import shutil
 
@@ -113,3 +114,123 @@ class TestBadInput:
         (tmp_path / "tokenizer.json").write_text("{not json")
         with pytest.raises(TokenizerError, match="cannot read the tokenizer"):
             minibert.AutoTokenizer.from_pretrained(str(tmp_path))
+
+
+# -- the features the pipelines use: offsets, special-token masks, overflow with stride ------------
+LONG = ("The quick brown fox, naïve and résumé-ready, met 東京 friends at the café. " * 6).strip()
+FEATURE_TEXTS = [LONG, "short one", "", "Zoë visited 北京 and São Paulo in 2019!"]
+
+
+def plain(value):
+    """Nested lists of ints whatever the container (tuples for offsets, arrays for tensors)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def assert_same_encoding(ours, theirs):
+    assert list(ours) == list(theirs)
+    for k in theirs:
+        assert type(ours[k]) is type(theirs[k]) or isinstance(theirs[k], np.ndarray) and ours[k].dtype == theirs[k].dtype, k
+        assert plain(ours[k]) == plain(theirs[k]), k
+    rows = len(theirs["input_ids"]) if isinstance(theirs["input_ids"][0], (list, np.ndarray)) else 1
+    assert len(ours.encodings) == rows
+    for i in range(rows):
+        assert ours.word_ids(i) == theirs.word_ids(i) and ours.sequence_ids(i) == theirs.sequence_ids(i)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(return_offsets_mapping=True, return_special_tokens_mask=True),
+    dict(return_offsets_mapping=True, truncation=True, max_length=12, stride=3, return_overflowing_tokens=True),
+    dict(truncation=True, max_length=16, stride=5, return_overflowing_tokens=True, padding=True,
+         return_special_tokens_mask=True, return_offsets_mapping=True, return_tensors="np"),
+    dict(truncation=True, max_length=10, return_overflowing_tokens=True),  # stride 0: back-to-back windows
+])
+def test_features_match_transformers(tok, ref, kwargs):
+    assert_same_encoding(tok(FEATURE_TEXTS, **kwargs), ref(FEATURE_TEXTS, **kwargs))
+    assert_same_encoding(tok(LONG, **kwargs), ref(LONG, **kwargs))  # one text: a batch axis only with overflow
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(truncation="only_second", max_length=20, stride=4),
+    dict(truncation="only_first", max_length=20, stride=2),
+    dict(truncation="longest_first", max_length=20, stride=2),
+    dict(truncation="only_second", max_length=24, stride=6, padding=True, return_tensors="np"),
+])
+def test_pair_overflow_matches_transformers(tok, ref, kwargs):
+    questions = ["Where did the fox meet its friends?", "Who?", "What is 東京?"]
+    contexts = [LONG, "Zoë.", LONG[:150]]
+    kw = dict(return_overflowing_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True, **kwargs)
+    if kwargs["truncation"] == "only_first":
+        questions, contexts = contexts, questions
+    assert_same_encoding(tok(questions, contexts, **kw), ref(questions, contexts, **kw))
+
+
+def test_kept_lengths_are_what_the_rust_tokenizer_keeps(tok):
+    """The stride check predicts the truncation; here the prediction meets the real thing."""
+    from minibert.tokenizer import _kept_lengths
+
+    for n1 in (0, 1, 3, 8, 15):
+        for n2 in (0, 2, 7, 16):
+            for strategy in ("only_first", "only_second", "longest_first"):
+                a, b = " ".join(["x"] * n1), " ".join(["y"] * n2)
+                try:
+                    enc = tok(a, b, truncation=strategy, max_length=13)
+                except ValueError:
+                    continue  # the side to cut is too short: the Rust tokenizer refuses
+                ids = enc.encodings[0].sequence_ids
+                assert _kept_lengths(n1, n2, 10, strategy) == (ids.count(0), ids.count(1)), (n1, n2, strategy)
+
+
+def test_convert_tokens_to_string_and_counts(tok, ref):
+    tokens = ["hel", "##lo", ",", "world", "'", "s", "caf", "##e"]
+    assert tok.convert_tokens_to_string(tokens) == ref.convert_tokens_to_string(tokens)
+    assert (tok.num_special_tokens_to_add(), tok.num_special_tokens_to_add(pair=True)) == \
+           (ref.num_special_tokens_to_add(), ref.num_special_tokens_to_add(pair=True))
+    assert tok.mask_token_id == ref.mask_token_id and tok.unk_token_id == ref.unk_token_id
+
+
+class TestBadTexts:
+    def test_lone_surrogate_names_the_input(self, tok):
+        with pytest.raises(ValueError, match=r"text\[1\] is not valid Unicode: a lone surrogate '\\ud800' at character 4"):
+            tok(["fine", "bad \ud800 x"])
+        with pytest.raises(ValueError, match=r"text_pair\[0\] is not valid Unicode"):
+            tok(["a"], ["\udfff"])
+        assert tok("fine")["input_ids"] == [101, 2986, 102]
+
+    def test_bytes(self, tok):
+        with pytest.raises(TypeError, match=r"text is bytes, expected str: decode it first"):
+            tok(b"x")
+        with pytest.raises(TypeError, match=r"text\[1\] is bytes"):
+            tok(["a", b"x"])
+
+    @pytest.mark.parametrize("kwargs, message", [
+        (dict(truncation=True, max_length=-5), r"max_length=-5; it must be at least 1"),
+        (dict(truncation=True, max_length=1), r"max_length=1 leaves no room: the special tokens alone take 2"),
+        (dict(truncation=True, max_length=8, stride=6, return_overflowing_tokens=True),
+         r"stride=6 must be less than max_length=8 minus the 2 special tokens \(6\)"),
+        (dict(truncation=True, stride=-1), r"stride=-1; it must be at least 0"),
+        (dict(truncation=True, max_length=2.5), r"max_length must be an int, got float"),
+    ])
+    def test_numbers(self, tok, kwargs, message):
+        with pytest.raises((ValueError, TypeError), match=message):
+            tok(LONG, **kwargs)
+
+    def test_pair_stride_beyond_what_truncation_keeps(self, tok):
+        question = "what " * 14  # leaves 20 - 3 - 14 = 3 context tokens
+        with pytest.raises(ValueError, match=r"pair 1: truncation='only_second' keeps 3 of the \d+ tokens of its "
+                                             r"text_pair within max_length=20, not more than stride=4"):
+            tok(["who?", question], [LONG, LONG], truncation="only_second", max_length=20, stride=4,
+                return_overflowing_tokens=True)
+        with pytest.raises(ValueError, match="too short"):  # the Rust tokenizer's own refusal, as a ValueError
+            tok("what " * 30, "short", truncation="only_second", max_length=20)
+
+    @pytest.mark.parametrize("value", ["abc", -3, 1.5, True])
+    def test_bad_model_max_length_names_file_and_field(self, tmp_path, minilm, value):
+        for name in ("tokenizer.json", "special_tokens_map.json"):
+            shutil.copy(os.path.join(minilm, name), tmp_path)
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": value}))
+        with pytest.raises(TokenizerError, match=r"model_max_length in .*tokenizer_config.json must be a positive integer"):
+            minibert.AutoTokenizer.from_pretrained(str(tmp_path))
+        with pytest.raises(TokenizerError, match=r"the model_max_length argument must be a positive integer"):
+            minibert.AutoTokenizer.from_pretrained(minilm, model_max_length=value)

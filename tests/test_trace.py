@@ -84,3 +84,48 @@ def test_trace_of_a_base_model(minilm):
     r = tr.trace(["hello world"], model, minibert.AutoTokenizer.from_pretrained(minilm))
     assert "logits" not in r and r["head_input"]["shape"] == [1, 384]
     json.dumps(tr.to_json(r))  # JSON-ready
+
+
+@pytest.mark.parametrize("head", ["token-classification", "question-answering", "masked-lm", "multiple-choice"])
+def test_each_head_shows_its_own_last_stage(tmp_path, minilm, head):
+    """trace picks the class from config.json's architectures and ends with that head's own stage."""
+    import shutil
+
+    from minibert.cli import load_any_model
+    from minibert.pipelines import softmax
+    from reference import make_checkpoint
+
+    folder = make_checkpoint(tmp_path, "bert", head, num_labels=3 if head == "token-classification" else 2,
+                             hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(f"{minilm}/{name}", folder)
+    model, tok = load_any_model(folder), minibert.AutoTokenizer.from_pretrained(folder)
+    texts = ["paris is the [MASK] of france.", "i hate this so much!"]
+    r = tr.trace(texts, model, tok)
+    json.dumps(tr.to_json(r))  # JSON-ready
+    text = tr.format_trace(r)
+    enc = tok(texts, padding=True, return_tensors="np")
+    assert r["head"] == head
+    if head == "token-classification":
+        logits = model(enc).logits.numpy()
+        want = [model.config.id2label[int(i)] for i in logits[1, :8].argmax(-1)]  # text 1 has 8 real tokens
+        assert [x["label"] for x in r["token_labels"][1]] == want
+        assert f"i/{want[1]}" in text
+    elif head == "question-answering":
+        out = model(enc)
+        for i, span in enumerate(r["spans"]):
+            real = enc["attention_mask"][i].astype(bool)
+            s, e = span["start"], span["end"]
+            assert s <= e and real[s] and real[e]
+            p = softmax(np.where(real, out.start_logits.numpy()[i], -np.inf))[s] * \
+                softmax(np.where(real, out.end_logits.numpy()[i], -np.inf))[e]
+            assert abs(p - span["score"]) < 1e-4
+    elif head == "masked-lm":
+        (m,) = r["masked"]  # one [MASK], in text 0
+        assert (m["text"], r["tokens"][0][m["position"]]) == (0, "[MASK]")
+        probs = softmax(model(enc).logits.numpy()[0, m["position"]])
+        assert [c["id"] for c in m["candidates"]] == list(np.argsort(-probs)[:5])
+        assert m["candidates"][0]["token"] == tok.convert_ids_to_tokens(int(probs.argmax())) and "mask at" in text
+    else:
+        logits = model({k: v[None] for k, v in enc.items()}).logits.numpy()
+        assert r["choice"] == int(logits[0].argmax()) and "softmax over the texts" in text

@@ -1,4 +1,4 @@
-"""BERT, top to bottom: embeddings -> encoder layers -> pooler -> model -> classification head.
+"""BERT, top to bottom: embeddings -> encoder layers -> pooler -> model -> heads.
 
 Mirrors transformers' `models/bert/modeling_bert.py`. Attribute names are the PyTorch module names
 (`attention.self.query`, `intermediate.dense`, `encoder.layer[i]`), so every Hub weight name falls out
@@ -11,9 +11,12 @@ import keras
 import tensorflow as tf
 
 from ..config import BertConfig
-from ..layers import ConfigLayer, LayerStack, additive_attention_mask, dense, embedding, layer_norm, multi_head_attention
+from ..heads import (ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification,
+                     ForTokenClassification, HeadModel)
+from ..layers import (ConfigLayer, Embedding, LayerNorm, LayerStack, Linear, TiedDecoder, additive_attention_mask,
+                      multi_head_attention)
 from ..modeling import PreTrainedModel
-from ..outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from ..outputs import BaseModelOutputWithPooling, encoder_output
 
 
 class BertEmbeddings(ConfigLayer):
@@ -21,19 +24,21 @@ class BertEmbeddings(ConfigLayer):
 
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(config, **kwargs)
-        c = config
-        self.word_embeddings = embedding(c.vocab_size, c.hidden_size, "word_embeddings", c.initializer_range)
-        self.position_embeddings = embedding(c.max_position_embeddings, c.hidden_size, "position_embeddings", c.initializer_range)
-        self.token_type_embeddings = embedding(c.type_vocab_size, c.hidden_size, "token_type_embeddings", c.initializer_range)
-        self.LayerNorm = layer_norm(c.layer_norm_eps)
+        c, width = config, self.width(config)
+        self.word_embeddings = Embedding(c.vocab_size, width, c.initializer_range, name="word_embeddings")
+        self.position_embeddings = Embedding(c.max_position_embeddings, width, c.initializer_range,
+                                             name="position_embeddings")
+        self.token_type_embeddings = Embedding(c.type_vocab_size, width, c.initializer_range,
+                                               name="token_type_embeddings")
+        self.LayerNorm = LayerNorm(width, c.layer_norm_eps)
         self.dropout = keras.layers.Dropout(c.hidden_dropout_prob)
 
-    def build(self, input_shape=None):
-        for emb in (self.word_embeddings, self.position_embeddings, self.token_type_embeddings):
-            emb.build((None, None))
-        self.LayerNorm.build((None, None, self.config.hidden_size))
+    @staticmethod
+    def width(config: BertConfig) -> int:
+        return config.hidden_size  # ELECTRA's embeddings are narrower than its encoder
 
     def call(self, input_ids, token_type_ids, training=False):
+        """input_ids, token_type_ids: (B, T) -> (B, T, C)."""
         T = tf.shape(input_ids)[1]
         x = (self.word_embeddings(input_ids)  # (B, T, C)
              + self.token_type_embeddings(token_type_ids)  # (B, T, C)
@@ -45,17 +50,14 @@ class BertSelfAttention(ConfigLayer):
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(config, **kwargs)
         c = config
-        self.query = dense(c.hidden_size, "query", c.initializer_range)
-        self.key = dense(c.hidden_size, "key", c.initializer_range)
-        self.value = dense(c.hidden_size, "value", c.initializer_range)
+        self.query = Linear(c.hidden_size, c.hidden_size, c.initializer_range, name="query")
+        self.key = Linear(c.hidden_size, c.hidden_size, c.initializer_range, name="key")
+        self.value = Linear(c.hidden_size, c.hidden_size, c.initializer_range, name="value")
         self.dropout = keras.layers.Dropout(c.attention_probs_dropout_prob)
 
-    def build(self, input_shape=None):
-        for lin in (self.query, self.key, self.value):
-            lin.build((None, None, self.config.hidden_size))
-
-    def call(self, x, mask, training=False):
-        return multi_head_attention(self.query(x), self.key(x), self.value(x), mask,
+    def call(self, x, attn_mask, training=False):
+        """x: (B, T, C); attn_mask: additive (B, 1, 1, T). Returns (B, T, C) and probabilities (B, H, T, T)."""
+        return multi_head_attention(self.query(x), self.key(x), self.value(x), attn_mask,
                                     self.config.num_attention_heads, self.dropout, training)
 
 
@@ -65,18 +67,15 @@ class BertAddNorm(ConfigLayer):
     def __init__(self, config: BertConfig, in_dim: int, **kwargs):
         super().__init__(config, **kwargs)
         self.in_dim = in_dim
-        self.dense = dense(config.hidden_size, "dense", config.initializer_range)
+        self.dense = Linear(in_dim, config.hidden_size, config.initializer_range, name="dense")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
-        self.LayerNorm = layer_norm(config.layer_norm_eps)
-
-    def build(self, input_shape=None):
-        self.dense.build((None, None, self.in_dim))
-        self.LayerNorm.build((None, None, self.config.hidden_size))
+        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
 
     def get_config(self):
         return {**super().get_config(), "in_dim": self.in_dim}
 
     def call(self, x, residual, training=False):
+        """x: (B, T, in_dim); residual: (B, T, C) -> (B, T, C)."""
         return self.LayerNorm(self.dropout(self.dense(x), training=training) + residual)
 
 
@@ -86,13 +85,10 @@ class BertAttention(ConfigLayer):
         self.self = BertSelfAttention(config, name="self")
         self.output_ = BertAddNorm(config, config.hidden_size, name="output")
 
-    def build(self, input_shape=None):
-        self.self.build()
-        self.output_.build()
-
-    def call(self, x, mask, training=False):
-        context, probs = self.self(x, mask, training=training)
-        return self.output_(context, x, training=training), probs
+    def call(self, x, attn_mask, training=False):
+        """x: (B, T, C); attn_mask: additive (B, 1, 1, T)."""
+        context, probs = self.self(x, attn_mask=attn_mask, training=training)
+        return self.output_(context, residual=x, training=training), probs
 
 
 class BertIntermediate(ConfigLayer):
@@ -100,13 +96,11 @@ class BertIntermediate(ConfigLayer):
 
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(config, **kwargs)
-        self.dense = dense(config.intermediate_size, "dense", config.initializer_range, config.hidden_act)
-
-    def build(self, input_shape=None):
-        self.dense.build((None, None, self.config.hidden_size))
+        c = config
+        self.dense = Linear(c.hidden_size, c.intermediate_size, c.initializer_range, c.hidden_act, name="dense")
 
     def call(self, x):
-        return self.dense(x)  # (B, T, intermediate_size)
+        return self.dense(x)  # (B, T, C) -> (B, T, intermediate_size)
 
 
 class BertLayer(ConfigLayer):
@@ -119,18 +113,10 @@ class BertLayer(ConfigLayer):
         # `output` is a Keras property; the trailing underscore is dropped when naming weights.
         self.output_ = BertAddNorm(config, config.intermediate_size, name="output")
 
-    def build(self, input_shape=None):
-        for sub in (self.attention, self.intermediate, self.output_):
-            sub.build()
-
-    def call(self, x, mask, training=False):
-        x, probs = self.attention(x, mask, training=training)
-        return self.output_(self.intermediate(x), x, training=training), probs
-
-
-class BertEncoder(LayerStack):
-    block_class = BertLayer
-    num_layers_field = "num_hidden_layers"
+    def call(self, x, attn_mask, training=False):
+        """x: (B, T, C); attn_mask: additive (B, 1, 1, T)."""
+        x, probs = self.attention(x, attn_mask=attn_mask, training=training)
+        return self.output_(self.intermediate(x), residual=x, training=training), probs
 
 
 class BertPooler(ConfigLayer):
@@ -138,61 +124,144 @@ class BertPooler(ConfigLayer):
 
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(config, **kwargs)
-        self.dense = dense(config.hidden_size, "dense", config.initializer_range)
-
-    def build(self, input_shape=None):
-        self.dense.build((None, self.config.hidden_size))
+        self.dense = Linear(config.hidden_size, config.hidden_size, config.initializer_range, "tanh", name="dense")
 
     def call(self, hidden):
-        return tf.tanh(self.dense(hidden[:, 0]))  # (B, C) from the [CLS] position
+        return self.dense(hidden[:, 0])  # (B, T, C) -> (B, C) from the [CLS] position
 
 
 class BertModel(PreTrainedModel):
-    """The encoder plus the pooler (dense + tanh on the [CLS] vector): `last_hidden_state`, `pooler_output`."""
+    """The encoder plus the pooler (dense + tanh on the [CLS] vector): `last_hidden_state`, `pooler_output`.
+
+    Token-level heads build it without the pooler (`add_pooling_layer=False`), as transformers does,
+    so their checkpoints have no pooler weights.
+    """
 
     config_class = BertConfig
     base_model_prefix = "bert"
+    embeddings_class = BertEmbeddings
 
-    def __init__(self, config: BertConfig | None = None, **kwargs):
+    def __init__(self, config: BertConfig | None = None, add_pooling_layer: bool = True, **kwargs):
         super().__init__(config, **kwargs)
         c = self.config
-        self.embeddings = BertEmbeddings(c, name="embeddings")
-        self.encoder = BertEncoder(c, name="encoder")
-        self.pooler = BertPooler(c, name="pooler")
-        self._build_all()
+        self.embeddings = self.embeddings_class(c, name="embeddings")
+        self.encoder = LayerStack(c, BertLayer, c.num_hidden_layers, name="encoder")
+        self.pooler = BertPooler(c, name="pooler") if add_pooling_layer else None
+        self.build()
+
+    def get_config(self):
+        return {**super().get_config(), "add_pooling_layer": self.pooler is not None}
 
     def call(self, input_ids, attention_mask, token_type_ids, output_hidden_states=False,
              output_attentions=False, training=False):
-        x = self.embeddings(input_ids, token_type_ids, training=training)  # (B, T, C)
-        hidden, attentions = self.encoder(x, additive_attention_mask(attention_mask), training=training)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=hidden[-1],
-            pooler_output=self.pooler(hidden[-1]),
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+        x = self.embeddings(input_ids, token_type_ids=token_type_ids, training=training)  # (B, T, C)
+        hidden, attentions = self.encoder(x, attn_mask=additive_attention_mask(attention_mask), training=training)
+        pooled = self.pooler(hidden[-1]) if self.pooler is not None else None
+        return encoder_output(BaseModelOutputWithPooling, hidden, attentions, output_hidden_states, output_attentions,
+                              pooler_output=pooled)
+
+    def head_input(self, hidden):
+        """For `trace`: what a classifier on this encoder reads, from the last hidden state (B, T, C)."""
+        if self.pooler is None:
+            return hidden[:, 0], "[CLS] hidden state"
+        return self.pooler(hidden), "pooler output (dense + tanh on [CLS])"
 
 
-class BertForSequenceClassification(PreTrainedModel):
+class BertPreTrainedModel(HeadModel):
+    """What every BERT head shares: the body, and the pooler output as the classifiers' input."""
+
+    config_class = BertConfig
+    base_model_prefix = "bert"
+    pool_description = "pooler output (dense + tanh on [CLS])"
+
+    def make_body(self, with_pooler):
+        return BertModel(self.config, add_pooling_layer=with_pooler, name="bert")
+
+    @property
+    def classifier_dropout(self) -> float:
+        c = self.config
+        return c.classifier_dropout if c.classifier_dropout is not None else c.hidden_dropout_prob
+
+    token_dropout = classifier_dropout
+
+    def build_pool(self, c):
+        pass  # the pooler is part of the body
+
+    def pool(self, out):
+        return out.pooler_output  # (B, C), computed by the body
+
+    def pooled_from(self, hidden):
+        return self.body.pooler(hidden)  # (B, T, C) -> (B, C)
+
+
+class BertForSequenceClassification(ForSequenceClassification, BertPreTrainedModel):
     """pooler_output -> dropout -> classifier (hidden -> num_labels)."""
 
-    config_class = BertConfig
-    base_model_prefix = "bert"
 
-    def __init__(self, config: BertConfig | None = None, **kwargs):
+class BertForMultipleChoice(ForMultipleChoice, BertPreTrainedModel):
+    """Per choice: pooler_output -> dropout -> classifier (hidden -> 1)."""
+
+
+class BertForTokenClassification(ForTokenClassification, BertPreTrainedModel):
+    """Per token: last hidden state -> dropout -> classifier (hidden -> num_labels)."""
+
+
+class BertForQuestionAnswering(ForQuestionAnswering, BertPreTrainedModel):
+    """Per token: last hidden state -> qa_outputs (hidden -> 2) -> start and end logits."""
+
+
+class BertPredictionHeadTransform(ConfigLayer):
+    """dense + activation -> LayerNorm."""
+
+    def __init__(self, config: BertConfig, **kwargs):
         super().__init__(config, **kwargs)
-        c = self.config
-        self.bert = BertModel(c, name="bert")
-        drop = c.classifier_dropout if c.classifier_dropout is not None else c.hidden_dropout_prob
-        self.dropout = keras.layers.Dropout(drop)
-        self.classifier = dense(c.num_labels, "classifier", c.initializer_range)
-        self._build_all()
+        c = config
+        self.dense = Linear(c.hidden_size, c.hidden_size, c.initializer_range, c.hidden_act, name="dense")
+        self.LayerNorm = LayerNorm(c.hidden_size, c.layer_norm_eps)
 
-    def build(self, input_shape=None):
-        self.classifier.build((None, self.config.hidden_size))
+    def call(self, x):
+        return self.LayerNorm(self.dense(x))  # (B, T, C)
 
-    def call(self, input_ids, attention_mask, token_type_ids, output_hidden_states=False,
-             output_attentions=False, training=False):
-        out = self.bert.call(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, training)
-        logits = self.classifier(self.dropout(out.pooler_output, training=training))  # (B, num_labels)
-        return SequenceClassifierOutput(logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+class BertLMPredictionHead(TiedDecoder):
+    """`cls.predictions`: transform, then the decoder tied to the word embeddings, with its own bias."""
+
+    def __init__(self, config: BertConfig, word_embeddings, **kwargs):
+        super().__init__(word_embeddings, **kwargs)
+        self.transform = BertPredictionHeadTransform(config, name="transform")
+
+    def call(self, x):
+        return self.decode(self.transform(x))  # (B, T, C) -> (B, T, vocab)
+
+
+class BertOnlyMLMHead(keras.layers.Layer):
+    """`cls`: only holds `predictions`, so that the Hub names read `cls.predictions.*`."""
+
+    def __init__(self, config: BertConfig, word_embeddings, **kwargs):
+        super().__init__(**kwargs)
+        self.predictions = BertLMPredictionHead(config, word_embeddings, name="predictions")
+
+    def call(self, x):
+        return self.predictions(x)
+
+
+class BertForMaskedLM(ForMaskedLM, BertPreTrainedModel):
+    """Per token: cls.predictions (transform, tied decoder) -> logits over the vocabulary."""
+
+    tied_weights = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+
+    def build_head(self, c):
+        self.cls = BertOnlyMLMHead(c, self.body.embeddings.word_embeddings, name="cls")
+
+    def lm_logits(self, hidden):
+        return self.cls(hidden)
+
+
+HEADS = {
+    "model": BertModel,
+    "sequence-classification": BertForSequenceClassification,
+    "multiple-choice": BertForMultipleChoice,
+    "token-classification": BertForTokenClassification,
+    "question-answering": BertForQuestionAnswering,
+    "masked-lm": BertForMaskedLM,
+}

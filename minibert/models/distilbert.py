@@ -1,4 +1,4 @@
-"""DistilBERT, top to bottom: embeddings -> transformer blocks -> model -> classification head.
+"""DistilBERT, top to bottom: embeddings -> transformer blocks -> model -> heads.
 
 Mirrors transformers' `models/distilbert/modeling_distilbert.py`. Attribute names are the PyTorch
 module names (`q_lin`, `sa_layer_norm`, `transformer.layer[i]`), so every Hub weight name falls out
@@ -11,9 +11,12 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import DistilBertConfig
-from ..layers import ConfigLayer, LayerStack, additive_attention_mask, dense, embedding, layer_norm, multi_head_attention
+from ..heads import (ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification,
+                     ForTokenClassification, HeadModel)
+from ..layers import (ConfigLayer, Embedding, LayerNorm, LayerStack, Linear, TiedDecoder, additive_attention_mask,
+                      multi_head_attention)
 from ..modeling import PreTrainedModel
-from ..outputs import BaseModelOutput, SequenceClassifierOutput
+from ..outputs import BaseModelOutput, encoder_output
 
 LN_EPS = 1e-12  # DistilBERT hard-codes this; it is not a config field.
 
@@ -32,20 +35,16 @@ class Embeddings(ConfigLayer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(config, **kwargs)
         c = config
-        self.word_embeddings = embedding(c.vocab_size, c.dim, "word_embeddings", c.initializer_range)
-        self.position_embeddings = embedding(c.max_position_embeddings, c.dim, "position_embeddings", c.initializer_range)
-        self.LayerNorm = layer_norm(LN_EPS)
+        self.word_embeddings = Embedding(c.vocab_size, c.dim, c.initializer_range, name="word_embeddings")
+        self.position_embeddings = Embedding(c.max_position_embeddings, c.dim, c.initializer_range,
+                                             name="position_embeddings")
+        if c.sinusoidal_pos_embds:  # a fixed table, not learned (written to checkpoints all the same)
+            self.position_embeddings.embeddings.assign(sinusoidal_positions(c.max_position_embeddings, c.dim))
+        self.LayerNorm = LayerNorm(c.dim, LN_EPS)
         self.dropout = keras.layers.Dropout(c.dropout)
 
-    def build(self, input_shape=None):
-        self.word_embeddings.build((None, None))
-        self.position_embeddings.build((None, None))
-        self.LayerNorm.build((None, None, self.config.dim))
-        if self.config.sinusoidal_pos_embds:
-            c = self.config
-            self.position_embeddings.embeddings.assign(sinusoidal_positions(c.max_position_embeddings, c.dim))
-
     def call(self, input_ids, training=False):
+        """input_ids: (B, T) -> (B, T, dim)."""
         T = tf.shape(input_ids)[1]
         x = self.word_embeddings(input_ids) + self.position_embeddings.embeddings[:T]  # (B, T, C) + (T, C)
         return self.dropout(self.LayerNorm(x), training=training)
@@ -55,19 +54,16 @@ class MultiHeadSelfAttention(ConfigLayer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(config, **kwargs)
         c = config
-        self.q_lin = dense(c.dim, "q_lin", c.initializer_range)
-        self.k_lin = dense(c.dim, "k_lin", c.initializer_range)
-        self.v_lin = dense(c.dim, "v_lin", c.initializer_range)
-        self.out_lin = dense(c.dim, "out_lin", c.initializer_range)
+        self.q_lin = Linear(c.dim, c.dim, c.initializer_range, name="q_lin")
+        self.k_lin = Linear(c.dim, c.dim, c.initializer_range, name="k_lin")
+        self.v_lin = Linear(c.dim, c.dim, c.initializer_range, name="v_lin")
+        self.out_lin = Linear(c.dim, c.dim, c.initializer_range, name="out_lin")
         self.dropout = keras.layers.Dropout(c.attention_dropout)
 
-    def build(self, input_shape=None):
-        for lin in (self.q_lin, self.k_lin, self.v_lin, self.out_lin):
-            lin.build((None, None, self.config.dim))
-
-    def call(self, x, mask, training=False):
+    def call(self, x, attn_mask, training=False):
+        """x: (B, T, C); attn_mask: additive (B, 1, 1, T). Returns (B, T, C) and probabilities (B, H, T, T)."""
         context, probs = multi_head_attention(
-            self.q_lin(x), self.k_lin(x), self.v_lin(x), mask, self.config.n_heads, self.dropout, training
+            self.q_lin(x), self.k_lin(x), self.v_lin(x), attn_mask, self.config.n_heads, self.dropout, training
         )
         return self.out_lin(context), probs
 
@@ -78,16 +74,12 @@ class FFN(ConfigLayer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(config, **kwargs)
         c = config
-        self.lin1 = dense(c.hidden_dim, "lin1", c.initializer_range, c.activation)
-        self.lin2 = dense(c.dim, "lin2", c.initializer_range)
+        self.lin1 = Linear(c.dim, c.hidden_dim, c.initializer_range, c.activation, name="lin1")
+        self.lin2 = Linear(c.hidden_dim, c.dim, c.initializer_range, name="lin2")
         self.dropout = keras.layers.Dropout(c.dropout)
 
-    def build(self, input_shape=None):
-        self.lin1.build((None, None, self.config.dim))
-        self.lin2.build((None, None, self.config.hidden_dim))
-
     def call(self, x, training=False):
-        return self.dropout(self.lin2(self.lin1(x)), training=training)
+        return self.dropout(self.lin2(self.lin1(x)), training=training)  # (B, T, C) -> (B, T, hidden_dim) -> (B, T, C)
 
 
 class TransformerBlock(ConfigLayer):
@@ -96,24 +88,16 @@ class TransformerBlock(ConfigLayer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.attention = MultiHeadSelfAttention(config, name="attention")
-        self.sa_layer_norm = layer_norm(LN_EPS, "sa_layer_norm")
+        self.sa_layer_norm = LayerNorm(config.dim, LN_EPS, name="sa_layer_norm")
         self.ffn = FFN(config, name="ffn")
-        self.output_layer_norm = layer_norm(LN_EPS, "output_layer_norm")
+        self.output_layer_norm = LayerNorm(config.dim, LN_EPS, name="output_layer_norm")
 
-    def build(self, input_shape=None):
-        for sub in (self.attention, self.sa_layer_norm, self.ffn, self.output_layer_norm):
-            sub.build((None, None, self.config.dim))
-
-    def call(self, x, mask, training=False):
-        attn, probs = self.attention(x, mask, training=training)
+    def call(self, x, attn_mask, training=False):
+        """x: (B, T, C); attn_mask: additive (B, 1, 1, T)."""
+        attn, probs = self.attention(x, attn_mask=attn_mask, training=training)
         x = self.sa_layer_norm(attn + x)
         x = self.output_layer_norm(self.ffn(x, training=training) + x)
         return x, probs
-
-
-class Transformer(LayerStack):
-    block_class = TransformerBlock
-    num_layers_field = "n_layers"
 
 
 class DistilBertModel(PreTrainedModel):
@@ -122,47 +106,89 @@ class DistilBertModel(PreTrainedModel):
     config_class = DistilBertConfig
     base_model_prefix = "distilbert"
 
-    def __init__(self, config: DistilBertConfig, **kwargs):
+    def __init__(self, config: DistilBertConfig | None = None, **kwargs):
         super().__init__(config, **kwargs)
-        self.embeddings = Embeddings(config, name="embeddings")
-        self.transformer = Transformer(config, name="transformer")
-        self._build_all()
+        c = self.config
+        self.embeddings = Embeddings(c, name="embeddings")
+        self.transformer = LayerStack(c, TransformerBlock, c.n_layers, name="transformer")
+        self.build()
 
     def call(self, input_ids, attention_mask, token_type_ids=None, output_hidden_states=False,
              output_attentions=False, training=False):
-        x = self.embeddings(input_ids, training=training)  # (B, T, dim)
-        hidden, attentions = self.transformer(x, additive_attention_mask(attention_mask), training=training)
-        return BaseModelOutput(
-            last_hidden_state=hidden[-1],
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+        x = self.embeddings(input_ids, training=training)  # (B, T, dim); DistilBERT ignores token types
+        hidden, attentions = self.transformer(x, attn_mask=additive_attention_mask(attention_mask), training=training)
+        return encoder_output(BaseModelOutput, hidden, attentions, output_hidden_states, output_attentions)
+
+    def head_input(self, hidden):
+        """For `trace`: what a classifier on this encoder reads, from the last hidden state (B, T, C)."""
+        return hidden[:, 0], "[CLS] hidden state"
+
+    def fixed_weights(self):
+        return {"embeddings.position_embeddings.weight"} if self.config.sinusoidal_pos_embds else set()
 
 
-class DistilBertForSequenceClassification(PreTrainedModel):
-    """hidden[:, 0] -> pre_classifier (dim -> dim) -> ReLU -> dropout -> classifier (dim -> num_labels)."""
+class DistilBertPreTrainedModel(HeadModel):
+    """What every DistilBERT head shares: the body (no pooler), and its classifiers' input, the [CLS]
+    hidden state through `pre_classifier` and ReLU."""
 
     config_class = DistilBertConfig
     base_model_prefix = "distilbert"
+    pool_description = "[CLS] hidden state -> pre_classifier -> ReLU"
 
-    def __init__(self, config: DistilBertConfig, **kwargs):
-        super().__init__(config, **kwargs)
-        c = config
-        self.distilbert = DistilBertModel(config, name="distilbert")
-        self.pre_classifier = dense(c.dim, "pre_classifier", c.initializer_range)
-        self.classifier = dense(c.num_labels, "classifier", c.initializer_range)
-        self.dropout = keras.layers.Dropout(c.seq_classif_dropout)
-        self._build_all()
+    def make_body(self, with_pooler):
+        return DistilBertModel(self.config, name="distilbert")
 
-    def build(self, input_shape=None):  # the head's own layers; the encoder built itself
-        self.pre_classifier.build((None, self.config.dim))
-        self.classifier.build((None, self.config.dim))
+    # transformers' DistilBERT heads each read their own dropout field.
+    classifier_dropout = property(lambda self: self.config.seq_classif_dropout)
+    token_dropout = property(lambda self: self.config.dropout)
+    qa_dropout = property(lambda self: self.config.qa_dropout)
 
-    def call(self, input_ids, attention_mask, token_type_ids=None, output_hidden_states=False,
-             output_attentions=False, training=False):
-        out = self.distilbert.call(input_ids, attention_mask, None, output_hidden_states, output_attentions, training)
-        cls = out.last_hidden_state[:, 0]  # (B, dim): the [CLS] position
-        x = self.dropout(tf.nn.relu(self.pre_classifier(cls)), training=training)
-        return SequenceClassifierOutput(
-            logits=self.classifier(x), hidden_states=out.hidden_states, attentions=out.attentions
-        )
+    def build_pool(self, c):
+        self.pre_classifier = Linear(c.dim, c.dim, c.initializer_range, "relu", name="pre_classifier")
+
+    def pooled_from(self, hidden):
+        return self.pre_classifier(hidden[:, 0])  # (B, T, dim) -> (B, dim) at [CLS]
+
+    def fixed_weights(self):
+        return {f"distilbert.{name}" for name in self.distilbert.fixed_weights()}
+
+
+class DistilBertForSequenceClassification(ForSequenceClassification, DistilBertPreTrainedModel):
+    """hidden[:, 0] -> pre_classifier (dim -> dim) -> ReLU -> dropout -> classifier (dim -> num_labels)."""
+
+
+class DistilBertForMultipleChoice(ForMultipleChoice, DistilBertPreTrainedModel):
+    """Per choice: hidden[:, 0] -> pre_classifier -> ReLU -> dropout -> classifier (dim -> 1)."""
+
+
+class DistilBertForTokenClassification(ForTokenClassification, DistilBertPreTrainedModel):
+    """Per token: last hidden state -> dropout -> classifier (dim -> num_labels)."""
+
+
+class DistilBertForQuestionAnswering(ForQuestionAnswering, DistilBertPreTrainedModel):
+    """Per token: last hidden state -> dropout -> qa_outputs (dim -> 2) -> start and end logits."""
+
+
+class DistilBertForMaskedLM(ForMaskedLM, DistilBertPreTrainedModel):
+    """Per token: vocab_transform (+ activation) -> vocab_layer_norm -> vocab_projector (tied to the word
+    embeddings) -> logits over the vocabulary."""
+
+    tied_weights = ("vocab_projector.weight",)
+
+    def build_head(self, c):
+        self.vocab_transform = Linear(c.dim, c.dim, c.initializer_range, c.activation, name="vocab_transform")
+        self.vocab_layer_norm = LayerNorm(c.dim, LN_EPS, name="vocab_layer_norm")
+        self.vocab_projector = TiedDecoder(self.distilbert.embeddings.word_embeddings, name="vocab_projector")
+
+    def lm_logits(self, hidden):
+        return self.vocab_projector(self.vocab_layer_norm(self.vocab_transform(hidden)))  # (B, T, vocab)
+
+
+HEADS = {
+    "model": DistilBertModel,
+    "sequence-classification": DistilBertForSequenceClassification,
+    "multiple-choice": DistilBertForMultipleChoice,
+    "token-classification": DistilBertForTokenClassification,
+    "question-answering": DistilBertForQuestionAnswering,
+    "masked-lm": DistilBertForMaskedLM,
+}

@@ -1,0 +1,341 @@
+"""RoBERTa's byte-level BPE and XLM-R's SentencePiece Unigram against transformers' fast tokenizers.
+
+The tokenizers are trained here, offline, by the `tokenizers` library on SST-2 (a few thousand tokens of
+vocabulary), wrapped as transformers' `RobertaTokenizerFast` / `XLMRobertaTokenizerFast` and saved by
+transformers next to random-weight models that transformers writes. Every expected value comes from
+transformers (its AutoTokenizer, its models, its pipelines) on the same folder.
+"""
+import functools
+import json
+import os
+import re
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert import pipeline
+from reference import make_checkpoint, minilm_dir
+
+POSITIONS = 42  # RoBERTa/XLM-R take 42 - pad_token_id - 1 = 40 tokens
+TINY = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
+            max_position_embeddings=POSITIONS)
+SPECIALS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+# Accents, CJK (some characters never seen in training: unknown to the Unigram model), emoji, spaces
+# at both ends and inside, a mask token inside a text, an empty text, contractions split as SST-2 has them.
+TEXTS = ["I've been waiting for a HuggingFace course my whole life.", "  leading and trailing spaces  ",
+         "Café naïve résumé, crème brûlée à Zürich.", "東京 and 北京 are big cities, 漢字 too",
+         "emoji 🙂🎉 here", "the movie is <mask> , really", "", "it 's not that it does n't work .",
+         "tabs\tand  double  spaces"]
+PAIRS = [("Who flew to Zürich?", "Zoë flew from São Paulo to Zürich, then took the train to 東京 🙂."),
+         ("short", "a second text that is clearly longer than the first one, by many words"),
+         ("a first text that is clearly longer than the second one, by many words", "short")]
+CALLS = [dict(), dict(return_offsets_mapping=True, return_special_tokens_mask=True, return_token_type_ids=True),
+         dict(padding=True), dict(padding="max_length", max_length=24, truncation=True),
+         dict(truncation=True, max_length=14, return_overflowing_tokens=True, stride=3)]
+PAIR_CALLS = CALLS[:4] + [dict(truncation="longest_first", max_length=14),
+                          dict(truncation="longest_first", max_length=20, padding=True, return_offsets_mapping=True)]
+# (strategy, max_length, the pairs it can cut to that length: the other side must fit)
+ONE_SIDE = [("only_second", 24, PAIRS[:2]), ("only_first", 12, PAIRS[2:])]
+
+
+# -- reference folders ---------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def corpus():
+    here = os.path.dirname(__file__)
+    with open(os.path.join(here, "..", "data", "sst2", "train.txt"), encoding="utf-8") as f:
+        lines = [line.split(" ", 1)[1].strip() for line in f][:3000]
+    return lines + [line.title() for line in lines[:500]] + TEXTS[2:5] * 5
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    """A byte-level BPE as RoBERTa's: <s> <pad> </s> <unk> <mask> first, RobertaProcessing (</s></s> in pairs)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(corpus(), vocab_size=1500, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                            show_progress=False)
+    tok._tokenizer.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
+    return tok._tokenizer
+
+
+@pytest.fixture(scope="module")
+def unigram():
+    """A SentencePiece Unigram as XLM-R's: Metaspace, <s>=0 <pad>=1 </s>=2 <unk>=3, <mask> last."""
+    from tokenizers import AddedToken, SentencePieceUnigramTokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    tok = SentencePieceUnigramTokenizer()
+    tok.train_from_iterator(corpus(), vocab_size=2000, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                            unk_token="<unk>", show_progress=False)
+    t = tok._tokenizer
+    t.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    # transformers' XLMRobertaConverter writes this template
+    t.post_processor = TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                          special_tokens=[("<s>", 0), ("</s>", 2)])
+    return t
+
+
+def model_folder(tmp_path_factory, name, family, head, tokenizer_dir, seed=0, **config):
+    """A transformers checkpoint of `family` whose vocabulary is the tokenizer's, the tokenizer's files beside it."""
+    folder = tmp_path_factory.mktemp(name)
+    n = len(minibert.AutoTokenizer.from_pretrained(tokenizer_dir))
+    make_checkpoint(folder, family, head, seed=seed, **{"vocab_size": n, **TINY, **config})
+    for file in os.listdir(tokenizer_dir):
+        shutil.copy(os.path.join(tokenizer_dir, file), folder)
+    return str(folder)
+
+
+def edit_config(folder, drop=(), **values):
+    """Rewrite the folder's tokenizer_config.json without the keys in `drop` and with `values`."""
+    path = os.path.join(folder, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    cfg = {k: v for k, v in cfg.items() if k not in drop}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({**cfg, **values}, f)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, bpe, unigram):
+    """name -> checkpoint folder: RoBERTa and XLM-R classifiers and an XLM-R masked LM, and variants of their
+    tokenizer files (add_prefix_space stated only in tokenizer_config.json; no special tokens written)."""
+    from transformers import RobertaTokenizerFast, XLMRobertaTokenizerFast
+
+    # No model_max_length: the limit must come from the model's config.
+    rob_tok, xlmr_tok = tmp_path_factory.mktemp("roberta_tok"), tmp_path_factory.mktemp("xlmr_tok")
+    RobertaTokenizerFast(tokenizer_object=bpe).save_pretrained(rob_tok)
+    XLMRobertaTokenizerFast(tokenizer_object=unigram).save_pretrained(xlmr_tok)
+    for d in (rob_tok, xlmr_tok):  # transformers writes int(1e30): "no limit"
+        edit_config(str(d), drop=["model_max_length"])
+    labels = dict(id2label={0: "neg", 1: "neutral", 2: "pos"}, label2id={"neg": 0, "neutral": 1, "pos": 2})
+    out = {
+        "roberta": model_folder(tmp_path_factory, "roberta", "roberta", "sequence-classification", rob_tok, 1, **labels),
+        "xlm-roberta": model_folder(tmp_path_factory, "xlmr", "xlm-roberta", "sequence-classification", xlmr_tok, 2,
+                                    **labels),
+        "xlm-roberta-mlm": model_folder(tmp_path_factory, "xlmr_mlm", "xlm-roberta", "masked-lm", xlmr_tok, 3),
+    }
+    # tokenizer.json says no prefix space; the folder's tokenizer_config.json says yes (and no offset trimming):
+    # transformers rewrites the pre-tokenizer and post-processor by the config.
+    out["roberta-prefix-space"] = edit_config(
+        model_folder(tmp_path_factory, "roberta_ps", "roberta", "model", rob_tok, 4), add_prefix_space=True,
+        trim_offsets=False)
+    # Nothing names the special tokens or clean-up: the tokenizer class's defaults (<s>, </s>, ...) apply.
+    bare = ["added_tokens_decoder", "clean_up_tokenization_spaces", *SPECIALS]
+    for name, source in (("roberta-bare", "roberta"), ("xlm-roberta-bare", "xlm-roberta")):
+        folder = str(tmp_path_factory.mktemp(name))
+        for file in os.listdir(out[source]):
+            if file != "special_tokens_map.json":
+                shutil.copy(os.path.join(out[source], file), folder)
+        out[name] = edit_config(folder, drop=bare)
+    # An older RoBERTa folder: vocab.json + merges.txt and no tokenizer.json (transformers converts them).
+    folder = str(tmp_path_factory.mktemp("roberta_files"))
+    for file in os.listdir(out["roberta"]):
+        if file != "tokenizer.json":
+            shutil.copy(os.path.join(out["roberta"], file), folder)
+    out["roberta-vocab-merges"] = folder
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizers(folder):
+    import transformers
+
+    return minibert.AutoTokenizer.from_pretrained(folder), transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def as_lists(enc) -> dict:
+    """A BatchEncoding as plain JSON values (offsets as lists, not tuples), to compare whole."""
+    return json.loads(json.dumps(dict(enc)))
+
+
+TOKENIZER_CASES = ["roberta", "xlm-roberta", "roberta-prefix-space", "roberta-bare", "xlm-roberta-bare",
+                   "roberta-vocab-merges"]
+
+
+# -- the tokenizers ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", TOKENIZER_CASES)
+def test_encodings_equal_transformers(folders, name):
+    ours, ref = tokenizers(folders[name])
+    assert type(ref).__name__ == ("XLMRobertaTokenizerFast" if "xlm" in name else "RobertaTokenizerFast")
+    for kw in CALLS:
+        assert as_lists(ours(TEXTS, **kw)) == as_lists(ref(TEXTS, **kw)), kw
+    for kw in PAIR_CALLS:
+        assert as_lists(ours(PAIRS, **kw)) == as_lists(ref(PAIRS, **kw)), kw
+        firsts, seconds = [a for a, _ in PAIRS], [b for _, b in PAIRS]
+        assert as_lists(ours(firsts, seconds, **kw)) == as_lists(ref(firsts, seconds, **kw)), kw
+    for strategy, limit, pairs in ONE_SIDE:
+        kw = dict(truncation=strategy, max_length=limit, return_offsets_mapping=True)
+        assert as_lists(ours(pairs, **kw)) == as_lists(ref(pairs, **kw)), kw
+        with pytest.raises(Exception):  # the side it may not cut is too long: both refuse
+            ref([p for p in PAIRS if p not in pairs], **kw)
+        with pytest.raises(ValueError, match="Sequence to truncate too short"):
+            ours([p for p in PAIRS if p not in pairs], **kw)
+    for text in TEXTS:  # one text: no batch axis
+        assert dict(ours(text)) == dict(ref(text))
+    # RoBERTa pairs are <s> A </s></s> B </s>; neither family has token types
+    enc = ours(*PAIRS[1])
+    sep = ours.sep_token_id
+    assert enc["input_ids"][0] == ours.cls_token_id and enc["input_ids"][-1] == sep
+    assert [a == b == sep for a, b in zip(enc["input_ids"], enc["input_ids"][1:])].count(True) == 1
+    assert "token_type_ids" not in enc and ours.model_input_names == ref.model_input_names
+
+
+@pytest.mark.parametrize("name", TOKENIZER_CASES)
+def test_vocabulary_tools_equal_transformers(folders, name):
+    ours, ref = tokenizers(folders[name])
+    for key in SPECIALS:
+        assert getattr(ours, key) == str(getattr(ref, key)), key
+        assert getattr(ours, key + "_id") == getattr(ref, key + "_id"), key
+    assert ours.all_special_tokens == ref.all_special_tokens and ours.all_special_ids == ref.all_special_ids
+    assert len(ours) == len(ref) and ours.vocab_size == ref.vocab_size and ours.get_vocab() == ref.get_vocab()
+    assert ours.clean_up_tokenization_spaces == ref.clean_up_tokenization_spaces
+    for pair in (False, True):
+        assert ours.num_special_tokens_to_add(pair) == ref.num_special_tokens_to_add(pair)
+    for text in TEXTS:
+        tokens = ref.tokenize(text)
+        assert ours.tokenize(text) == tokens, text
+        extra = ["<mask>", "<s>", "</s>", "[CLS]", "not-a-token-at-all"]  # the last two: the unknown id
+        assert ours.convert_tokens_to_ids(tokens + extra) == ref.convert_tokens_to_ids(tokens + extra)
+        assert ours.convert_tokens_to_string(tokens) == ref.convert_tokens_to_string(tokens), text
+        for ids in (ref(text)["input_ids"], ref(text, *PAIRS[0])["input_ids"]):
+            assert ours.convert_ids_to_tokens(ids) == ref.convert_ids_to_tokens(ids)
+            for skip in (False, True):
+                assert ours.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip), text
+                assert ours.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=True) == \
+                    ref.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=True), text
+    batch = ref(TEXTS, padding=True)["input_ids"]
+    assert ours.batch_decode(batch, skip_special_tokens=True) == ref.batch_decode(batch, skip_special_tokens=True)
+
+
+def test_the_folder_decides_prefix_space(folders):
+    """The variants differ from the plain folder where transformers says they do, so the cases above test something."""
+    plain, _ = tokenizers(folders["roberta"])
+    spaced, ref = tokenizers(folders["roberta-prefix-space"])
+    assert ref.add_prefix_space and plain.tokenize("Hello world") != spaced.tokenize("Hello world")
+    assert plain("  hi ", return_offsets_mapping=True)["offset_mapping"] != \
+        spaced("  hi ", return_offsets_mapping=True)["offset_mapping"]
+
+
+def test_length_limit_is_the_models(folders):
+    """No model_max_length written: the limit is what the model takes, max_position_embeddings less
+    RoBERTa's padding offset (transformers itself has no limit then: its 1e30)."""
+    from transformers import AutoConfig
+
+    for name in ("roberta", "xlm-roberta"):
+        ours, ref = tokenizers(folders[name])
+        cfg = AutoConfig.from_pretrained(folders[name])
+        usable = cfg.max_position_embeddings - cfg.pad_token_id - 1
+        assert ours.model_max_length == usable == 40 and ref.model_max_length > 1e29
+        long = " ".join(TEXTS) * 3
+        assert ours(long, truncation=True)["input_ids"] == ref(long, truncation=True, max_length=usable)["input_ids"]
+
+
+# -- tokenizer + model, end to end ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def electra_folder(tmp_path_factory):
+    """An ELECTRA classifier with a WordPiece tokenizer (the MiniLM uncased vocabulary) saved as ELECTRA's."""
+    from transformers import ElectraTokenizerFast
+
+    tok_dir = str(tmp_path_factory.mktemp("electra_tok"))
+    ElectraTokenizerFast.from_pretrained(minilm_dir()).save_pretrained(tok_dir)
+    edit_config(tok_dir, drop=["model_max_length"])
+    return model_folder(tmp_path_factory, "electra", "electra", "sequence-classification", tok_dir, 5,
+                        embedding_size=16, num_labels=3)
+
+
+@pytest.mark.parametrize("name", ["roberta", "xlm-roberta", "electra"])
+def test_tokenizer_and_model_equal_transformers(folders, electra_folder, name):
+    """Texts of different lengths, padded to the longest: same ids, same logits at 1e-5."""
+    import torch
+    import transformers
+
+    folder = electra_folder if name == "electra" else folders[name]
+    tok = minibert.AutoTokenizer.from_pretrained(folder)
+    ref_tok = transformers.AutoTokenizer.from_pretrained(folder)
+    texts = [t for t in TEXTS if t] + [a for a, _ in PAIRS]
+    enc = tok(texts, padding=True, truncation=True, return_tensors="tf")
+    ref_enc = ref_tok(texts, padding=True, truncation=True, max_length=tok.model_max_length, return_tensors="pt")
+    assert sorted(enc) == sorted(ref_enc) and ("token_type_ids" in enc) == (name == "electra")
+    for k in enc:
+        np.testing.assert_array_equal(enc[k].numpy(), ref_enc[k].numpy())
+    assert (enc["attention_mask"].numpy() == 0).any()  # a padded batch
+    logits = minibert.TFAutoModelForSequenceClassification.from_pretrained(folder)(enc).logits.numpy()
+    ref_model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager")
+    with torch.no_grad():
+        want = ref_model.eval()(**ref_enc).logits.numpy()
+    assert np.abs(logits - want).max() <= 1e-5
+
+
+def assert_same(ours, theirs, where="result"):
+    """Same structure and keys, equal strings and ints, scores within 1e-5."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and list(ours) == list(theirs), f"{where}: {ours!r} vs {theirs!r}"
+        for k in theirs:
+            assert_same(ours[k], theirs[k], f"{where}[{k!r}]")
+    elif isinstance(theirs, (list, tuple)):
+        assert isinstance(ours, list) and len(ours) == len(theirs), f"{where}: {ours!r} vs {theirs!r}"
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(theirs, (float, np.floating)):
+        assert abs(ours - float(theirs)) <= 1e-5, f"{where}: {ours} vs {theirs}"
+    else:
+        assert ours == theirs, f"{where}: {ours!r} vs {theirs!r}"
+
+
+def test_xlm_roberta_pipelines_equal_transformers(folders):
+    import transformers
+
+    masked = ["the movie is <mask> , really", "Café <mask> à Zürich.", "<mask> 東京 🙂"]
+    folder = folders["xlm-roberta-mlm"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = transformers.pipeline("fill-mask", model=folder, tokenizer=folder)
+        assert_same(pipeline("fill-mask", model=folder)(masked, top_k=4), ref(masked, top_k=4))
+        folder = folders["xlm-roberta"]
+        ref = transformers.pipeline("text-classification", model=folder, tokenizer=folder)
+        texts = [t for t in TEXTS if t]
+        assert_same(pipeline("text-classification", model=folder)(texts, top_k=None), ref(texts, top_k=None))
+
+
+# -- a model and a tokenizer that do not belong together -----------------------------------------
+def test_tokenizer_of_another_family_is_refused(tmp_path_factory, folders):
+    """A RoBERTa checkpoint with BERT's WordPiece ([CLS], [PAD] = 0), and a BERT checkpoint with RoBERTa's BPE."""
+    folder = str(tmp_path_factory.mktemp("roberta_wordpiece"))
+    where = re.escape(folder)
+    make_checkpoint(folder, "roberta", "sequence-classification", vocab_size=30522, **TINY)
+    for file in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(minilm_dir(), file), folder)
+    with pytest.raises(ValueError, match=rf"{where}/config\.json.*'roberta'.*pad_token_id=1.*"
+                                         rf"{where}/tokenizer\.json.*WordPiece.*'\[CLS\]'.*another family"):
+        pipeline("text-classification", model=folder)
+
+    folder = str(tmp_path_factory.mktemp("bert_bpe"))
+    where = re.escape(folder)
+    make_checkpoint(folder, "bert", "sequence-classification", vocab_size=1500, **TINY)
+    source = folders["roberta"]
+    for file in os.listdir(source):
+        if not file.startswith(("config", "model")):
+            shutil.copy(os.path.join(source, file), folder)
+    with pytest.raises(ValueError, match=rf"{where}/config\.json.*'bert'.*\[CLS\]-first.*"
+                                         rf"{where}/tokenizer\.json.*BPE.*'<s>'"):
+        pipeline("text-classification", model=folder)
+
+
+def test_vocabulary_larger_than_the_model_is_refused(tmp_path_factory, folders):
+    """XLM-R's tokenizer has 2001 tokens (<mask> added last); a model with 2000 rows cannot embed <mask>."""
+    folder = str(tmp_path_factory.mktemp("xlmr_short_vocab"))
+    where = re.escape(folder)
+    make_checkpoint(folder, "xlm-roberta", "masked-lm", vocab_size=2000, **TINY)
+    for file in os.listdir(folders["xlm-roberta"]):
+        if not file.startswith(("config", "model")):
+            shutil.copy(os.path.join(folders["xlm-roberta"], file), folder)
+    with pytest.raises(ValueError, match=rf"{where}/tokenizer\.json\) has 2001 tokens.*{where}/config\.json\).*"
+                                         r"vocab_size=2000: id 2000 has no embedding"):
+        pipeline("fill-mask", model=folder)
