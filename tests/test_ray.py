@@ -18,8 +18,8 @@ import pytest
 import ray  # in the test extra: a test machine without Ray fails here rather than skipping
 
 import minibert.ray as mray
-from minibert import pipeline
-from minibert.cli import build_parser, main
+from minibert import pipeline, pipelines
+from minibert.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SST2 = os.path.join(REPO, "data", "sst2", "train.txt")
@@ -59,26 +59,48 @@ def texts():
 
 
 @pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Small BERT checkpoints (2 layers, 32 wide, random weights) with the real uncased vocabulary, one
+    per task head: SST-2 texts tokenize as they do for the default model, and 2,000 of them in every
+    format cost seconds. The equality they prove is the Ray path's, not the model's."""
+    import shutil
+
+    from reference import make_checkpoint, minilm_dir
+
+    config = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
+                  vocab_size=30522, max_position_embeddings=512)
+    heads = {"text-classification": ("sequence-classification", {0: "NEGATIVE", 1: "POSITIVE"}),
+             "feature-extraction": ("model", None),
+             "token-classification": ("token-classification", {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}),
+             "fill-mask": ("masked-lm", None),
+             "zero-shot-classification": ("sequence-classification", {0: "entailment", 1: "neutral", 2: "contradiction"})}
+    folders = {}
+    for task, (head, labels) in heads.items():
+        extra = dict(id2label=labels, label2id={v: k for k, v in labels.items()}) if labels else {}
+        folder = make_checkpoint(tmp_path_factory.mktemp(task), "bert", head, seed=len(folders), **config, **extra)
+        for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+            shutil.copy(os.path.join(minilm_dir(), name), folder)
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "BertTokenizer", "model_max_length": 512, "do_lower_case": True}, f)
+        folders[task] = folder
+    return folders
+
+
+@pytest.fixture(scope="module")
 def inputs(tmp_path_factory, texts):
-    """The texts in every format the reader takes. Parquet holds all 2,000 (with `id` and `gold`
-    columns); the others hold 200 or 300 (slices of the same texts), to keep this module within a few
-    minutes on 2 CPUs."""
+    """The same 2,000 SST-2 texts in every format the reader takes; JSONL, CSV and Parquet also carry an
+    `id` and a `gold` column, which must come through."""
     d = tmp_path_factory.mktemp("inputs")
     ids = np.arange(N)
     table = pa.table({"id": ids, "text": texts, "gold": [i % 2 for i in ids]})
-    paths = {}
-    paths["parquet"] = d / "sst2.parquet"
+    paths = {fmt: d / f"sst2.{ext}" for fmt, ext in (("parquet", "parquet"), ("text", "txt"), ("jsonl", "jsonl"), ("csv", "csv"))}
     pq.write_table(table, paths["parquet"], row_group_size=700)  # several row groups
-    slices = {"text": slice(0, 200), "jsonl": slice(200, 500), "csv": slice(500, 800)}
-    paths["text"] = d / "sst2.txt"
-    paths["text"].write_text("".join(t + "\n" for t in texts[slices["text"]]), encoding="utf-8")
-    paths["jsonl"] = d / "sst2.jsonl"
+    paths["text"].write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     with open(paths["jsonl"], "w", encoding="utf-8") as f:
-        for i in range(*slices["jsonl"].indices(N)):
+        for i in range(N):
             f.write(json.dumps({"id": i, "text": texts[i], "gold": i % 2}) + "\n")
-    paths["csv"] = d / "sst2.csv"
-    pcsv.write_csv(table.slice(slices["csv"].start, 300), paths["csv"])
-    return paths, slices
+    pcsv.write_csv(table, paths["csv"])
+    return paths
 
 
 def concat(tables) -> pa.Table:
@@ -192,13 +214,12 @@ class PredictAndName(mray.Predict):
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def predict_all_formats(task, inputs, kill_a_worker=False, **kwargs):
-    """The outputs of one Ray run over all four files, streamed back (a table per format); with
+def predict_files(task, paths, kill_a_worker=False, **kwargs):
+    """The outputs of one Ray run over `paths` (read as one dataset), streamed back in order; with
     kill_a_worker, one model actor is SIGKILLed as soon as the first results are out."""
-    paths, _ = inputs
-    datasets = [mray.read([paths[fmt]]) for fmt in ("parquet", "text", "jsonl", "csv")]
-    ds = mray.predict(datasets[0].union(*datasets[1:]), task, workers=2, ray_batch_size=RAY_BATCH,
-                      udf=PredictAndName, **kwargs)
+    datasets = [mray.read([path]) for path in paths]
+    ds = mray.predict(datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0], task, workers=2,
+                      ray_batch_size=RAY_BATCH, udf=PredictAndName, **kwargs)
     batches, killed = [], None
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         batches.append(batch)
@@ -207,69 +228,132 @@ def predict_all_formats(task, inputs, kill_a_worker=False, **kwargs):
             assert pids, "no model actor found to kill"
             killed = (pids[0], sum(b.num_rows for b in batches))
             os.kill(killed[0], signal.SIGKILL)
-    out = concat(batches)
-    by_format = {fmt: out.filter(pa.compute.equal(out["input_file"], str(path))) for fmt, path in paths.items()}
-    return out, by_format, killed
+    return concat(batches), killed
 
 
-def one_process(task, out):
+def one_process(task, out, model=None, **options):
     """The single-process pipeline's results for the rows of `out`, computed batch by batch as the
     actors computed them. Why the same batches: the pipeline pads each length-sorted batch to its
     longest text, and the padded shape moves the last float bits; on these texts, one call on all
     2,000 and calls on 100-text chunks differ by up to 1.5e-6 in a score, in one process, no Ray."""
-    pipe = pipeline(task)
+    pipe = pipeline(task, model=model)
     texts, batch_ids = out["text"].to_pylist(), out["batch"].to_pylist()
     results = [None] * len(texts)
     for b in dict.fromkeys(batch_ids):
         rows = [i for i, x in enumerate(batch_ids) if x == b]
-        kwargs = dict(pooling="mean", normalize=True) if task == "feature-extraction" else {}
-        for i, r in zip(rows, pipe([texts[i] for i in rows], **kwargs)):
+        for i, r in zip(rows, pipe([texts[i] for i in rows], **options)):
             results[i] = r
     return results
 
 
-def check_rows(by_format, inputs, texts):
-    """Every input row exactly once, in order, with its text and its own columns; the table in input order."""
-    _, slices = inputs
-    for fmt, part in by_format.items():
-        rows = part["input_row"].to_pylist()
-        assert rows == list(range(1, (2000 if fmt == "parquet" else slices[fmt].stop - slices[fmt].start) + 1)), fmt
-        first = 0 if fmt == "parquet" else slices[fmt].start
-        assert part["text"].to_pylist() == texts[first:first + len(rows)], fmt
-        if fmt != "text":  # the input's own columns are carried through
-            assert part["id"].to_pylist() == list(range(first, first + len(rows))), fmt
+def check_rows(out, paths, texts):
+    """Every input row exactly once, with its text and its own columns; each file's rows in order (a
+    union of datasets interleaves its inputs' blocks, but keeps each one's order)."""
+    assert out.num_rows == N * len(paths)  # none lost, none duplicated
+    for path in paths:
+        part = out.filter(pa.compute.equal(out["input_file"], str(path)))
+        assert part["input_row"].to_pylist() == list(range(1, N + 1)), path
+        assert part["text"].to_pylist() == texts, path
+        if not str(path).endswith(".txt"):  # the input's own columns are carried through
+            assert part["id"].to_pylist() == list(range(N)), path
+            assert part["gold"].to_pylist() == [j % 2 for j in range(N)], path
 
 
-def test_classification_equals_the_pipeline_in_every_format_with_a_worker_killed(local_ray, inputs, texts):
-    out, by_format, (killed, rows_before_kill) = predict_all_formats("sentiment-analysis", inputs, kill_a_worker=True)
-    assert rows_before_kill < out.num_rows // 2, "the kill came late: most of the run was done"
-    assert killed not in actor_pids()
-    assert out.num_rows == 2000 + 200 + 300 + 300  # none lost, none duplicated (check_rows: each once)
-    check_rows(by_format, inputs, texts)
-    expected = one_process("sentiment-analysis", out)
+def check_classification(out, expected):
     assert out["label"].to_pylist() == [r["label"] for r in expected]
     diff = np.abs(np.array(out["score"].to_pylist()) - [r["score"] for r in expected])
     assert diff.max() <= 1e-6, diff.max()
+
+
+def test_default_model_classification_equals_the_pipeline_with_a_worker_killed(local_ray, inputs, texts):
+    """minibert's SST-2 model on 2,000 texts, 20 calls of 100 rows over 2 actors; one actor is killed
+    once the first results are out. Ray restarts it and runs its unfinished calls again."""
+    out, (killed, rows_before_kill) = predict_files("sentiment-analysis", [inputs["parquet"]], kill_a_worker=True)
+    assert rows_before_kill < out.num_rows // 2, "the kill came late: most of the run was done"
+    assert killed not in actor_pids()
+    check_rows(out, [inputs["parquet"]], texts)
+    check_classification(out, one_process("sentiment-analysis", out))
     assert "error" not in out.column_names  # on_error="fail" (the default) adds no column
-    assert len(set(out["batch"].to_pylist())) >= 28  # many calls, so the kill fell in the middle
+    assert len(set(out["batch"].to_pylist())) == N // RAY_BATCH
 
 
-def test_embeddings_equal_the_pipeline_in_every_format(local_ray, inputs, texts):
-    out, by_format, _ = predict_all_formats("feature-extraction", inputs, on_error="record")
-    assert out.num_rows == 2000 + 200 + 300 + 300
-    check_rows(by_format, inputs, texts)
-    assert out.schema.field("embedding").type == pa.list_(pa.float32(), 384)
-    vectors = out["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, 384)
-    diff = np.abs(vectors - np.stack(one_process("feature-extraction", out)))
+FORMATS = ("parquet", "text", "jsonl", "csv")
+
+
+def test_classification_equals_the_pipeline_in_every_format(local_ray, inputs, texts, tiny):
+    paths = [inputs[fmt] for fmt in FORMATS]
+    out, _ = predict_files("text-classification", paths, model=tiny["text-classification"])
+    check_rows(out, paths, texts)
+    check_classification(out, one_process("text-classification", out, tiny["text-classification"]))
+
+
+def test_embeddings_equal_the_pipeline_in_every_format(local_ray, inputs, texts, tiny):
+    paths = [inputs[fmt] for fmt in FORMATS]
+    out, _ = predict_files("feature-extraction", paths, model=tiny["feature-extraction"], on_error="record")
+    check_rows(out, paths, texts)
+    assert out.schema.field("embedding").type == pa.list_(pa.float32(), 32)
+    vectors = out["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, 32)
+    expected = one_process("feature-extraction", out, tiny["feature-extraction"], pooling="mean", normalize=True)
+    diff = np.abs(vectors - np.stack(expected))
     assert diff.max() <= 1e-6, diff.max()
     assert out["error"].null_count == out.num_rows
 
 
+def close(got, want, path="result"):
+    """`got` (from Arrow) equals `want` (the pipeline's): the same structure, floats within 1e-6."""
+    if isinstance(want, dict):
+        assert set(got) == set(want), path
+        for k in want:
+            close(got[k], want[k], f"{path}.{k}")
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want)):
+            close(g, w, f"{path}[{i}]")
+    elif isinstance(want, (float, np.floating)):
+        assert abs(got - float(want)) <= 1e-6, (path, got, want)
+    else:
+        assert got == want, (path, got, want)
+
+
+def test_every_task_s_columns_equal_the_pipeline(tiny):
+    """The columns each task adds (label and score, the K best labels, entities, the candidates per mask,
+    zero-shot labels and scores) hold the pipeline's results, on the class the actors run (no Ray needed
+    for that); error rows get nulls."""
+    some = [t for t in sst2_texts(60)] + [None]
+    masked = [" ".join(["[MASK]" if j == 1 else w for j, w in enumerate(t.split())]) for t in some[:-1]] + [None]
+    runs = [("text-classification", some, dict(top_k=2), lambda r: {"label": r[0]["label"], "score": r[0]["score"], "labels": r}),
+            ("token-classification", some, dict(aggregation_strategy="none"), lambda r: {"entities": r}),
+            ("token-classification", some, dict(aggregation_strategy="simple"), lambda r: {"entities": r}),
+            ("fill-mask", masked, dict(top_k=3), lambda r: {"masks": r if r and isinstance(r[0], list) else [r]}),
+            ("zero-shot-classification", some, dict(candidate_labels=["praise", "complaint", "other"]),
+             lambda r: {"labels": r["labels"], "scores": r["scores"]})]
+    for task, rows, options, columns in runs:
+        table = mray.Predict(task, model=tiny[task], on_error="record", **options)(pa.table({"text": pa.array(rows, pa.string())}))
+        expected = pipeline(task, model=tiny[task])(rows[:-1], **options)
+        for i, want in enumerate(expected):
+            close({c: table[c][i].as_py() for c in columns(want)}, columns(want), f"{task} row {i}")
+        assert all(table[c][len(rows) - 1].as_py() is None for c in columns(expected[0])), task
+        assert table["error"].to_pylist()[-1] == f"row {len(rows) - 1} of a batch: 'text' is null, expected a string"
+    assert sum(len(e) for e in table.column("labels").to_pylist()[:-1]) == 3 * 60
+
+
+def test_other_tasks_through_the_command(local_ray, texts, tiny, tmp_path, capsys):
+    """fill-mask --input: the command's own options (--top-k) reach the actors; a list column written."""
+    masked = [" ".join(["[MASK]" if j == 1 else w for j, w in enumerate(t.split())]) for t in texts[:200]]
+    source = tmp_path / "masked.parquet"
+    pq.write_table(pa.table({"text": masked}), source)
+    out = tmp_path / "out"
+    assert main(["fill-mask", "--input", str(source), "--output", str(out), "--model", tiny["fill-mask"],
+                 "--workers", "1", "--quiet", "--top-k", "3"]) == 0
+    table = pq.read_table(out)
+    assert table["input_row"].to_pylist() == list(range(1, 201))
+    expected = pipeline("fill-mask", model=tiny["fill-mask"])(masked, top_k=3)  # one call, as the actor's
+    for i, want in enumerate(expected):
+        close(table["masks"][i].as_py(), [want], f"row {i + 1}")
+    assert "minibert: 200 rows in" in capsys.readouterr().err
+
+
 # -- malformed rows, both modes, through `minibert classify --input` in this process --------------
-def cli_args(*argv):
-    return build_parser().parse_args(["classify", *argv])
-
-
 @pytest.fixture(scope="module")
 def bad_text_file(tmp_path_factory):
     """A text file with an invalid UTF-8 line and a line over the limit, and a good file after it."""
@@ -280,11 +364,12 @@ def bad_text_file(tmp_path_factory):
     return path
 
 
-def test_malformed_rows_recorded(local_ray, bad_text_file, tmp_path, capsys):
+def test_malformed_rows_recorded(local_ray, bad_text_file, tmp_path, tiny, capsys):
     out = tmp_path / "out"
     pattern = str(bad_text_file.parent / "*.txt")  # both files, in name order
-    assert mray.run("sentiment-analysis", cli_args("--input", pattern, "--output", str(out),
-                                                   "--on-error", "record", "--workers", "1")) == 0
+    model = tiny["text-classification"]
+    assert main(["classify", "--input", pattern, "--output", str(out), "--on-error", "record", "--workers", "1",
+                 "--model", model]) == 0
     table = pq.read_table(out)
     good = str(bad_text_file.parent / "2-good.txt")
     assert list(zip(table["input_file"].to_pylist(), table["input_row"].to_pylist())) == \
@@ -293,25 +378,40 @@ def test_malformed_rows_recorded(local_ray, bad_text_file, tmp_path, capsys):
         None, f"{bad_text_file}, row 2: not valid UTF-8 (byte 0xff at column 5)",
         f"{bad_text_file}, row 3: line longer than {mray.MAX_TEXT_BYTES} bytes", None, None, None, None]
     texts = ["a fine review", "", "I hate this so much!", "what a lovely day", "terrible"]
-    expected = pipeline("sentiment-analysis")(texts)
+    expected = pipeline("sentiment-analysis", model=model)(texts)
     assert [table["label"][i].as_py() for i in (0, 3, 4, 5, 6)] == [r["label"] for r in expected]
     assert table["label"][1].as_py() is None and table["score"][2].as_py() is None
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     assert summary.startswith("minibert: 7 rows in ") and "2 with an error" in summary
 
 
-def test_malformed_row_fails_naming_file_and_row(local_ray, bad_text_file, tmp_path):
-    with pytest.raises(ValueError) as e:
-        mray.run("sentiment-analysis", cli_args("--input", str(bad_text_file), "--output", str(tmp_path / "o"),
-                                                "--workers", "1"))
-    assert str(e.value) == f"{bad_text_file}, row 2: not valid UTF-8 (byte 0xff at column 5)"
+def test_malformed_row_fails_naming_file_and_row(local_ray, bad_text_file, tmp_path, tiny, capsys):
+    """--on-error fail (the default): the run stops with one line naming the file and the row, for a
+    bad byte in a text file and for a non-string text in JSON lines."""
+    model = tiny["text-classification"]
+    assert main(["classify", "--input", str(bad_text_file), "--output", str(tmp_path / "o"), "--workers", "1",
+                 "--model", model, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"minibert: error: {bad_text_file}, row 2: not valid UTF-8 (byte 0xff at column 5)\n"
+    # A non-string text in JSON lines: the reader flags it, the actor stops on it (here without Ray).
+    source = tmp_path / "reviews.jsonl"
+    source.write_bytes(b'{"text": "fine"}\n{"text": "also fine"}\n{"text": 5}\n')
+    table = pa.concat_tables(mray._read_jsonl(io.BytesIO(source.read_bytes()), str(source), "text", ["text"],
+                                              mray.MAX_TEXT_BYTES))
+    with pytest.raises(mray.BadRow, match=f"^{source}, row 3: 'text' is int, expected a string$"):
+        mray.Predict("text-classification", model=model)(table)
 
 
 # -- the command, end to end, as a user runs it --------------------------------------------------
-def test_cli_end_to_end_jsonl_in_jsonl_out(inputs, texts, tmp_path):
-    paths, slices = inputs
+def test_cli_end_to_end_jsonl_in_jsonl_out(texts, tmp_path):
+    """`minibert embed --input` in its own process, as a user runs it: a local Ray started and shut down,
+    all-MiniLM-L6-v2 on 300 texts, JSON lines out, the summary line last."""
+    source = tmp_path / "reviews.jsonl"
+    with open(source, "w", encoding="utf-8") as f:
+        for i in range(300):
+            f.write(json.dumps({"id": 1000 + i, "text": texts[i]}) + "\n")
     out = tmp_path / "emb"
-    cmd = [sys.executable, "-m", "minibert", "embed", "--input", str(paths["jsonl"]), "--output", str(out),
+    cmd = [sys.executable, "-m", "minibert", "embed", "--input", str(source), "--output", str(out),
            "--output-format", "jsonl", "--workers", "2"]
     p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=300)
     assert p.returncode == 0, p.stderr.decode()[-3000:]
@@ -319,11 +419,11 @@ def test_cli_end_to_end_jsonl_in_jsonl_out(inputs, texts, tmp_path):
     assert last.startswith("minibert: 300 rows in ") and " rows/s" in last and "2 worker(s) x 1 thread(s)" in last
     records = [json.loads(line) for f in sorted(out.iterdir()) for line in f.read_text().splitlines()]
     assert [r["input_row"] for r in records] == list(range(1, 301))
-    assert [r["id"] for r in records] == list(range(slices["jsonl"].start, slices["jsonl"].stop))
+    assert [r["id"] for r in records] == list(range(1000, 1300))
     vectors = np.array([r["embedding"] for r in records], np.float32)
     # The command gives each actor 1,024 rows a call, so the 300 texts are one batch, as they are for
     # `minibert embed --file` in one process.
-    expected = pipeline("feature-extraction")(texts[slices["jsonl"]], pooling="mean", normalize=True)
+    expected = pipeline("feature-extraction")(texts[:300], pooling="mean", normalize=True)
     assert np.abs(vectors - expected).max() <= 1e-6
     # the same output folder again is refused before anything starts
     p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=120)
@@ -340,9 +440,17 @@ def test_cli_end_to_end_jsonl_in_jsonl_out(inputs, texts, tmp_path):
     (["--input", "{csv}"], "--input needs --output FOLDER"),
     (["--input", "{csv}", "--output", "o", "--address", "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9"),
     (["--input", "{csv}", "--output", "o", "a text"], "give --input or TEXT/--file, not both"),
+    (["--input", "{csv}", "--output", "full"], "--output full exists and is not empty (add --overwrite to replace it)"),
+    (["--input", "{csv}", "--output", "o", "--model", "/nonexistent/model"], "no such folder: /nonexistent/model"),
+    (["--input", "{csv}", "--output", "o", "--pair"], "with --input, name the second text's column with --pair-column"),
+    (["--input", "{csv}", "--output", "o", "--pair-column", "premise"], "{csv}: no column 'premise'; columns: id, text, gold"),
+    (["ner", "--input", "{csv}", "--output", "o"], "ner has no offline default model: pass --model"),
+    (["zero-shot", "--input", "{csv}", "--output", "o"], "zero-shot needs --labels A,B,C"),
+    (["--workers", "2", "a text"], "--workers goes with --input (a dataset run on Ray)"),
+    (["--output", "o", "a text"], "--output goes with --input (a dataset run on Ray)"),
 ])
 def test_bad_commands_are_one_line_before_any_model(inputs, tmp_path, capsys, monkeypatch, argv, message):
-    paths, _ = inputs
+    paths = inputs
     monkeypatch.chdir(tmp_path)
 
     def started(*a, **k):
@@ -350,11 +458,26 @@ def test_bad_commands_are_one_line_before_any_model(inputs, tmp_path, capsys, mo
 
     monkeypatch.setattr(mray, "predict", started)
     monkeypatch.setattr(ray, "init", started)
+    monkeypatch.setattr(pipelines, "pipeline", started)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "part-0.parquet").write_bytes(b"earlier results")
     argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
     message = message.format(**{k: str(v) for k, v in paths.items()})
-    assert main(["classify", *argv]) == 1
+    command = [] if argv[0] in ("ner", "zero-shot") else ["classify"]
+    assert main([*command, *argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"minibert: error: {message}") and err.count("\n") == 1, err
+    assert (tmp_path / "full" / "part-0.parquet").read_bytes() == b"earlier results"
+
+
+def test_minibert_does_not_import_ray_unless_asked():
+    """The core, the command and its parser (--input options included) import neither Ray nor pyarrow."""
+    code = ("import sys, minibert, minibert.cli, minibert.pipelines, minibert.ray\n"
+            "minibert.cli.build_parser().parse_args(['classify', '--input', 'x.parquet', '--output', 'o'])\n"
+            "print(sorted(m for m in ('ray', 'pyarrow', 'pandas', 'tensorflow') if m in sys.modules))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    assert p.stdout.decode().strip() == "[]"
 
 
 def test_ray_missing_is_one_line_with_the_install_command(tmp_path):
