@@ -688,7 +688,7 @@ def run(task: str, args, options: dict) -> int:
             # A local Ray inherits this environment (PYTHONPATH included), so its workers import this minibert.
             ray.init(address=args.address, include_dashboard=False, logging_level="WARNING",
                      log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except Exception as e:  # Ray raises a bare Exception when its node times out starting (an overloaded machine)
             raise ConnectionError(f"cannot reach the Ray cluster at {args.address}: {e}" if args.address
                                   else f"cannot start a local Ray: {e}") from None
     try:
