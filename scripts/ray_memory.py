@@ -15,6 +15,7 @@ batches), counted again in every process that maps them; the store itself is cap
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
