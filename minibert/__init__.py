@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import importlib
 
+from . import cpu as _cpu
+
 __version__ = "0.1.0"
+_cpu.configure()  # the CPU's kernel path: must run before TensorFlow is imported (it reads TF_ENABLE_ONEDNN_OPTS once)
 
 _HEAD_SUFFIXES = ("Model", "ForSequenceClassification", "ForMultipleChoice", "ForTokenClassification",
                   "ForQuestionAnswering", "ForMaskedLM")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -27,6 +28,8 @@ def read_texts(args) -> tuple[list[str], bool]:
     if args.file is None:
         if not args.texts:
             raise CLIError("give TEXT arguments, --file PATH, or lines on standard input")
+        for n, text in enumerate(args.texts, 1):
+            _check_argument_bytes(text, f"TEXT argument {n}")
         return list(args.texts), False
     if args.texts:
         raise CLIError("give either TEXT arguments or --file, not both")
@@ -57,6 +60,21 @@ def read_texts(args) -> tuple[list[str], bool]:
     return texts, True
 
 
+def _check_argument_bytes(text: str, what: str) -> None:
+    """Python decodes the command line as UTF-8 with each invalid byte kept as a surrogate (0xff as '\\udcff'):
+    name the byte as the user typed it, not the surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # the bytes as given
+            raw.decode("utf-8")
+        except UnicodeEncodeError:
+            return  # a surrogate that no byte gives: the tokenizer's check names it
+        except UnicodeDecodeError as e:
+            raise CLIError(f"{what} is not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+
+
 def progress(total: int, args, enabled: bool):
     from tqdm import tqdm
 
@@ -77,12 +95,48 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + ("  " if widths else "") + last)
 
 
+class JsonLines:
+    """Every JSON record the CLI prints goes through `line`. JSON has no NaN or Infinity (`NaN` would make the
+    line unreadable to any JSON parser), and a model with broken weights gives them: such numbers are written as
+    null, and `close` then names the inputs they came from on stderr."""
+
+    def __init__(self, from_file: bool):
+        self.from_file, self.nulled = from_file, []
+
+    def line(self, record, index: int | None = None) -> str:
+        clean, bad = _finite(record)
+        if bad:
+            self.nulled.append("the trace" if index is None else
+                               f"{'line' if self.from_file else 'argument'} {index + 1}")
+        return json.dumps(clean, ensure_ascii=False, allow_nan=False)
+
+    def close(self) -> None:
+        if self.nulled:
+            shown = ", ".join(self.nulled[:5]) + (f" and {len(self.nulled) - 5} more" if len(self.nulled) > 5 else "")
+            print(f"minibert: warning: NaN or infinite numbers written as null (JSON has none) in the output for "
+                  f"{shown}: are the model's weights broken?", file=sys.stderr)
+
+
+def _finite(value):
+    """`value` with every NaN or infinite float replaced by None, and whether there was one."""
+    if isinstance(value, float):
+        return (value, False) if math.isfinite(value) else (None, True)
+    if isinstance(value, dict):
+        items = [(k, *_finite(v)) for k, v in value.items()]
+        return {k: v for k, v, _ in items}, any(b for _, _, b in items)
+    if isinstance(value, (list, tuple)):
+        items = [_finite(v) for v in value]
+        return [v for v, _ in items], any(b for _, b in items)
+    return value, False
+
+
 def _tsv(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
 
 
 def load_tensorflow_quietly(args=None) -> None:
-    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the user's stderr.
+    """Import TensorFlow with its start-up chatter kept off the user's stderr (`minibert._tensorflow`, as the
+    library does).
 
     A --model that cannot be found fails first: a user should not wait for TensorFlow to hear that.
     """
@@ -90,18 +144,9 @@ def load_tensorflow_quietly(args=None) -> None:
         from .checkpoint import resolve
 
         args.model = resolve(args.model)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
+    from ._tensorflow import load_tensorflow_quietly as load
 
-        tf.config.list_physical_devices()  # device probing logs here, not at the first op
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    load()
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -221,18 +266,19 @@ def cmd_task(args) -> int:
 
     pipe = pipeline(spec.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
     fmt = output_format(args)
-    rows = []
+    rows, jsonl = [], JsonLines(from_file)
     with progress(len(texts), args, from_file) as bar:
-        for text, res in zip(texts, pipe(iter(inputs), **options)):  # streamed a chunk at a time
+        for i, (text, res) in enumerate(zip(texts, pipe(iter(inputs), **options))):  # streamed a batch at a time
             rec, cells = show(text, res)
             if fmt == "jsonl":
-                print(json.dumps(rec, ensure_ascii=False, allow_nan=False))
+                print(jsonl.line(rec, i))
             elif fmt == "tsv":
                 print("\t".join([*cells, _tsv(text)]))
             else:
                 rows.append([*cells, text])
             bar.update(1)
             sys.stdout.flush()
+    jsonl.close()
     if fmt == "table":
         print_table([*header, "question" if args.command == "qa" else "text"], rows)
     return 0
@@ -275,14 +321,16 @@ def cmd_embed(args) -> int:
     from .pipelines import pipeline
 
     pipe = pipeline("feature-extraction", model=args.model, batch_size=args.batch_size, max_length=args.max_length)
-    vectors = []
+    vectors, jsonl = [], JsonLines(from_file)
     with progress(len(texts), args, from_file) as bar:
-        for text, vec in zip(texts, pipe(iter(texts), pooling=args.pooling, normalize=not args.no_normalize)):
+        for i, (text, vec) in enumerate(zip(texts, pipe(iter(texts), pooling=args.pooling,
+                                                        normalize=not args.no_normalize))):
             if args.output:
                 vectors.append(vec)
             else:
-                print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vec]}, ensure_ascii=False))
+                print(jsonl.line({"text": text, "embedding": [round(float(x), 7) for x in vec]}, i))
             bar.update(1)
+    jsonl.close()
     if args.output:
         arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, pipe.hidden_size), np.float32)
         write_atomically(args.output, lambda f: np.save(f, arr))
@@ -291,7 +339,7 @@ def cmd_embed(args) -> int:
 
 
 def cmd_tokenize(args) -> int:
-    texts, _ = read_texts(args)
+    texts, from_file = read_texts(args)
     from .tokenizer import AutoTokenizer
 
     if args.model is None:
@@ -299,12 +347,12 @@ def cmd_tokenize(args) -> int:
 
         args.model = default_model.encoder_dir()
     tok = AutoTokenizer.from_pretrained(args.model)
-    fmt = output_format(args)
-    for text in texts:
+    fmt, jsonl = output_format(args), JsonLines(from_file)
+    for i, text in enumerate(texts):
         ids = tok(text, truncation=args.max_length is not None, max_length=args.max_length)["input_ids"]
         tokens = tok.convert_ids_to_tokens(ids)
         if fmt == "jsonl":
-            print(json.dumps({"text": text, "tokens": tokens, "ids": ids}, ensure_ascii=False))
+            print(jsonl.line({"text": text, "tokens": tokens, "ids": ids}, i))
         elif fmt == "tsv":
             print("\t".join([" ".join(tokens), " ".join(map(str, ids)), _tsv(text)]))
         else:
@@ -345,7 +393,9 @@ def cmd_trace(args) -> int:
         tr.plot_attention(result, args.attention_png, args.text_index, args.layer, args.head)
         print(f"wrote attention maps to {args.attention_png}", file=sys.stderr)
     if (args.format or ("text" if sys.stdout.isatty() else "json")) == "json":
-        print(json.dumps(tr.to_json(result), ensure_ascii=False))
+        jsonl = JsonLines(False)
+        print(jsonl.line(tr.to_json(result)))
+        jsonl.close()
     else:
         print(tr.format_trace(result))
     return 0

@@ -1,6 +1,6 @@
 """The inference forward as compiled TensorFlow graphs, with a bounded number of compilations.
 
-`PreTrainedModel.__call__` sends every eager inference call here. Two paths, chosen by input size
+`PreTrainedModel.__call__` sends every eager inference call here. Two ways, chosen by input size
 (the measurements behind the choice are in the README's speed section and `scripts/bench.py`):
 - small inputs (batch <= 4, sequence <= 128: interactive use) run under XLA, which fuses the
   element-wise work into the matmuls. XLA compiles once per input shape, so inputs are padded up
@@ -8,13 +8,17 @@
   not change (a row whose mask is all zeros is the exception, so a batch holding one is not padded);
 - larger inputs run as a plain graph with open batch and sequence dimensions: traced once, no
   padding waste; there XLA's gain was smaller than what padding to a bucket costs.
+Whether small inputs use XLA at all is part of the path `cpu.py` chooses for the CPU.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 import tensorflow as tf
+
+from . import cpu
 
 XLA_BATCHES = (1, 2, 4)
 XLA_SEQS = (16, 32, 48, 64, 96, 128)
@@ -38,11 +42,17 @@ class CompiledForward:
             self._out_cls = type(out)  # a Python value, read at trace time
             return dict(out)
 
-        self.xla = tf.function(forward, input_signature=[spec] * 3, jit_compile=True)
-        self.graph = tf.function(forward, input_signature=[spec] * 3)
+        # Each model traces its graphs once. TensorFlow counts traces per code object, so with `forward` itself
+        # every model after the third looked like a retracing loop ("triggered tf.function retracing"
+        # warnings); a partial has no code object: each graph is counted on its own.
+        self.xla = tf.function(functools.partial(forward), input_signature=[spec] * 3, jit_compile=True)
+        self.graph = tf.function(functools.partial(forward), input_signature=[spec] * 3)
+        self.use_xla = cpu.path().small == "xla"  # the CPU's rule, or MINIBERT_PATH (cpu.py)
 
     def bucket(self, batch: int, seq: int):
-        """The padded XLA shape for this input, or None when it is not small."""
+        """The padded XLA shape for this input, or None when it is not small (or the path runs no XLA)."""
+        if not self.use_xla:
+            return None
         b = next((x for x in XLA_BATCHES if x >= batch), None)
         t = next((x for x in XLA_SEQS if x >= seq), None)
         if b is None or t is None:

