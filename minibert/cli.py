@@ -13,6 +13,8 @@ import os
 import shutil
 import sys
 
+from .ray import add_arguments as add_ray_arguments, check_no_input_options, run as ray_run
+
 class CLIError(Exception):
     """A user error: printed as one line, exit status 1."""
 
@@ -250,12 +252,15 @@ def cmd_task(args) -> int:
     from .pipelines import TASKS
 
     spec = next(t for t in TASKS.values() if t.cli_verb == args.command)
+    if getattr(args, "input", None):  # a dataset, on Ray Data (minibert/ray.py): the same options
+        options = TASK_COMMANDS[args.command](args)[1]
+        _check_default_model(spec, args)
+        return ray_run(spec.name, args, options)
+    check_no_input_options(args)
     make_input, options, show, header = TASK_COMMANDS[args.command](args)
     texts, from_file = read_texts(args)
     inputs = [make_input(t) for t in texts]  # bad lines fail here, before any model is loaded
-    if args.model is None and spec.default_model is None:
-        raise CLIError(f"{args.command} has no offline default model: pass --model, a checkpoint folder or a Hub id "
-                       f"such as {spec.example_model}")
+    _check_default_model(spec, args)
     load_tensorflow_quietly(args)
     from .pipelines import pipeline
 
@@ -279,6 +284,12 @@ def cmd_task(args) -> int:
     return 0
 
 
+def _check_default_model(spec, args) -> None:
+    if args.model is None and spec.default_model is None:
+        raise CLIError(f"{args.command} has no offline default model: pass --model, a checkpoint folder or a Hub id "
+                       f"such as {spec.example_model}")
+
+
 def write_atomically(path: str, write) -> None:
     """`write(file)` into a temporary file beside `path`, renamed over it only once complete: a full disk
     or a Ctrl-C leaves the previous file as it was, never a truncated one."""
@@ -296,6 +307,9 @@ def write_atomically(path: str, write) -> None:
 
 
 def cmd_embed(args) -> int:
+    if args.input:  # a dataset, on Ray Data (minibert/ray.py)
+        return ray_run("feature-extraction", args, {"pooling": args.pooling, "normalize": not args.no_normalize})
+    check_no_input_options(args, output_is_input_only=False)  # embed's own --output is a .npy file
     texts, from_file = read_texts(args)
     if args.output and not args.output.endswith(".npy"):
         raise CLIError(f"--output must end in .npy, got {args.output}")
@@ -407,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
         common(sp, ["table", "jsonl", "tsv"], default_model)
         sp.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        if verb != "qa":
+            add_ray_arguments(sp, pairs=verb == "classify")
         sp.set_defaults(func=cmd_task)
         return sp
 
@@ -447,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-normalize", action="store_true", help="do not L2-normalise")
     e.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_ray_arguments(e)
     e.set_defaults(func=cmd_embed)
 
     t = sub.add_parser("tokenize", help="show tokens and ids", description="Tokens (with special tokens) and ids.")

@@ -1,0 +1,489 @@
+"""Corpus-scale inference on Ray Data (minibert/ray.py), on a local Ray with 2 CPUs.
+
+The reference is always the single-process pipeline, `minibert.pipeline(task)(texts)`, on the same
+texts: the Ray path must give every row once, with the same labels and the same numbers.
+"""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+import ray  # in the test extra: a test machine without Ray fails here rather than skipping
+
+import minibert.ray as mray
+from minibert import pipeline, pipelines
+from minibert.cli import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SST2 = os.path.join(REPO, "data", "sst2", "train.txt")
+N = 2000
+RAY_BATCH = 100  # rows per actor call in these tests: 28 calls or more, so a worker can be killed midway
+# Ray's workers are separate processes: they must import this checkout's minibert, as pytest does.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+       "HF_HUB_OFFLINE": "1",
+       # Ray's memory monitor kills workers when the node is above 95% memory, counting every process on
+       # it: on a shared test machine that is other people's memory, and the run would restart actors
+       # for as long as they use it. The fault test below kills a worker itself.
+       "RAY_memory_monitor_refresh_ms": "0"}
+
+
+def sst2_texts(n=N):
+    with open(SST2, encoding="utf-8") as f:
+        return [line.rstrip("\n").split(" ", 1)[1] for line in f][:n]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    saved = dict(os.environ)
+    os.environ.update(ENV)  # inherited by the raylet and so by every worker it starts
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, logging_level="WARNING",
+             log_to_driver=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return sst2_texts()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Small BERT checkpoints (2 layers, 32 wide, random weights) with the real uncased vocabulary, one
+    per task head: SST-2 texts tokenize as they do for the default model, and 2,000 of them in every
+    format cost seconds. The equality they prove is the Ray path's, not the model's."""
+    import shutil
+
+    from reference import make_checkpoint, minilm_dir
+
+    config = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
+                  vocab_size=30522, max_position_embeddings=512)
+    heads = {"text-classification": ("sequence-classification", {0: "NEGATIVE", 1: "POSITIVE"}),
+             "feature-extraction": ("model", None),
+             "token-classification": ("token-classification", {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}),
+             "fill-mask": ("masked-lm", None),
+             "zero-shot-classification": ("sequence-classification", {0: "entailment", 1: "neutral", 2: "contradiction"})}
+    folders = {}
+    for task, (head, labels) in heads.items():
+        extra = dict(id2label=labels, label2id={v: k for k, v in labels.items()}) if labels else {}
+        folder = make_checkpoint(tmp_path_factory.mktemp(task), "bert", head, seed=len(folders), **config, **extra)
+        for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+            shutil.copy(os.path.join(minilm_dir(), name), folder)
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "BertTokenizer", "model_max_length": 512, "do_lower_case": True}, f)
+        folders[task] = folder
+    return folders
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, texts):
+    """The same 2,000 SST-2 texts in every format the reader takes; JSONL, CSV and Parquet also carry an
+    `id` and a `gold` column, which must come through."""
+    d = tmp_path_factory.mktemp("inputs")
+    ids = np.arange(N)
+    table = pa.table({"id": ids, "text": texts, "gold": [i % 2 for i in ids]})
+    paths = {fmt: d / f"sst2.{ext}" for fmt, ext in (("parquet", "parquet"), ("text", "txt"), ("jsonl", "jsonl"), ("csv", "csv"))}
+    pq.write_table(table, paths["parquet"], row_group_size=700)  # several row groups
+    paths["text"].write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    with open(paths["jsonl"], "w", encoding="utf-8") as f:
+        for i in range(N):
+            f.write(json.dumps({"id": i, "text": texts[i], "gold": i % 2}) + "\n")
+    pcsv.write_csv(table, paths["csv"])
+    return paths
+
+
+def concat(tables) -> pa.Table:
+    """One table from the blocks of several files (a text file's blocks have no `id` or `gold`)."""
+    return pa.concat_tables(tables, promote_options="default")
+
+
+# -- the readers, without Ray: every row once, a malformed one flagged --------------------------
+def read_all(reader, data: bytes, limit=mray.MAX_TEXT_BYTES, column="text"):
+    return pa.concat_tables(reader(io.BytesIO(data), "f", column, [column], limit)).to_pylist()
+
+
+class Trickle(io.BytesIO):
+    """A stream that gives 3 bytes a read, so lines straddle every chunk boundary."""
+
+    def read(self, n=-1):
+        return super().read(3)
+
+
+def test_text_lines_every_line_once_as_the_cli_counts_them():
+    rows = read_all(mray._read_text, b"one\r\n\n  \ntwo \xe2\x80\xa8 still two\nlast")
+    assert [(r["input_row"], r["text"], r["error"]) for r in rows] == [
+        (1, "one", None), (2, "", None), (3, "  ", None), (4, "two \u2028 still two", None), (5, "last", None)]
+    assert read_all(mray._read_text, b"a\n") == [{"input_file": "f", "input_row": 1, "text": "a", "error": None}]
+    assert list(mray._read_text(io.BytesIO(b""), "f", "text", ["text"], 10)) == []  # an empty file: no rows
+
+
+def test_text_lines_bad_bytes_and_overlong_lines_are_rows_with_an_error():
+    data = b"hello\nworld wide web\nok \xff\xfe\n\nend"
+    lines = list(mray._lines(Trickle(data), 8))
+    assert lines == [(1, b"hello"), (2, None), (3, b"ok \xff\xfe"), (4, b""), (5, b"end")]
+    rows = read_all(mray._read_text, data, limit=8)
+    assert [r["input_row"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[1]["text"] is None and rows[1]["error"] == "f, row 2: line longer than 8 bytes"
+    assert rows[2]["text"] is None and rows[2]["error"] == "f, row 3: not valid UTF-8 (byte 0xff at column 4)"
+    assert [r["error"] for r in rows if r["input_row"] in (1, 4, 5)] == [None] * 3
+
+
+def test_jsonl_non_string_missing_and_broken_rows_are_kept_with_an_error():
+    data = (b'{"text": "fine", "id": 1}\n{"text": 5, "id": 2}\n{"text": null, "id": 3}\n\n'
+            b'{"id": 5}\nnot json\n[1, 2]\n{"text": ["a"], "id": 8}\n{"text": "caf\xc3\xa9", "id": 9, "extra": true}\n')
+    rows = read_all(mray._read_jsonl, data)
+    assert [r["input_row"] for r in rows] == [1, 2, 3, 5, 6, 7, 8, 9]  # line 4 is blank: no record
+    assert [r["id"] for r in rows] == [1, 2, 3, 5, None, None, 8, 9]
+    errors = {r["input_row"]: r["error"] for r in rows}
+    assert errors[1] is None and errors[9] is None
+    assert errors[2] == "f, row 2: 'text' is int, expected a string"
+    assert errors[3] == "f, row 3: 'text' is null, expected a string"
+    assert errors[5] == "f, row 5: no field 'text'"
+    assert errors[6].startswith("f, row 6: not valid JSON")
+    assert errors[7] == "f, row 7: a JSON list, expected an object"
+    assert errors[8] == "f, row 8: 'text' is list, expected a string"
+    assert rows[-1]["text"] == "café" and rows[-1]["extra"] is True and rows[0]["extra"] is None
+
+
+def test_csv_rows_are_records_and_bad_values_are_flagged():
+    data = b'id,text\n1,"two\nlines"\n2,bad \xff\n3,\n4,"quoted, comma"\n'
+    rows = read_all(mray._read_csv, data)
+    assert [(r["input_row"], r["id"], r["text"]) for r in rows] == [
+        (1, 1, "two\nlines"), (2, 2, None), (3, 3, ""), (4, 4, "quoted, comma")]
+    assert rows[1]["error"] == "f, row 2: 'text' is not valid UTF-8 (byte 0xff at column 5)"
+    assert [r["error"] for r in rows if r["id"] != 2] == [None] * 3
+    with pytest.raises(ValueError, match="no column 'review'; columns: id, text"):
+        read_all(mray._read_csv, data, column="review")
+
+
+def test_parquet_nulls_and_non_string_columns_are_flagged(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["a", None, "c"], "n": [1, 2, 3]}), path)
+    rows = read_all(mray._read_parquet, path.read_bytes())
+    assert [r["error"] for r in rows] == [None, "f, row 2: 'text' is null, expected a string", None]
+    rows = read_all(mray._read_parquet, path.read_bytes(), column="n")
+    assert [r["error"] for r in rows] == [f"f, row {i}: 'n' is int64, expected a string" for i in (1, 2, 3)]
+
+
+# -- the same numbers as one process, row for row, in every format; a worker killed midway --------
+def actor_pids():
+    """PIDs of this test's model actors: processes Ray titles MapWorker(...Predict...) that descend from
+    this process (through the raylet ray.init started), so nothing else on the machine is touched."""
+    me, found = os.getpid(), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read()
+        except OSError:
+            continue
+        if not title.startswith(b"ray::MapWorker") or b"Predict" not in title:
+            continue
+        p = int(pid)
+        while p > 1 and p != me:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    p = int(f.read().rsplit(")", 1)[1].split()[1])  # the parent pid
+            except OSError:
+                break
+        if p == me:
+            found.append(int(pid))
+    return found
+
+
+class PredictAndName(mray.Predict):
+    """Predict, plus a `batch` column naming the call each row was computed in (its first row's file
+    and row), so that the test can run the one-process pipeline on exactly the same batches."""
+
+    def __call__(self, batch):
+        first = f"{batch['input_file'][0].as_py()}:{batch['input_row'][0].as_py()}"
+        return super().__call__(batch).append_column("batch", pa.array([first] * batch.num_rows))
+
+
+# Ray's workers cannot import this test module: send the class itself (its base is minibert's).
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def predict_files(task, paths, kill_a_worker=False, **kwargs):
+    """The outputs of one Ray run over `paths` (read as one dataset), streamed back in order; with
+    kill_a_worker, one model actor is SIGKILLed as soon as the first results are out."""
+    datasets = [mray.read([path]) for path in paths]
+    ds = mray.predict(datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0], task, workers=2,
+                      ray_batch_size=RAY_BATCH, udf=PredictAndName, **kwargs)
+    batches, killed = [], None
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        batches.append(batch)
+        if kill_a_worker and killed is None:
+            pids = actor_pids()
+            assert pids, "no model actor found to kill"
+            killed = (pids[0], sum(b.num_rows for b in batches))
+            os.kill(killed[0], signal.SIGKILL)
+    return concat(batches), killed
+
+
+def one_process(task, out, model=None, **options):
+    """The single-process pipeline's results for the rows of `out`, computed batch by batch as the
+    actors computed them. Why the same batches: the pipeline pads each length-sorted batch to its
+    longest text, and the padded shape moves the last float bits; on these texts, one call on all
+    2,000 and calls on 100-text chunks differ by up to 1.5e-6 in a score, in one process, no Ray."""
+    pipe = pipeline(task, model=model)
+    texts, batch_ids = out["text"].to_pylist(), out["batch"].to_pylist()
+    results = [None] * len(texts)
+    for b in dict.fromkeys(batch_ids):
+        rows = [i for i, x in enumerate(batch_ids) if x == b]
+        for i, r in zip(rows, pipe([texts[i] for i in rows], **options)):
+            results[i] = r
+    return results
+
+
+def check_rows(out, paths, texts):
+    """Every input row exactly once, with its text and its own columns; each file's rows in order (a
+    union of datasets interleaves its inputs' blocks, but keeps each one's order)."""
+    assert out.num_rows == N * len(paths)  # none lost, none duplicated
+    for path in paths:
+        part = out.filter(pa.compute.equal(out["input_file"], str(path)))
+        assert part["input_row"].to_pylist() == list(range(1, N + 1)), path
+        assert part["text"].to_pylist() == texts, path
+        if not str(path).endswith(".txt"):  # the input's own columns are carried through
+            assert part["id"].to_pylist() == list(range(N)), path
+            assert part["gold"].to_pylist() == [j % 2 for j in range(N)], path
+
+
+def check_classification(out, expected):
+    assert out["label"].to_pylist() == [r["label"] for r in expected]
+    diff = np.abs(np.array(out["score"].to_pylist()) - [r["score"] for r in expected])
+    assert diff.max() <= 1e-6, diff.max()
+
+
+def test_default_model_classification_equals_the_pipeline_with_a_worker_killed(local_ray, inputs, texts):
+    """minibert's SST-2 model on 2,000 texts, 20 calls of 100 rows over 2 actors; one actor is killed
+    once the first results are out. Ray restarts it and runs its unfinished calls again."""
+    out, (killed, rows_before_kill) = predict_files("sentiment-analysis", [inputs["parquet"]], kill_a_worker=True)
+    assert rows_before_kill < out.num_rows // 2, "the kill came late: most of the run was done"
+    assert killed not in actor_pids()
+    check_rows(out, [inputs["parquet"]], texts)
+    check_classification(out, one_process("sentiment-analysis", out))
+    assert "error" not in out.column_names  # on_error="fail" (the default) adds no column
+    assert len(set(out["batch"].to_pylist())) == N // RAY_BATCH
+
+
+FORMATS = ("parquet", "text", "jsonl", "csv")
+
+
+def test_classification_equals_the_pipeline_in_every_format(local_ray, inputs, texts, tiny):
+    paths = [inputs[fmt] for fmt in FORMATS]
+    out, _ = predict_files("text-classification", paths, model=tiny["text-classification"])
+    check_rows(out, paths, texts)
+    check_classification(out, one_process("text-classification", out, tiny["text-classification"]))
+
+
+def test_embeddings_equal_the_pipeline_in_every_format(local_ray, inputs, texts, tiny):
+    paths = [inputs[fmt] for fmt in FORMATS]
+    out, _ = predict_files("feature-extraction", paths, model=tiny["feature-extraction"], on_error="record")
+    check_rows(out, paths, texts)
+    assert out.schema.field("embedding").type == pa.list_(pa.float32(), 32)
+    vectors = out["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, 32)
+    expected = one_process("feature-extraction", out, tiny["feature-extraction"], pooling="mean", normalize=True)
+    diff = np.abs(vectors - np.stack(expected))
+    assert diff.max() <= 1e-6, diff.max()
+    assert out["error"].null_count == out.num_rows
+
+
+def close(got, want, path="result"):
+    """`got` (from Arrow) equals `want` (the pipeline's): the same structure, floats within 1e-6."""
+    if isinstance(want, dict):
+        assert set(got) == set(want), path
+        for k in want:
+            close(got[k], want[k], f"{path}.{k}")
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want)):
+            close(g, w, f"{path}[{i}]")
+    elif isinstance(want, (float, np.floating)):
+        assert abs(got - float(want)) <= 1e-6, (path, got, want)
+    else:
+        assert got == want, (path, got, want)
+
+
+def test_every_task_s_columns_equal_the_pipeline(tiny):
+    """The columns each task adds (label and score, the K best labels, entities, the candidates per mask,
+    zero-shot labels and scores) hold the pipeline's results, on the class the actors run (no Ray needed
+    for that); error rows get nulls."""
+    some = [t for t in sst2_texts(60)] + [None]
+    masked = [" ".join(["[MASK]" if j == 1 else w for j, w in enumerate(t.split())]) for t in some[:-1]] + [None]
+    runs = [("text-classification", some, dict(top_k=2), lambda r: {"label": r[0]["label"], "score": r[0]["score"], "labels": r}),
+            ("token-classification", some, dict(aggregation_strategy="none"), lambda r: {"entities": r}),
+            ("token-classification", some, dict(aggregation_strategy="simple"), lambda r: {"entities": r}),
+            ("fill-mask", masked, dict(top_k=3), lambda r: {"masks": r if r and isinstance(r[0], list) else [r]}),
+            ("zero-shot-classification", some, dict(candidate_labels=["praise", "complaint", "other"]),
+             lambda r: {"labels": r["labels"], "scores": r["scores"]})]
+    for task, rows, options, columns in runs:
+        table = mray.Predict(task, model=tiny[task], on_error="record", **options)(pa.table({"text": pa.array(rows, pa.string())}))
+        expected = pipeline(task, model=tiny[task])(rows[:-1], **options)
+        for i, want in enumerate(expected):
+            close({c: table[c][i].as_py() for c in columns(want)}, columns(want), f"{task} row {i}")
+        assert all(table[c][len(rows) - 1].as_py() is None for c in columns(expected[0])), task
+        assert table["error"].to_pylist()[-1] == f"row {len(rows) - 1} of a batch: 'text' is null, expected a string"
+    assert sum(len(e) for e in table.column("labels").to_pylist()[:-1]) == 3 * 60
+
+
+def test_other_tasks_through_the_command(local_ray, texts, tiny, tmp_path, capsys):
+    """fill-mask --input: the command's own options (--top-k) reach the actors; a list column written."""
+    masked = [" ".join(["[MASK]" if j == 1 else w for j, w in enumerate(t.split())]) for t in texts[:200]]
+    source = tmp_path / "masked.parquet"
+    pq.write_table(pa.table({"text": masked}), source)
+    out = tmp_path / "out"
+    assert main(["fill-mask", "--input", str(source), "--output", str(out), "--model", tiny["fill-mask"],
+                 "--workers", "1", "--quiet", "--top-k", "3"]) == 0
+    table = pq.read_table(out)
+    assert table["input_row"].to_pylist() == list(range(1, 201))
+    expected = pipeline("fill-mask", model=tiny["fill-mask"])(masked, top_k=3)  # one call, as the actor's
+    for i, want in enumerate(expected):
+        close(table["masks"][i].as_py(), [want], f"row {i + 1}")
+    assert "minibert: 200 rows in" in capsys.readouterr().err
+
+
+# -- malformed rows, both modes, through `minibert classify --input` in this process --------------
+@pytest.fixture(scope="module")
+def bad_text_file(tmp_path_factory):
+    """A text file with an invalid UTF-8 line and a line over the limit, and a good file after it."""
+    folder = tmp_path_factory.mktemp("bad")
+    path = folder / "1-bad.txt"
+    path.write_bytes(b"a fine review\nbad \xff byte\n" + b"x" * (mray.MAX_TEXT_BYTES + 10) + b"\n\nI hate this so much!\n")
+    (folder / "2-good.txt").write_text("what a lovely day\nterrible\n", encoding="utf-8")
+    return path
+
+
+def test_malformed_rows_recorded(local_ray, bad_text_file, tmp_path, tiny, capsys):
+    out = tmp_path / "out"
+    pattern = str(bad_text_file.parent / "*.txt")  # both files, in name order
+    model = tiny["text-classification"]
+    assert main(["classify", "--input", pattern, "--output", str(out), "--on-error", "record", "--workers", "1",
+                 "--model", model]) == 0
+    table = pq.read_table(out)
+    good = str(bad_text_file.parent / "2-good.txt")
+    assert list(zip(table["input_file"].to_pylist(), table["input_row"].to_pylist())) == \
+        [(str(bad_text_file), i) for i in range(1, 6)] + [(good, 1), (good, 2)]
+    assert table["error"].to_pylist() == [
+        None, f"{bad_text_file}, row 2: not valid UTF-8 (byte 0xff at column 5)",
+        f"{bad_text_file}, row 3: line longer than {mray.MAX_TEXT_BYTES} bytes", None, None, None, None]
+    texts = ["a fine review", "", "I hate this so much!", "what a lovely day", "terrible"]
+    expected = pipeline("sentiment-analysis", model=model)(texts)
+    assert [table["label"][i].as_py() for i in (0, 3, 4, 5, 6)] == [r["label"] for r in expected]
+    assert table["label"][1].as_py() is None and table["score"][2].as_py() is None
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.startswith("minibert: 7 rows in ") and "2 with an error" in summary
+
+
+def test_malformed_row_fails_naming_file_and_row(local_ray, bad_text_file, tmp_path, tiny, capsys):
+    """--on-error fail (the default): the run stops with one line naming the file and the row, for a
+    bad byte in a text file and for a non-string text in JSON lines."""
+    model = tiny["text-classification"]
+    assert main(["classify", "--input", str(bad_text_file), "--output", str(tmp_path / "o"), "--workers", "1",
+                 "--model", model, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"minibert: error: {bad_text_file}, row 2: not valid UTF-8 (byte 0xff at column 5)\n"
+    # A non-string text in JSON lines: the reader flags it, the actor stops on it (here without Ray).
+    source = tmp_path / "reviews.jsonl"
+    source.write_bytes(b'{"text": "fine"}\n{"text": "also fine"}\n{"text": 5}\n')
+    table = pa.concat_tables(mray._read_jsonl(io.BytesIO(source.read_bytes()), str(source), "text", ["text"],
+                                              mray.MAX_TEXT_BYTES))
+    with pytest.raises(mray.BadRow, match=f"^{source}, row 3: 'text' is int, expected a string$"):
+        mray.Predict("text-classification", model=model)(table)
+
+
+# -- the command, end to end, as a user runs it --------------------------------------------------
+def test_cli_end_to_end_jsonl_in_jsonl_out(texts, tmp_path):
+    """`minibert embed --input` in its own process, as a user runs it: a local Ray started and shut down,
+    all-MiniLM-L6-v2 on 300 texts, JSON lines out, the summary line last."""
+    source = tmp_path / "reviews.jsonl"
+    with open(source, "w", encoding="utf-8") as f:
+        for i in range(300):
+            f.write(json.dumps({"id": 1000 + i, "text": texts[i]}) + "\n")
+    out = tmp_path / "emb"
+    cmd = [sys.executable, "-m", "minibert", "embed", "--input", str(source), "--output", str(out),
+           "--output-format", "jsonl", "--workers", "2"]
+    p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr.decode()[-3000:]
+    last = p.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("minibert: 300 rows in ") and " rows/s" in last and "2 worker(s) x 1 thread(s)" in last
+    records = [json.loads(line) for f in sorted(out.iterdir()) for line in f.read_text().splitlines()]
+    assert [r["input_row"] for r in records] == list(range(1, 301))
+    assert [r["id"] for r in records] == list(range(1000, 1300))
+    vectors = np.array([r["embedding"] for r in records], np.float32)
+    # The command gives each actor 1,024 rows a call, so the 300 texts are one batch, as they are for
+    # `minibert embed --file` in one process.
+    expected = pipeline("feature-extraction")(texts[:300], pooling="mean", normalize=True)
+    assert np.abs(vectors - expected).max() <= 1e-6
+    # the same output folder again is refused before anything starts
+    p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=120)
+    assert p.returncode == 1 and p.stderr.decode().strip() == \
+        f"minibert: error: --output {out} exists and is not empty (add --overwrite to replace it)"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input", "/nonexistent/x.txt", "--output", "o"], "no such file: /nonexistent/x.txt"),
+    (["--input", "/nonexistent/*.jsonl", "--output", "o"], "no files match /nonexistent/*.jsonl"),
+    (["--input", "{csv}", "--column", "review", "--output", "o"], "{csv}: no column 'review'; columns: id, text, gold"),
+    (["--input", "{jsonl}", "--output", "o", "--input-format", "parquet"], "{jsonl}: cannot read it as parquet: "),
+    (["--input", "{jsonl}", "{csv}", "--output", "o"], "the inputs mix formats (jsonl: {jsonl}, csv: {csv}); "),
+    (["--input", "{csv}"], "--input needs --output FOLDER"),
+    (["--input", "{csv}", "--output", "o", "--address", "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9"),
+    (["--input", "{csv}", "--output", "o", "a text"], "give --input or TEXT/--file, not both"),
+    (["--input", "{csv}", "--output", "full"], "--output full exists and is not empty (add --overwrite to replace it)"),
+    (["--input", "{csv}", "--output", "o", "--model", "/nonexistent/model"], "no such folder: /nonexistent/model"),
+    (["--input", "{csv}", "--output", "o", "--pair"], "with --input, name the second text's column with --pair-column"),
+    (["--input", "{csv}", "--output", "o", "--pair-column", "premise"], "{csv}: no column 'premise'; columns: id, text, gold"),
+    (["ner", "--input", "{csv}", "--output", "o"], "ner has no offline default model: pass --model"),
+    (["zero-shot", "--input", "{csv}", "--output", "o"], "zero-shot needs --labels A,B,C"),
+    (["--workers", "2", "a text"], "--workers goes with --input (a dataset run on Ray)"),
+    (["--output", "o", "a text"], "--output goes with --input (a dataset run on Ray)"),
+])
+def test_bad_commands_are_one_line_before_any_model(inputs, tmp_path, capsys, monkeypatch, argv, message):
+    paths = inputs
+    monkeypatch.chdir(tmp_path)
+
+    def started(*a, **k):
+        raise AssertionError("Ray or a model was started for a command that is wrong")
+
+    monkeypatch.setattr(mray, "predict", started)
+    monkeypatch.setattr(ray, "init", started)
+    monkeypatch.setattr(pipelines, "pipeline", started)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "part-0.parquet").write_bytes(b"earlier results")
+    argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
+    message = message.format(**{k: str(v) for k, v in paths.items()})
+    command = [] if argv[0] in ("ner", "zero-shot") else ["classify"]
+    assert main([*command, *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"minibert: error: {message}") and err.count("\n") == 1, err
+    assert (tmp_path / "full" / "part-0.parquet").read_bytes() == b"earlier results"
+
+
+def test_minibert_does_not_import_ray_unless_asked():
+    """The core, the command and its parser (--input options included) import neither Ray nor pyarrow."""
+    code = ("import sys, minibert, minibert.cli, minibert.pipelines, minibert.ray\n"
+            "minibert.cli.build_parser().parse_args(['classify', '--input', 'x.parquet', '--output', 'o'])\n"
+            "print(sorted(m for m in ('ray', 'pyarrow', 'pandas', 'tensorflow') if m in sys.modules))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    assert p.stdout.decode().strip() == "[]"
+
+
+def test_ray_missing_is_one_line_with_the_install_command(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from minibert.cli import main\n"
+            f"sys.exit(main(['classify', '--input', {str(SST2)!r}, '--input-format', 'text', '--output', 'o']))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=60, cwd=tmp_path)
+    assert p.returncode == 1
+    assert p.stderr.decode().strip() == 'minibert: error: Ray is not installed; install the extra: pip install "minibert[ray]"'
