@@ -3,8 +3,7 @@
 Two choices decide how fast TensorFlow runs these models on a CPU:
 - the matmul library of the plain-graph ops: oneDNN or Eigen. TensorFlow reads `TF_ENABLE_ONEDNN_OPTS`
   once, when it is imported, and by default turns oneDNN on only where the CPU has AVX-512 neural-network
-  features (VNNI, BF16, AMX). Its pip wheel is compiled for AVX without FMA, so its Eigen kernels use the
-  same instructions on every x86 CPU; oneDNN picks AVX2, AVX-512 or AMX code at run time.
+  features (VNNI, BF16, AMX); oneDNN picks AVX2, AVX-512 or AMX code at run time.
 - which inputs run under XLA (compiled for the CPU it runs on, fusing the element-wise work into the
   matmuls, one compilation per padded shape) and which as a plain graph (traced once, any shape).
   See `compiled.py` for the buckets.
@@ -14,8 +13,7 @@ how small inputs run; large ones always run as a plain graph). `RULE` maps the C
 `MINIBERT_PATH` overrides it. A `TF_ENABLE_ONEDNN_OPTS` the user set is never changed, and once TensorFlow is
 imported its oneDNN state is what it is: the path reported is then the one in effect.
 
-The measurements behind `RULE` (scripts/bench.py --paths, 2-core AMD EPYC, AVX-512 native and AVX2 emulated
-with `ONEDNN_MAX_CPU_ISA=AVX2` and XLA's `--xla_cpu_max_isa=AVX2`) are in the README's speed section.
+The measurements behind `RULE` are beside it (and in the README's speed section).
 """
 from __future__ import annotations
 
@@ -45,20 +43,23 @@ class Path:
         return cls(matmuls, small)
 
 
-# The CPU's vector ISA -> the fastest path measured on it. On a 2-core AMD EPYC (Zen 4), distilbert-base-sized,
-# min times, `scripts/bench.py --paths` (and `--cpu avx2`, which holds oneDNN and XLA to AVX2 code):
+# The CPU's vector ISA -> the fastest path measured on it. `scripts/bench.py --paths-only` (and `--cpu avx2`,
+# which holds oneDNN and XLA to AVX2 code), distilbert-base-sized, best of 3 alternating rounds, on a
+# 2-core AMD EPYC (Zen 4), quiet machine, 2026-11-25:
 #
-#                      1x16 latency   32x128 batch   872-text corpus
-#   AVX-512 onednn+xla     16.1 ms        1.89 s         10.96 s
-#           eigen+xla      15.7 ms        2.36 s         13.50 s
-#           onednn+graph   21.4 ms        2.04 s         12.74 s
-#           eigen+graph    19.9 ms        2.32 s         13.57 s
-#   AVX2    onednn+xla     18.0 ms        2.10 s         12.15 s
-#           eigen+xla      20.7 ms        2.58 s         13.52 s   (TensorFlow's default on AVX2)
+#                     latency 1x16   batch 64x24   batch 32x128
+#   AVX-512 onednn+xla    16.2 ms        658 ms        1.88 s
+#           onednn+graph  18.6 ms        650 ms        1.80 s
+#           eigen+xla     15.2 ms        647 ms        1.80 s
+#           eigen+graph   18.9 ms        655 ms        1.82 s
+#   AVX2    onednn+xla    15.6 ms        665 ms        1.87 s
+#           onednn+graph  18.3 ms        674 ms        1.88 s
+#           eigen+xla     15.8 ms        670 ms        1.89 s   (TensorFlow's default on AVX2)
+#           eigen+graph   18.3 ms        671 ms        1.89 s
 #
-# So oneDNN for the plain graph and XLA for small inputs on both kinds: on AVX2 that turns on the oneDNN
-# that TensorFlow leaves off there (its wheel's Eigen kernels are AVX code without FMA on every CPU, while
-# oneDNN dispatches AVX2+FMA). AMX was not measured (no such machine): it gets the AVX-512 path.
+# XLA for small inputs is worth 2.5-3.5 ms at one sentence on both kinds. The matmul library is a tie on this
+# machine; on a real AVX2-only EPYC (issue 10) turning oneDNN on took the 32x128 batch from 3.33 to 2.70 s,
+# so AVX2 gets oneDNN too. AMX was not measured (no such machine): it gets the AVX-512 path.
 RULE = {
     "amx": Path("onednn", "xla"),
     "avx512": Path("onednn", "xla"),
