@@ -129,7 +129,8 @@ def configure() -> Path:
     """Choose the path for this process (once) and set what must be set before TensorFlow is imported.
 
     Called by `import minibert`; only sets `TF_ENABLE_ONEDNN_OPTS` when the user has not, and only while
-    TensorFlow is not imported yet.
+    TensorFlow is not imported yet. A `TF_ENABLE_ONEDNN_OPTS` the user set decides the matmul library
+    (without a word, unless `MINIBERT_PATH` asks for the other one).
     """
     global _chosen, _why
     if _chosen is not None:
@@ -148,7 +149,10 @@ def configure() -> Path:
         wanted = Path("onednn" if default_onednn else "eigen", "xla")
         _why = "TensorFlow's defaults (no rule for this CPU)"
     user_set = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    if user_set is None and "tensorflow" not in sys.modules:
+    if user_set is not None and not override:  # the user's own choice of matmuls is the path, silently
+        wanted = Path("onednn" if user_set.strip().lower() in ("1", "true") else "eigen", wanted.small)
+        _why += f", with TF_ENABLE_ONEDNN_OPTS={user_set} as set"
+    elif user_set is None and "tensorflow" not in sys.modules:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if wanted.matmuls == "onednn" else "0"
     _chosen = wanted
     return wanted

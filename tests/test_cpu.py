@@ -68,6 +68,9 @@ def test_the_rule_sets_onednn_and_reports_it():
     if want:
         assert d["path"] == want and d["why"] == f"the rule for {cpu.isa()}"
         assert d["onednn"] is (rule.matmuls == "onednn")
+    else:  # a CPU without a rule keeps TensorFlow's own oneDNN default
+        assert d["why"] == "TensorFlow's defaults (no rule for this CPU)"
+        assert d["onednn"] is d["tensorflow_onednn_default"]
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
@@ -95,6 +98,13 @@ def test_the_users_onednn_setting_is_never_changed():
     *_, line, setting = p.stdout.strip().splitlines()
     assert setting == "0" and json.loads(line)["path"] == "eigen+xla"
     assert p.stderr.count("cannot run here (TF_ENABLE_ONEDNN_OPTS is set); running eigen+xla") == 1, p.stderr
+
+
+def test_the_users_onednn_setting_alone_is_taken_without_a_word():
+    p = run(DESCRIBE, TF_ENABLE_ONEDNN_OPTS="0")
+    d = described(p)
+    assert d["path"].startswith("eigen+") and d["onednn"] is False
+    assert "TF_ENABLE_ONEDNN_OPTS=0 as set" in d["why"] and "Warning" not in p.stderr, p.stderr
 
 
 def test_tensorflow_imported_first_is_reported_as_it_runs():
