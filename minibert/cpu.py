@@ -144,6 +144,7 @@ def configure() -> Path:
             wanted, _why = Path.parse(override), f"{ENV}={override}"
         except ValueError as e:
             warnings.warn(f"{ENV}: {e}; using {_why_rule(kind)}", stacklevel=2)
+            override = None
     default_onednn = tensorflow_onednn_default(flags)
     if wanted is None:
         wanted = Path("onednn" if default_onednn else "eigen", "xla")
