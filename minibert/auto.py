@@ -40,14 +40,17 @@ class _AutoModel:
     def from_pretrained(cls, name_or_path, config: PretrainedConfig | None = None, **kwargs):
         """Extra keyword arguments override config fields, as in transformers (`num_labels=3`)."""
         from .checkpoint import HUB_KWARGS, resolve
+        from .modeling import matmul_dtype
 
+        dtype = matmul_dtype(kwargs.pop("dtype", None))  # a bad value fails before anything is read
         folder = resolve(name_or_path, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
         loading_info = kwargs.pop("output_loading_info", False)
         if config is None:
             config = AutoConfig.from_pretrained(folder, **kwargs)
         elif kwargs:
             raise TypeError(f"unexpected keyword arguments {sorted(kwargs)} next to config=")
-        return model_class(config, cls.head).from_pretrained(folder, config=config, output_loading_info=loading_info)
+        return model_class(config, cls.head).from_pretrained(folder, config=config, output_loading_info=loading_info,
+                                                             dtype=dtype)
 
 
 def _auto(suffix: str, head: str) -> type:

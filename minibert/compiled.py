@@ -47,7 +47,8 @@ class CompiledForward:
         # warnings); a partial has no code object: each graph is counted on its own.
         self.xla = tf.function(functools.partial(forward), input_signature=[spec] * 3, jit_compile=True)
         self.graph = tf.function(functools.partial(forward), input_signature=[spec] * 3)
-        self.use_xla = cpu.path().small == "xla"  # the CPU's rule, or MINIBERT_PATH (cpu.py)
+        # The CPU's rule or MINIBERT_PATH (cpu.py); bfloat16 matmuls run faster in oneDNN's graph than under XLA.
+        self.use_xla = cpu.path().small == "xla" and model.dtype_name == "float32"
 
     def bucket(self, batch: int, seq: int):
         """The padded XLA shape for this input, or None when it is not small (or the path runs no XLA)."""

@@ -193,3 +193,14 @@ def describe() -> dict:
     p = path()
     return {"isa": isa(flags), "onednn": onednn_in_effect(), "path": str(p), "why": _why,
             "tensorflow_onednn_default": tensorflow_onednn_default(flags)}
+
+
+def bfloat16_matmuls() -> str | None:
+    """Why bfloat16 matmuls would not be fast here (None when they would): they need oneDNN on a CPU with
+    AVX512_BF16 or AMX; elsewhere oneDNN or XLA emulate them, slower than float32."""
+    flags = cpu_flags()
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return "this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)"
+    if path().matmuls != "onednn":
+        return f"the path is {path()} and bfloat16 matmuls need oneDNN"
+    return None

@@ -96,7 +96,12 @@ class Linear(keras.layers.Layer):
     def call(self, x):
         shape = tf.shape(x)
         x2 = tf.reshape(x, (-1, self.in_features))  # (..., in) -> (N, in)
-        y = tf.nn.bias_add(tf.matmul(x2, self.kernel), self.bias)  # (N, in) @ (in, out) -> (N, out)
+        lowp = self.__dict__.get("_lowp_kernel")  # set by PreTrainedModel.set_dtype("bfloat16"), else None
+        if lowp is None:
+            y = tf.matmul(x2, self.kernel)  # (N, in) @ (in, out) -> (N, out)
+        else:  # bfloat16 operands; oneDNN accumulates in float32, and the rest of the model stays float32
+            y = tf.cast(tf.matmul(tf.cast(x2, lowp.dtype), lowp), tf.float32)  # (N, in) @ (in, out) -> (N, out)
+        y = tf.nn.bias_add(y, self.bias)
         if self._act is not None:
             y = self._act(y)
         return tf.reshape(y, tf.concat([shape[:-1], [self.units]], 0))  # (N, out) -> (..., out)

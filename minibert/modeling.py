@@ -152,13 +152,16 @@ class PreTrainedModel(keras.Model):
     @classmethod
     def from_pretrained(cls, name_or_path, config: PretrainedConfig | None = None, *, revision=None,
                         local_files_only=False, cache_dir=None, token=None, output_loading_info=False,
-                        **config_overrides):
+                        dtype=None, **config_overrides):
         """Build the model from `config.json` and load `model.safetensors` (or its shards).
 
         `name_or_path` is a local folder or a Hub id (resolved and cached by huggingface_hub).
-        Extra keyword arguments override config fields, e.g. `num_labels=3`.
+        `dtype="bfloat16"` is an opt-in (see `set_dtype`). Extra keyword arguments override config
+        fields, e.g. `num_labels=3`.
         """
         from . import checkpoint
+
+        dtype = matmul_dtype(dtype)  # a bad value fails before anything is read
 
         folder = checkpoint.resolve(name_or_path, revision=revision, local_files_only=local_files_only,
                                     cache_dir=cache_dir, token=token)
@@ -177,7 +180,40 @@ class PreTrainedModel(keras.Model):
             if name.endswith("weight") and len(variables[name].shape) == 2 and name not in model.fixed_weights():
                 init = keras.initializers.RandomNormal(stddev=config.initializer_range)
                 variables[name].assign(init(variables[name].shape))
+        if dtype != "float32":
+            model.set_dtype(dtype)
         return (model, info) if output_loading_info else model
+
+    @property
+    def dtype_name(self) -> str:
+        """The matmul weights' dtype: 'float32' (the default, held to parity) or 'bfloat16'."""
+        return self.__dict__.get("_matmul_dtype", "float32")
+
+    def set_dtype(self, dtype) -> str:
+        """Run the `Linear` matmuls (attention projections, feed-forward, heads) with bfloat16 weights and
+        operands, or back in float32; returns the dtype in effect.
+
+        An opt-in like transformers' `torch_dtype`, outside the float32 parity suite: embeddings, LayerNorm,
+        softmax, the attention products and every output stay float32, and the float32 weights are kept
+        (`save_pretrained` writes them unchanged). bfloat16 runs only where it is fast (oneDNN on a CPU with
+        AVX512_BF16 or AMX); elsewhere one warning says why and the model stays float32. Such a model
+        runs as a plain graph at every size (XLA's CPU bfloat16 matmuls were slower than float32).
+        """
+        import warnings
+
+        from . import cpu
+        from .layers import Linear
+
+        dtype = matmul_dtype(dtype)
+        if dtype == "bfloat16" and (why := cpu.bfloat16_matmuls()):
+            warnings.warn(f"dtype='bfloat16': {why}; the model runs in float32", stacklevel=2)
+            dtype = "float32"
+        for layer in self._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, Linear):  # a plain attribute, so no checkpoint or Keras weight list sees it
+                layer.__dict__["_lowp_kernel"] = tf.cast(layer.kernel, tf.bfloat16) if dtype == "bfloat16" else None
+        self.__dict__["_matmul_dtype"] = dtype
+        self.__dict__.pop("_compiled", None)  # traced for the old dtype
+        return dtype
 
     def fixed_weights(self) -> set[str]:
         """Hub names of weights that are computed, not learned (DistilBERT's sinusoidal positions)."""
@@ -188,6 +224,17 @@ class PreTrainedModel(keras.Model):
         from . import checkpoint
 
         checkpoint.save(self, save_directory)
+
+
+def matmul_dtype(dtype) -> str:
+    """'float32' or 'bfloat16' from what a user may pass (None, a name, a NumPy or TensorFlow dtype)."""
+    if dtype is None:
+        return "float32"
+    name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype)
+    name = name.removeprefix("tf.").removeprefix("torch.")
+    if name not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16' (bfloat16 matmul weights, an opt-in), got {dtype!r}")
+    return name
 
 
 def _as_int_array(x, name: str) -> np.ndarray:

@@ -140,6 +140,36 @@ def worker_path(folder, data, n):
             "mid_batch": timed(lambda: model(mid).logits.numpy(), 5), "big_batch": timed(lambda: model(big).logits.numpy(), 3, warmup=1)}
 
 
+def worker_bf16(folder, data, n):
+    """minibert with dtype="bfloat16" (an opt-in): speed on the bench model, and on the default sentiment model
+    (trained) its SST-2 dev accuracy in float32 and bfloat16 and how often the two agree on the label."""
+    import numpy as np
+
+    import minibert
+    from minibert import default_model
+
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(folder, dtype="bfloat16")
+    if model.dtype_name != "bfloat16":
+        return {"error": "bfloat16 is not fast on this CPU; the model stayed float32"}
+    tok = minibert.AutoTokenizer.from_pretrained(folder)
+    one = tok(SENTENCE_16, return_tensors="np")
+    big = {"input_ids": np.full((32, 128), 2000), "attention_mask": np.ones((32, 128), int)}
+    texts = read_texts(data)
+    res = {"latency": timed(lambda: model(one).logits.numpy(), n),
+           "big_batch": timed(lambda: model(big).logits.numpy(), 5, warmup=2)}
+    pipe = minibert.pipeline("sentiment-analysis", model=model, tokenizer=tok)
+    res["corpus"] = timed(lambda: pipe(texts), 3, warmup=1)
+    with open(os.path.join(data, "dev.txt"), encoding="utf-8") as f:
+        gold = [int(line.split(" ", 1)[0]) for line in f]
+    labels = {}
+    for dtype in ("float32", "bfloat16"):
+        p = minibert.pipeline("sentiment-analysis", model=default_model.path(), model_kwargs={"dtype": dtype})
+        labels[dtype] = [int(r["label"] == "POSITIVE") for r in p(texts)]
+        res[f"sst2_dev_accuracy_{dtype}"] = float(np.mean(np.array(labels[dtype]) == np.array(gold)))
+    res["label_agreement"] = float(np.mean(np.array(labels["float32"]) == np.array(labels["bfloat16"])))
+    return res
+
+
 def worker_transformers(folder, data, n):
     import torch
     import transformers as tr
@@ -236,7 +266,7 @@ def worker_corpus_tokens(folder, data):
     return {"tokens": sum(len(x) for x in tok(texts, truncation=True)["input_ids"]), "texts": len(texts)}
 
 
-WORKERS = {"minibert": worker_minibert, "path": worker_path, "transformers": worker_transformers, "onnxruntime": worker_onnxruntime,
+WORKERS = {"minibert": worker_minibert, "path": worker_path, "bf16": worker_bf16, "transformers": worker_transformers, "onnxruntime": worker_onnxruntime,
            "sgemm": worker_sgemm, "tokens": worker_corpus_tokens, "make_roberta": worker_make_roberta}
 
 
@@ -291,6 +321,9 @@ def main(argv=None):
     p.add_argument("--calls", type=int, default=100, help="timed calls for latency (default 100: the minimum of many is what a shared machine can repeat)")
     p.add_argument("--paths", action="store_true",
                    help="also time minibert on every path (MINIBERT_PATH), the measurements behind minibert/cpu.py's rule")
+    p.add_argument("--bf16", action="store_true",
+                   help="also time minibert with dtype='bfloat16' (opt-in), with its SST-2 dev accuracy and label agreement")
+    p.add_argument("--bf16-only", action="store_true", help="time only minibert in float32 and bfloat16 (--bf16), no peers")
     p.add_argument("--paths-only", action="store_true", help="time only minibert's paths (--paths), no peers")
     p.add_argument("--cpu", choices=["native", "avx2"], default="native",
                    help="avx2: hold TensorFlow, PyTorch and numpy to AVX2 code on an AVX-512 machine (flags; onnxruntime is not held)")
@@ -301,7 +334,7 @@ def main(argv=None):
     if args.worker:
         name, *rest = args.worker
         fn = WORKERS[name]
-        rest = [rest[0], args.data, args.calls] if name in ("minibert", "path", "transformers", "onnxruntime") else \
+        rest = [rest[0], args.data, args.calls] if name in ("minibert", "path", "bf16", "transformers", "onnxruntime") else \
                [rest[0], args.data] if name in ("tokens", "make_roberta") else [args.data]
         print(json.dumps(fn(*rest)))
         return 0
@@ -316,10 +349,13 @@ def main(argv=None):
         results = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                                "isa": cpu.isa(), "held_to": args.cpu, "date": time.strftime("%Y-%m-%d")}}
         for name in ("sgemm", "tokens", "minibert", "transformers", "onnxruntime"):
-            if args.paths_only:
-                break
+            if args.paths_only or (args.bf16_only and name != "minibert"):
+                continue
             print(f"running {name} ...", file=sys.stderr, flush=True)
             results[name] = run_worker(name, folder) if name != "sgemm" else run_worker(name)
+        if (args.bf16 or args.bf16_only) and not args.paths_only:
+            print("running minibert in bfloat16 ...", file=sys.stderr, flush=True)
+            results["bf16"] = run_worker("bf16", folder)
         if args.paths or args.paths_only:  # rounds that alternate the paths: a busy neighbour then slows them all alike
             paths = [f"{m}+{s}" for m in cpu.MATMULS for s in cpu.SMALL]
             rounds = {p: [] for p in paths}
@@ -330,6 +366,11 @@ def main(argv=None):
             results["paths"] = {p: best_of(r) for p, r in rounds.items()}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if args.bf16_only:
+        report_bf16(results)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        return 0
     if args.paths_only:
         results["minibert"] = {"cpu": cpu.describe()}  # the path this machine's rule chooses
         report_paths(results)
@@ -347,6 +388,8 @@ def main(argv=None):
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     report(results)
+    if "bf16" in results:
+        report_bf16(results)
     if "paths" in results:
         report_paths(results)
     report_roberta(results["roberta"])
@@ -421,6 +464,19 @@ def report(r):
         met = value >= bound if op == ">=" else value <= bound
         r["targets"][what] = {"value": value, "met": met}
         print(f"  {what:<38} {value:10.3f}  {'met' if met else 'NOT met'}")
+
+
+def report_bf16(r):
+    b, f = r["bf16"], r["minibert"]
+    if "error" in b:
+        print(f"\nbfloat16: not measured ({b['error']})")
+        return
+    print("\nminibert with dtype='bfloat16' (opt-in; float32 in brackets):")
+    for what, key in (("latency, 1x16 (min)", "latency"), ("big batch, 32x128", "big_batch"), ("corpus, 872 SST-2 dev", "corpus")):
+        print(f"  {what:<24} {b[key]['min_s'] * 1e3:>9.1f} ms  ({f[key]['min_s'] * 1e3:.1f} ms, "
+              f"{f[key]['min_s'] / b[key]['min_s']:.2f}x faster)")
+    print(f"  default sentiment model on SST-2 dev: accuracy {b['sst2_dev_accuracy_bfloat16']:.1%} in bfloat16, "
+          f"{b['sst2_dev_accuracy_float32']:.1%} in float32; the same label on {b['label_agreement']:.1%} of the texts")
 
 
 def report_paths(r):
