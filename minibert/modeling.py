@@ -197,7 +197,8 @@ class PreTrainedModel(keras.Model):
         softmax, the attention products and every output stay float32, and the float32 weights are kept
         (`save_pretrained` writes them unchanged). bfloat16 runs only where it is fast (oneDNN on a CPU with
         AVX512_BF16 or AMX); elsewhere one warning says why and the model stays float32. Such a model
-        runs as a plain graph at every size (XLA's CPU bfloat16 matmuls were slower than float32).
+        runs as a plain graph at every size (XLA's CPU bfloat16 matmuls were slower than float32). The
+        bfloat16 kernels are copies made here: after assigning new weights, call `set_dtype` again.
         """
         import warnings
 
