@@ -109,3 +109,23 @@ def _diff(got, want, m, key):
     elif m is not None and key == "attentions":
         d = d.transpose(0, 2, 1, 3)[m]  # (B, H, Tq, Tk) -> rows of real query tokens
     return float(d.max())
+
+
+# -- comparing pipeline results -----------------------------------------------------------------
+SCORE_TOL = 1e-5
+
+
+def assert_same(ours, theirs, where="result"):
+    """Same structure, keys in the same order, equal strings and ints, scores within SCORE_TOL."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and list(ours) == list(theirs), f"{where}: {ours!r} vs {theirs!r}"
+        for k in theirs:
+            assert_same(ours[k], theirs[k], f"{where}[{k!r}]")
+    elif isinstance(theirs, (list, tuple)):
+        assert isinstance(ours, list) and len(ours) == len(theirs), f"{where}: {ours!r} vs {theirs!r}"
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(theirs, (float, np.floating)):
+        assert isinstance(ours, float) and abs(ours - float(theirs)) <= SCORE_TOL, f"{where}: {ours} vs {theirs}"
+    else:
+        assert ours == theirs and isinstance(ours, type(theirs)), f"{where}: {ours!r} vs {theirs!r}"

@@ -17,7 +17,7 @@ import pytest
 
 import minibert
 from minibert import pipeline
-from reference import make_checkpoint, minilm_dir
+from reference import assert_same, make_checkpoint, minilm_dir
 
 POSITIONS = 42  # RoBERTa/XLM-R take 42 - pad_token_id - 1 = 40 tokens
 TINY = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
@@ -271,22 +271,6 @@ def test_tokenizer_and_model_equal_transformers(folders, electra_folder, name):
     with torch.no_grad():
         want = ref_model.eval()(**ref_enc).logits.numpy()
     assert np.abs(logits - want).max() <= 1e-5
-
-
-def assert_same(ours, theirs, where="result"):
-    """Same structure and keys, equal strings and ints, scores within 1e-5."""
-    if isinstance(theirs, dict):
-        assert isinstance(ours, dict) and list(ours) == list(theirs), f"{where}: {ours!r} vs {theirs!r}"
-        for k in theirs:
-            assert_same(ours[k], theirs[k], f"{where}[{k!r}]")
-    elif isinstance(theirs, (list, tuple)):
-        assert isinstance(ours, list) and len(ours) == len(theirs), f"{where}: {ours!r} vs {theirs!r}"
-        for i, (a, b) in enumerate(zip(ours, theirs)):
-            assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(theirs, (float, np.floating)):
-        assert abs(ours - float(theirs)) <= 1e-5, f"{where}: {ours} vs {theirs}"
-    else:
-        assert ours == theirs, f"{where}: {ours!r} vs {theirs!r}"
 
 
 def test_xlm_roberta_pipelines_equal_transformers(folders):

@@ -18,9 +18,8 @@ import pytest
 
 from minibert import pipeline
 from minibert.pipelines import ALIASES, TASKS, get_task
-from reference import make_checkpoint, minilm_dir
+from reference import assert_same, make_checkpoint, minilm_dir
 
-SCORE_TOL = 1e-5
 POSITIONS = 40
 BERT = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
             max_position_embeddings=POSITIONS)
@@ -137,23 +136,6 @@ def reference(task, folder):
 def ours(task, folder):
     """minibert's pipeline on the folder, built once: its compiled forwards are reused across tests."""
     return pipeline(task, model=folder)
-
-
-# -- comparing results ---------------------------------------------------------------------------
-def assert_same(ours, theirs, where="result"):
-    """Same structure, keys in the same order, equal strings and ints, scores within SCORE_TOL."""
-    if isinstance(theirs, dict):
-        assert isinstance(ours, dict) and list(ours) == list(theirs), f"{where}: {ours!r} vs {theirs!r}"
-        for k in theirs:
-            assert_same(ours[k], theirs[k], f"{where}[{k!r}]")
-    elif isinstance(theirs, (list, tuple)):
-        assert isinstance(ours, list) and len(ours) == len(theirs), f"{where}: {ours!r} vs {theirs!r}"
-        for i, (a, b) in enumerate(zip(ours, theirs)):
-            assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(theirs, (float, np.floating)):
-        assert isinstance(ours, float) and abs(ours - float(theirs)) <= SCORE_TOL, f"{where}: {ours} vs {theirs}"
-    else:
-        assert ours == theirs and isinstance(ours, type(theirs)), f"{where}: {ours!r} vs {theirs!r}"
 
 
 class Counting:
