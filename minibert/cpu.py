@@ -118,7 +118,12 @@ def onednn_in_effect() -> bool | None:
 
         return bool(_pywrap_util_port.IsMklEnabled())
     except (ImportError, AttributeError):  # a TensorFlow that does not say
-        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") in ("1", "true", "True")
+        return _onednn_setting(os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""))
+
+
+def _onednn_setting(value: str) -> bool:
+    """TF_ENABLE_ONEDNN_OPTS as TensorFlow reads it: '1' or 'true' (any case) turns oneDNN on."""
+    return value.strip().lower() in ("1", "true")
 
 
 _chosen: Path | None = None
@@ -145,13 +150,12 @@ def configure() -> Path:
         except ValueError as e:
             warnings.warn(f"{ENV}: {e}; using {_why_rule(kind)}", stacklevel=2)
             override = None
-    default_onednn = tensorflow_onednn_default(flags)
     if wanted is None:
-        wanted = Path("onednn" if default_onednn else "eigen", "xla")
+        wanted = Path("onednn" if tensorflow_onednn_default(flags) else "eigen", "xla")
         _why = "TensorFlow's defaults (no rule for this CPU)"
     user_set = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     if user_set is not None and not override:  # the user's own choice of matmuls is the path, silently
-        wanted = Path("onednn" if user_set.strip().lower() in ("1", "true") else "eigen", wanted.small)
+        wanted = Path("onednn" if _onednn_setting(user_set) else "eigen", wanted.small)
         _why += f", with TF_ENABLE_ONEDNN_OPTS={user_set} as set"
     elif user_set is None and "tensorflow" not in sys.modules:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if wanted.matmuls == "onednn" else "0"
@@ -201,6 +205,7 @@ def bfloat16_matmuls() -> str | None:
     flags = cpu_flags()
     if not flags & {"avx512_bf16", "amx_bf16"}:
         return "this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)"
-    if path().matmuls != "onednn":
-        return f"the path is {path()} and bfloat16 matmuls need oneDNN"
+    p = path()
+    if p.matmuls != "onednn":
+        return f"the path is {p} and bfloat16 matmuls need oneDNN"
     return None
