@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """minibert against its peers on this machine, in one run: latency, corpus, big batch, load, the limit.
 
-    python scripts/bench.py [--json bench.json] [--data data/sst2] [--paths] [--cpu avx2]
+    python scripts/bench.py [--json bench.json] [--data data/sst2] [--paths | --paths-only] [--bf16 | --bf16-only]
+                            [--cpu avx2]
 
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
 depend on them), written once into a temp folder; then a roberta-base-sized one (written by transformers,
@@ -43,14 +44,27 @@ TARGETS = [
     ("peak RSS <= weights + 1 GB", lambda r: r["minibert"]["peak_rss_mb"] - r["minibert"]["weights_mb"], 1024, "<="),
 ]
 # `--cpu avx2` on an AVX-512 machine: every library held to AVX2 code, as far as its flags allow
-# (TensorFlow's Eigen kernels are AVX code on every x86 CPU; onnxruntime has no such flag and is not held).
+# (onnxruntime has no such flag and is not held).
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
             "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell"}
 
 
-def read_texts(data):
+def read_labelled(data):
+    """SST-2 dev as (labels, texts): each line is `LABEL TEXT` (data/sst2/README.md)."""
     with open(os.path.join(data, "dev.txt"), encoding="utf-8") as f:
-        return [line.rstrip("\n").split(" ", 1)[1] for line in f]
+        pairs = [line.rstrip("\n").split(" ", 1) for line in f]
+    return [int(label) for label, _ in pairs], [text for _, text in pairs]
+
+
+def read_texts(data):
+    return read_labelled(data)[1]
+
+
+def token_batch(B, T, dtype=int):
+    """A (B, T) batch of one repeated token, no padding, as numpy: what the batch timings feed every model."""
+    import numpy as np
+
+    return {"input_ids": np.full((B, T), 2000, dtype), "attention_mask": np.ones((B, T), dtype)}
 
 
 def timed(fn, n, warmup=3):
@@ -96,8 +110,6 @@ class PeakRSS:
 
 # -- workers: each runs in a fresh process and prints one JSON object -------------------------
 def worker_minibert(folder, data, n):
-    import numpy as np
-
     t = time.perf_counter()
     import minibert
     import minibert.auto  # noqa: F401  (TensorFlow and the model code: "after import" means after this)
@@ -110,7 +122,7 @@ def worker_minibert(folder, data, n):
     load_s = time.perf_counter() - t
     tok = minibert.AutoTokenizer.from_pretrained(folder)
     one = tok(SENTENCE_16, return_tensors="np")  # 16 tokens with the uncased WordPiece; RoBERTa's BPE differs
-    big = {"input_ids": np.full((32, 128), 2000), "attention_mask": np.ones((32, 128), int)}
+    big = token_batch(32, 128)
     res = {"import_s": import_s, "load_s": load_s, "rss_after_import_mb": rss_import,
            "latency_tokens": one["input_ids"].shape[1], "cpu": cpu.describe()}
     res["latency"] = timed(lambda: model(one).logits.numpy(), n)
@@ -127,15 +139,12 @@ def worker_minibert(folder, data, n):
 
 def worker_path(folder, data, n):
     """One round of `--paths`: minibert's latency, a mid-sized batch and the big batch on the path MINIBERT_PATH names."""
-    import numpy as np
-
     import minibert
     from minibert import cpu
 
     model = minibert.AutoModelForSequenceClassification.from_pretrained(folder)
     one = minibert.AutoTokenizer.from_pretrained(folder)(SENTENCE_16, return_tensors="np")
-    mid = {"input_ids": np.full((64, 24), 2000), "attention_mask": np.ones((64, 24), int)}  # a corpus batch
-    big = {"input_ids": np.full((32, 128), 2000), "attention_mask": np.ones((32, 128), int)}
+    mid, big = token_batch(64, 24), token_batch(32, 128)  # a corpus batch, and the big one
     return {"path": cpu.describe()["path"], "latency": timed(lambda: model(one).logits.numpy(), min(n, 40)),
             "mid_batch": timed(lambda: model(mid).logits.numpy(), 5), "big_batch": timed(lambda: model(big).logits.numpy(), 3, warmup=1)}
 
@@ -153,14 +162,12 @@ def worker_bf16(folder, data, n):
         return {"error": "bfloat16 is not fast on this CPU; the model stayed float32"}
     tok = minibert.AutoTokenizer.from_pretrained(folder)
     one = tok(SENTENCE_16, return_tensors="np")
-    big = {"input_ids": np.full((32, 128), 2000), "attention_mask": np.ones((32, 128), int)}
-    texts = read_texts(data)
+    big = token_batch(32, 128)
+    gold, texts = read_labelled(data)
     res = {"latency": timed(lambda: model(one).logits.numpy(), n),
            "big_batch": timed(lambda: model(big).logits.numpy(), 5, warmup=2)}
     pipe = minibert.pipeline("sentiment-analysis", model=model, tokenizer=tok)
     res["corpus"] = timed(lambda: pipe(texts), 3, warmup=1)
-    with open(os.path.join(data, "dev.txt"), encoding="utf-8") as f:
-        gold = [int(line.split(" ", 1)[0]) for line in f]
     labels = {}
     for dtype in ("float32", "bfloat16"):
         p = minibert.pipeline("sentiment-analysis", model=default_model.path(), model_kwargs={"dtype": dtype})
@@ -180,7 +187,7 @@ def worker_transformers(folder, data, n):
     load_s = time.perf_counter() - t
     tok = tr.AutoTokenizer.from_pretrained(folder)
     one = tok(SENTENCE_16, return_tensors="pt")
-    big = {"input_ids": torch.full((32, 128), 2000), "attention_mask": torch.ones((32, 128), dtype=torch.long)}
+    big = {k: torch.from_numpy(v) for k, v in token_batch(32, 128, "int64").items()}
     res = {"load_s": load_s}
     with torch.inference_mode():
         res["latency"] = timed(lambda: model(**one).logits.numpy(), n)
@@ -210,7 +217,7 @@ def worker_onnxruntime(folder, data, n):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     tok = tr.AutoTokenizer.from_pretrained(folder)
     one = {k: v.astype(np.int64) for k, v in tok(SENTENCE_16, return_tensors="np").items() if k != "token_type_ids"}
-    big = {"input_ids": np.full((32, 128), 2000, np.int64), "attention_mask": np.ones((32, 128), np.int64)}
+    big = token_batch(32, 128, "int64")
     return {"latency": timed(lambda: sess.run(None, one), n), "big_batch": timed(lambda: sess.run(None, big), 5, warmup=2)}
 
 
