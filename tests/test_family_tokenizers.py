@@ -239,14 +239,19 @@ def test_length_limit_is_the_models(folders):
 
 # -- tokenizer + model, end to end ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def electra_folder(tmp_path_factory):
-    """An ELECTRA classifier with a WordPiece tokenizer (the MiniLM uncased vocabulary) saved as ELECTRA's."""
+def electra_tokenizer(tmp_path_factory):
+    """A WordPiece tokenizer (the MiniLM uncased vocabulary) saved as ELECTRA's, with no model_max_length."""
     from transformers import ElectraTokenizerFast
 
     tok_dir = str(tmp_path_factory.mktemp("electra_tok"))
     ElectraTokenizerFast.from_pretrained(minilm_dir()).save_pretrained(tok_dir)
-    edit_config(tok_dir, drop=["model_max_length"])
-    return model_folder(tmp_path_factory, "electra", "electra", "sequence-classification", tok_dir, 5,
+    return edit_config(tok_dir, drop=["model_max_length"])
+
+
+@pytest.fixture(scope="module")
+def electra_folder(tmp_path_factory, electra_tokenizer):
+    """An ELECTRA classifier with the WordPiece tokenizer above."""
+    return model_folder(tmp_path_factory, "electra", "electra", "sequence-classification", electra_tokenizer, 5,
                         embedding_size=16, num_labels=3)
 
 
@@ -323,3 +328,79 @@ def test_vocabulary_larger_than_the_model_is_refused(tmp_path_factory, folders):
     with pytest.raises(ValueError, match=rf"{where}/tokenizer\.json\) has 2001 tokens.*{where}/config\.json\).*"
                                          r"vocab_size=2000: id 2000 has no embedding"):
         pipeline("fill-mask", model=folder)
+
+
+# -- every pipeline task on every family's own tokenizer -----------------------------------------
+NLI = dict(id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
+           label2id={"contradiction": 0, "neutral": 1, "entailment": 2})
+NER = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+CONTEXT = " ".join(TEXTS[:5] + [b for _, b in PAIRS]) * 2  # far beyond 40 tokens: read in windows
+QUESTIONS = ["Who flew to Zürich?", "Where is 東京?", "What is naïve?"]
+
+
+@pytest.fixture(scope="module")
+def task_tokenizers(tmp_path_factory, bpe, unigram, electra_tokenizer):
+    """family -> a tokenizer folder limited to 40 tokens (without a limit transformers' pipelines would run
+    past the tiny models' position tables), saved by transformers."""
+    from transformers import RobertaTokenizerFast, XLMRobertaTokenizerFast
+
+    out = {}
+    for family, cls, tok in (("roberta", RobertaTokenizerFast, bpe), ("xlm-roberta", XLMRobertaTokenizerFast, unigram)):
+        folder = str(tmp_path_factory.mktemp(f"{family}_task_tok"))
+        cls(tokenizer_object=tok, model_max_length=POSITIONS - 2).save_pretrained(folder)
+        out[family] = folder
+    folder = str(tmp_path_factory.mktemp("electra_task_tok"))
+    for file in os.listdir(electra_tokenizer):
+        shutil.copy(os.path.join(electra_tokenizer, file), folder)
+    out["electra"] = edit_config(folder, model_max_length=POSITIONS - 2)
+    return out
+
+
+TASK_HEADS = {"text-classification": ("sequence-classification", NLI), "zero-shot-classification":
+              ("sequence-classification", NLI), "token-classification": ("token-classification", dict(
+                  id2label=dict(enumerate(NER)), label2id={n: i for i, n in enumerate(NER)})),
+              "question-answering": ("question-answering", {}), "fill-mask": ("masked-lm", {}),
+              "feature-extraction": ("model", {})}
+
+
+@pytest.mark.parametrize("task", sorted(TASK_HEADS))
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "electra"])
+def test_every_task_equals_transformers_pipeline(tmp_path_factory, task_tokenizers, family, task):
+    """minibert's pipeline and transformers 4.57's on the same folder: a byte-level BPE (RoBERTa), a Unigram
+    (XLM-R) and ELECTRA's WordPiece, each with every task's head; accents, CJK, emoji, pairs, long inputs."""
+    import transformers
+
+    head, config = TASK_HEADS[task]
+    # Weights 10x the default scale: the scores of a random model then depend on the text enough that the
+    # ranks of labels and answers are not near-ties decided by float rounding.
+    extra = dict(initializer_range=0.2, **(dict(embedding_size=16) if family == "electra" else {}))
+    folder = model_folder(tmp_path_factory, f"{family}_{head}", family, head, task_tokenizers[family],
+                          seed=sorted(TASK_HEADS).index(task), **config, **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # long inputs truncated, transformers' heuristics for BPE words
+        ref, pipe = transformers.pipeline(task, model=folder, tokenizer=folder), pipeline(task, model=folder)
+        texts = [t for t in TEXTS if t]
+        if task == "text-classification":
+            pairs = [{"text": a, "text_pair": b} for a, b in PAIRS]
+            for inputs in (texts, pairs):
+                assert_same(pipe(inputs, top_k=None), ref(inputs, top_k=None, truncation=True))
+        elif task == "zero-shot-classification":
+            kw = dict(candidate_labels=["cinéma", "travel", "東京"], multi_label=True)
+            assert_same(pipe(texts + [CONTEXT], **kw), ref(texts + [CONTEXT], **kw))
+        elif task == "token-classification":
+            for kw in (dict(aggregation_strategy="none"), dict(aggregation_strategy="simple", stride=6),
+                       dict(aggregation_strategy="first"), dict(aggregation_strategy="max", ignore_labels=[])):
+                assert_same(pipe(texts + [CONTEXT], **kw), ref(texts + [CONTEXT], **kw))
+        elif task == "question-answering":
+            for kw in (dict(top_k=2), dict(handle_impossible_answer=True, doc_stride=8)):
+                assert_same(pipe(question=QUESTIONS, context=CONTEXT, **kw),
+                            ref(question=QUESTIONS, context=CONTEXT, **kw))
+        elif task == "fill-mask":
+            mask = pipe.tokenizer.mask_token
+            masked = [t.replace("<mask>", mask) for t in ("the movie is <mask> , really", "Café <mask> à Zürich.",
+                                                           "<mask> 東京 🙂", "<mask> and <mask> too")]
+            assert_same(pipe(masked, top_k=3), ref(masked, top_k=3))
+        else:
+            want, got = ref(texts, truncation=True), pipe(texts)
+            assert [np.asarray(g).shape for g in got] == [np.asarray(w).shape for w in want]
+            assert max(np.abs(np.asarray(g) - np.asarray(w)).max() for g, w in zip(got, want)) <= 1e-4
