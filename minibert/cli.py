@@ -189,7 +189,13 @@ def _ner(args):
 
 
 def _qa(args):
-    context = _read_context(args.context)
+    if getattr(args, "input", None):  # a dataset: each row has its question and its context
+        if args.context:
+            raise CLIError("with --input, each row's context comes from its --pair-column (default: context), "
+                           "not --context")
+        context = None
+    else:
+        context = _read_context(args.context)
 
     def show(question, res):
         answers = res if isinstance(res, list) else [res]
@@ -421,8 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         common(sp, ["table", "jsonl", "tsv"], default_model)
         sp.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-        if verb != "qa":
-            add_ray_arguments(sp, pairs=verb == "classify")
+        add_ray_arguments(sp, pairs=verb in ("classify", "qa"))
         sp.set_defaults(func=cmd_task)
         return sp
 

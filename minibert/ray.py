@@ -11,10 +11,10 @@ pieces:
   per actor and run each batch through `minibert.pipeline(...)`, whose length-sorted batching is the
   one every other entry point uses;
 - `add_arguments` / `run`, the `--input` side of the task commands (`minibert classify`, `embed`, `ner`,
-  `fill-mask`, `zero-shot`), which pass the same call options as their one-process runs.
+  `qa`, `fill-mask`, `zero-shot`), which pass the same call options as their one-process runs.
 
-Which tasks run here, and what columns they add, is TASK_OUTPUTS below: one entry per task of
-`pipelines.TASKS` (question answering has none yet: its input is a question and a context).
+Which tasks run here, which columns they read and what columns they add, is TASK_OUTPUTS below: one
+entry per task of `pipelines.TASKS`.
 
 Library use, on a dataset of your own (one row per text in a `text` column):
 
@@ -65,8 +65,10 @@ def _require_ray():
 # passes to the pipeline, or a library caller's) and the pipeline, the columns it adds with their Arrow
 # types, and how one pipeline result becomes those columns' values. Fixed types, not inferred ones, so
 # that every block (an empty list, an all-error batch) has the same schema and the output folder reads
-# as one table. `pairs`: the task takes a second text column. `defaults`: call options when none are
-# given (an embedding is the mean-pooled, normalised vector, as `minibert embed` writes it).
+# as one table. `column`, `pair_column`: the columns read by default (a pair column for question
+# answering's contexts, and optionally for text-pair classifiers); `keys`: the names a row's two texts
+# take in the pipeline's input dict, None for tasks of single texts. `defaults`: call options when none
+# are given (an embedding is the mean-pooled, normalised vector, as `minibert embed` writes it).
 def _classification(options, pipe):
     import pyarrow as pa
 
@@ -77,6 +79,20 @@ def _classification(options, pipe):
     def values(result):
         ranked = result if isinstance(result, list) else [result]
         return {"label": ranked[0]["label"], "score": ranked[0]["score"], "labels": ranked}
+    return types, values
+
+
+def _answers(options, pipe):
+    import pyarrow as pa
+
+    fields = [("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()), ("answer", pa.string())]
+    types = dict(fields)
+    if options.get("top_k"):  # as `minibert qa --top-k K` writes them: the K best spans, best first
+        types["answers"] = pa.list_(pa.struct(fields))
+
+    def values(result):
+        ranked = result if isinstance(result, list) else [result]
+        return {**ranked[0], "answers": ranked}
     return types, values
 
 
@@ -115,12 +131,15 @@ def _embedding(options, pipe):
     return {"embedding": pa.list_(pa.float32(), size)}, None  # built from one numpy array: _columns
 
 
+_SINGLE = dict(column="text", pair_column=None, keys=None, defaults={})
 TASK_OUTPUTS = {
-    "text-classification": dict(columns=_classification, pairs=True, defaults={}),
-    "token-classification": dict(columns=_entities, pairs=False, defaults={}),
-    "fill-mask": dict(columns=_masks, pairs=False, defaults={}),
-    "zero-shot-classification": dict(columns=_zero_shot, pairs=False, defaults={}),
-    "feature-extraction": dict(columns=_embedding, pairs=False, defaults=dict(pooling="mean", normalize=True)),
+    "text-classification": dict(_SINGLE, columns=_classification, keys=("text", "text_pair")),
+    "token-classification": dict(_SINGLE, columns=_entities),
+    "question-answering": dict(columns=_answers, column="question", pair_column="context",
+                               keys=("question", "context"), defaults={}),
+    "fill-mask": dict(_SINGLE, columns=_masks),
+    "zero-shot-classification": dict(_SINGLE, columns=_zero_shot),
+    "feature-extraction": dict(_SINGLE, columns=_embedding, defaults=dict(pooling="mean", normalize=True)),
 }
 
 
@@ -186,7 +205,8 @@ class Predict:
     back with the task's columns added (see TASK_OUTPUTS: `label`, `score`; `embedding`; `entities`;
     `masks`; `labels`, `scores`) and every input column kept. Keyword arguments other than those named
     are the task's call options (`top_k=3`, `candidate_labels=[...]`, `aggregation_strategy="simple"`).
-    A row whose text is not a string or is longer than `max_text_bytes`, or that arrives with an `error`
+    `column` and `pair_column` default to the task's (TASK_OUTPUTS: `text`; `question` and `context` for
+    question answering). A row whose text is not a string or is longer than `max_text_bytes`, or that arrives with an `error`
     already set by minibert's reader, gets null outputs and an `error` message (`on_error="record"`) or
     stops the run with `BadRow` naming its file and row (`on_error="fail"`; the `error` column is then
     dropped from the output).
@@ -194,19 +214,20 @@ class Predict:
 
     task = None  # set by the subclasses below; `Predict(task=...)` for any task
 
-    def __init__(self, task=None, model=None, column="text", pair_column=None, on_error="fail",
+    def __init__(self, task=None, model=None, column=None, pair_column=None, on_error="fail",
                  threads=None, batch_size=None, max_length=None, max_text_bytes=MAX_TEXT_BYTES, **call_kwargs):
         task, out = _task_output(task or self.task)
         if on_error not in ("record", "fail"):
             raise ValueError(f"on_error={on_error!r}; use 'record' or 'fail'")
-        if pair_column and not out["pairs"]:
+        if pair_column and not out["keys"]:
             raise ValueError(f"task {task!r} takes single texts, not pairs (pair_column={pair_column!r})")
         _limit_threads(threads)
         from .pipelines import pipeline
 
         options = {**out["defaults"], **call_kwargs}  # the pipeline's defaults: checked here, once per actor
         self.pipe = pipeline(task, model=model, batch_size=batch_size, max_length=max_length, **options)
-        self.column, self.pair_column, self.on_error = column, pair_column, on_error
+        self.column, self.pair_column = column or out["column"], pair_column or out["pair_column"]
+        self.keys, self.on_error = out["keys"], on_error
         self.max_text_bytes = max_text_bytes
         self.types, self.values = out["columns"](options, self.pipe)
 
@@ -236,7 +257,7 @@ class Predict:
         if self.on_error == "fail" and len(keep) < n:
             raise BadRow(next(e for e in errors if e))
         inputs = [texts[i] for i in keep] if pairs is None else \
-            [{"text": texts[i], "text_pair": pairs[i]} for i in keep]
+            [dict(zip(self.keys, (texts[i], pairs[i]))) for i in keep]
         # The pipeline sorts this batch by length and runs it `batch_size` texts per forward: the same
         # code, and so the same numbers, as pipeline(...)(texts) in one process.
         results = self.pipe(inputs) if inputs else []
@@ -604,16 +625,18 @@ def check_address(address: str, timeout: float = 5.0) -> None:
 
 # -- the command ---------------------------------------------------------------------------------
 def add_arguments(parser, pairs: bool = False) -> None:
-    """The --input options on a task command's subparser (classify, ner, fill-mask, zero-shot, embed). The
+    """The --input options on a task command's subparser (classify, ner, qa, fill-mask, zero-shot, embed). The
     task's own options, --batch-size (texts per forward), --model and --max-length keep their meaning;
     `embed` already has --output, which names a folder here."""
     g = parser.add_argument_group("datasets on Ray (pip install \"minibert[ray]\")")
     g.add_argument("--input", "-i", nargs="+", metavar="PATH",
                    help="files, folders or globs to read with Ray Data (text lines, JSONL, CSV, Parquet)")
     g.add_argument("--input-format", choices=list(READERS), help="default: from the file extensions")
-    g.add_argument("--column", default="text", help="the text column (default: text)")
+    g.add_argument("--column", help="the text column (default: text; for qa, the question column: question)")
     if pairs:
-        g.add_argument("--pair-column", metavar="COLUMN", help="a second text column, for text-pair models")
+        g.add_argument("--pair-column", metavar="COLUMN",
+                       help="a second text column: the second text for text-pair models, the context for qa "
+                            "(default: none; for qa: context)")
     try:
         g.add_argument("--output", "-o", metavar="FOLDER", help="with --input: the output folder")
     except argparse.ArgumentError:  # the command has its own --output (embed's .npy file): same name, a folder here
@@ -628,7 +651,7 @@ def add_arguments(parser, pairs: bool = False) -> None:
 
 
 # The --input options' defaults: one given without --input is a mistake, not something to ignore.
-_INPUT_ONLY = {"input_format": None, "column": "text", "pair_column": None, "output_format": "parquet",
+_INPUT_ONLY = {"input_format": None, "column": None, "pair_column": None, "output_format": "parquet",
                "overwrite": False, "workers": None, "threads": 1, "address": None, "on_error": "fail"}
 
 
@@ -657,14 +680,15 @@ def run(task: str, args, options: dict) -> int:
     for name in ("workers", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1")
-    pair_column = getattr(args, "pair_column", None)
+    column = args.column or out["column"]
+    pair_column = getattr(args, "pair_column", None) or out["pair_column"]
     files = expand_paths(args.input)
     fmt = args.input_format or input_format(files)
     try:
         columns = input_columns(files[0], fmt)
     except Exception as e:  # pyarrow's ArrowInvalid (not Parquet, not CSV), an unreadable file
         raise ValueError(f"{files[0]}: cannot read it as {fmt}: {_last_line(e)}") from None
-    for name in (args.column, pair_column):
+    for name in (column, pair_column):
         if name and columns is not None and name not in columns:
             raise ValueError(f"{files[0]}: no column {name!r}; columns: {', '.join(columns)}")
     taken = set(output_columns(task, options)) & set(columns or [])
@@ -700,8 +724,8 @@ def run(task: str, args, options: dict) -> int:
         threads = args.threads
         workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
         ray_started = time.perf_counter() - started
-        ds = read(files, fmt, args.column, pair_column)
-        ds = predict(ds, task, workers, threads, args.on_error, model=model, column=args.column,
+        ds = read(files, fmt, column, pair_column)
+        ds = predict(ds, task, workers, threads, args.on_error, model=model, column=column,
                      pair_column=pair_column, batch_size=args.batch_size, max_length=args.max_length, **options)
         write = ds.write_parquet if args.output_format == "parquet" else ds.write_json
         try:

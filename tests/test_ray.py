@@ -72,7 +72,7 @@ def tiny(tmp_path_factory):
     heads = {"text-classification": ("sequence-classification", {0: "NEGATIVE", 1: "POSITIVE"}),
              "feature-extraction": ("model", None),
              "token-classification": ("token-classification", {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}),
-             "fill-mask": ("masked-lm", None),
+             "fill-mask": ("masked-lm", None), "question-answering": ("question-answering", None),
              "zero-shot-classification": ("sequence-classification", {0: "entailment", 1: "neutral", 2: "contradiction"})}
     folders = {}
     for task, (head, labels) in heads.items():
@@ -335,6 +335,45 @@ def test_every_task_s_columns_equal_the_pipeline(tiny):
         assert all(table[c][len(rows) - 1].as_py() is None for c in columns(expected[0])), task
         assert table["error"].to_pylist()[-1] == f"row {len(rows) - 1} of a batch: 'text' is null, expected a string"
     assert sum(len(e) for e in table.column("labels").to_pylist()[:-1]) == 3 * 60
+
+
+def test_question_answering_columns_equal_the_pipeline(tiny):
+    """A question column and a context column in, the best span (and the K best) out, as the pipeline
+    gives them for the same {"question", "context"} inputs; a row without a context gets an error."""
+    contexts = sst2_texts(40)
+    questions = [f"What is {t.split()[0]}?" for t in contexts]
+    batch = pa.table({"question": questions + ["Who?"], "context": contexts + [None]})
+    table = mray.Predict("question-answering", model=tiny["question-answering"], on_error="record", top_k=2)(batch)
+    expected = pipeline("question-answering", model=tiny["question-answering"])(
+        [{"question": q, "context": c} for q, c in zip(questions, contexts)], top_k=2)
+    for i, want in enumerate(expected):
+        close({c: table[c][i].as_py() for c in ("score", "start", "end", "answer", "answers")},
+              {**want[0], "answers": want}, f"row {i}")
+    assert table["answer"][40].as_py() is None
+    assert table["error"].to_pylist()[-1] == "row 40 of a batch: 'context' is null, expected a string"
+
+
+def test_question_answering_through_the_command(local_ray, tiny, tmp_path, capsys):
+    """qa --input: questions and contexts from their columns (the defaults: question, context), --top-k and
+    --doc-stride reach the actors, --context is refused (a dataset row carries its own)."""
+    contexts = sst2_texts(120)
+    questions = [f"What is {t.split()[-1]}?" for t in contexts]
+    source = tmp_path / "qa.jsonl"
+    source.write_text("".join(json.dumps({"question": q, "context": c}) + "\n" for q, c in zip(questions, contexts)))
+    out, model = tmp_path / "out", tiny["question-answering"]
+    argv = ["qa", "--input", str(source), "--output", str(out), "--model", model, "--workers", "1", "--quiet"]
+    assert main([*argv, "--context", str(source)]) == 1
+    assert "with --input, each row's context comes from its --pair-column" in capsys.readouterr().err
+    assert main([*argv, "--top-k", "2", "--doc-stride", "16"]) == 0
+    table = pq.read_table(out)
+    assert table["input_row"].to_pylist() == list(range(1, 121))
+    assert table["question"].to_pylist() == questions
+    expected = pipeline("question-answering", model=model)(
+        [{"question": q, "context": c} for q, c in zip(questions, contexts)], top_k=2, doc_stride=16)
+    for i, want in enumerate(expected):
+        close(table["answers"][i].as_py(), want, f"row {i + 1}")
+        assert table["answer"][i].as_py() == want[0]["answer"]
+    assert "minibert: 120 rows in" in capsys.readouterr().err
 
 
 def test_other_tasks_through_the_command(local_ray, texts, tiny, tmp_path, capsys):
