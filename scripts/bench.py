@@ -289,9 +289,15 @@ def best_of(runs):
             **{k: {"min_s": min(r[k]["min_s"] for r in ok)} for k in ("latency", "mid_batch", "big_batch")}}
 
 
+# The environment workers start from: this process's as the user gave it (with --cpu's flags), taken before
+# `import minibert`, which sets TF_ENABLE_ONEDNN_OPTS here (minibert/cpu.py). A worker that inherited that
+# value would take it as the user's own choice, and every `--paths` worker would run this machine's rule.
+WORKER_ENV = dict(os.environ)
+
+
 def run_worker(name, *args, env=None):
     p = subprocess.run([sys.executable, __file__, "--worker", name, *map(str, args)], capture_output=True, text=True,
-                       env={**os.environ, **(env or {})})
+                       env={**WORKER_ENV, **(env or {})})
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -338,6 +344,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.cpu == "avx2" and not args.worker:
         os.environ.update(AVX2_ENV)  # every worker inherits it
+        WORKER_ENV.update(AVX2_ENV)
     if args.worker:
         name, *rest = args.worker
         fn = WORKERS[name]
@@ -495,8 +502,9 @@ def report_paths(r):
         if "error" in v:
             print(f"{path:<14} failed: {v['error']}")
             continue
+        ran = "" if v["path"] == path else f"   ran {v['path']} instead (TF_ENABLE_ONEDNN_OPTS is set)"
         print(f"{path:<14} {v['latency']['min_s'] * 1e3:>10.1f} ms {v['mid_batch']['min_s'] * 1e3:>9.0f} ms "
-              f"{v['big_batch']['min_s']:>11.2f} s{'   <- chosen' if path == chosen else ''}")
+              f"{v['big_batch']['min_s']:>11.2f} s{'   <- chosen' if path == chosen else ''}{ran}")
 
 
 def report_roberta(r):
