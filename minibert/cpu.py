@@ -45,21 +45,24 @@ class Path:
 
 # The CPU's vector ISA -> the fastest path measured on it. `scripts/bench.py --paths-only` (and `--cpu avx2`,
 # which holds oneDNN and XLA to AVX2 code), distilbert-base-sized, best of 3 alternating rounds, on a
-# 2-core AMD EPYC (Zen 4), quiet machine, 2026-11-25:
+# 2-core Intel Xeon with AMX (a shared machine: +-20% between runs), 2026-12-01:
 #
 #                     latency 1x16   batch 64x24   batch 32x128
-#   AVX-512 onednn+xla    16.2 ms        658 ms        1.88 s
-#           onednn+graph  18.6 ms        650 ms        1.80 s
-#           eigen+xla     15.2 ms        647 ms        1.80 s
-#           eigen+graph   18.9 ms        655 ms        1.82 s
-#   AVX2    onednn+xla    15.6 ms        665 ms        1.87 s
-#           onednn+graph  18.3 ms        674 ms        1.88 s
-#           eigen+xla     15.8 ms        670 ms        1.89 s   (TensorFlow's default on AVX2)
-#           eigen+graph   18.3 ms        671 ms        1.89 s
+#   AMX     onednn+xla    21.2 ms        646 ms        1.75 s
+#           onednn+graph  24.7 ms        562 ms        1.78 s
+#           eigen+xla     23.8 ms        781 ms        2.43 s
+#           eigen+graph   28.7 ms        748 ms        2.36 s
+#   AVX2    onednn+xla    21.9 ms       1065 ms        3.27 s
+#   (held)  onednn+graph  29.1 ms       1191 ms        3.52 s
+#           eigen+xla     24.6 ms       1211 ms        4.37 s   (TensorFlow's default on AVX2)
+#           eigen+graph   36.6 ms       1452 ms        4.42 s
 #
-# XLA for small inputs is worth 2.5-3.5 ms at one sentence on both kinds. The matmul library is a tie on this
-# machine; on a real AVX2-only EPYC (issue 10) turning oneDNN on took the 32x128 batch from 3.33 to 2.70 s,
-# so AVX2 gets oneDNN too. AMX was not measured (no such machine): it gets the AVX-512 path.
+# oneDNN's matmuls beat Eigen's by 25-35% on large batches on both kinds, as on the real AVX2-only EPYC of
+# issue 10 (32x128: 3.33 s with Eigen, 2.70 s with oneDNN); XLA for small inputs is worth 2.5-12 ms at one
+# sentence. (An earlier table, on an AMD EPYC Zen 4 on 2026-11-25, showed the libraries tied: its `eigen`
+# rows had run oneDNN, because the bench's workers inherited the TF_ENABLE_ONEDNN_OPTS that importing
+# minibert set in the bench itself. Its `onednn` rows stand: 16.2 ms / 658 ms / 1.88 s with AVX-512.)
+# AVX-512 without AMX gets the same path as both sides of it.
 RULE = {
     "amx": Path("onednn", "xla"),
     "avx512": Path("onednn", "xla"),
