@@ -23,10 +23,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ray_memory import REPO, command_env, corpus_file  # this folder is on sys.path when a script runs
 
 
 def corpus(n: int) -> list[str]:
@@ -55,12 +54,8 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="ray_bench_")
-    path = os.path.join(tmp, "corpus.txt")
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(t + "\n" for t in corpus(args.n))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
-           "RAY_memory_monitor_refresh_ms": "0"}  # see scripts/ray_memory.py
+    tmp, path = corpus_file("ray_bench_", corpus(args.n))
+    env = command_env()
     minibert = [sys.executable, "-m", "minibert", args.task]
     runs = []
 

@@ -25,6 +25,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
+def corpus_file(prefix: str, texts: list[str]) -> tuple[str, str]:
+    """(a new temp folder, the text file in it holding `texts` one per line): what the commands read."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    path = os.path.join(tmp, "corpus.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(t + "\n" for t in texts)
+    return tmp, path
+
+
+def command_env() -> dict:
+    """The environment the measured commands run in: this repository's minibert first on PYTHONPATH, and
+    Ray's memory monitor off (Ray kills workers when the machine's memory is over 95% full, whoever uses
+    it; on a shared machine that would measure other people's programs)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
+            "RAY_memory_monitor_refresh_ms": "0"}
+
+
 def short_texts(rows: int) -> list[str]:
     with open(os.path.join(REPO, "data", "sst2", "train.txt"), encoding="utf-8") as f:
         base = [" ".join(line.split()[1:9]) for line in f]
@@ -70,14 +87,8 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="ray_memory_")
-    corpus = os.path.join(tmp, "corpus.txt")
-    with open(corpus, "w", encoding="utf-8") as f:
-        f.writelines(t + "\n" for t in short_texts(args.rows))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
-           # Ray kills workers when the machine's memory is over 95% full, whoever uses it; on a shared
-           # machine that would measure other people's programs.
-           "RAY_memory_monitor_refresh_ms": "0"}
+    tmp, corpus = corpus_file("ray_memory_", short_texts(args.rows))
+    env = command_env()
     cmd = [sys.executable, "-m", "minibert", args.task, "--input", corpus, "--output", os.path.join(tmp, "out"),
            "--workers", str(args.workers), "--quiet"]
     started = time.perf_counter()
