@@ -9,8 +9,9 @@ Inside every pipeline, inputs become rows (a text, a text pair, one window of a 
 are sorted by length and cut into batches that are each padded only to their own longest row, and
 the results are put back in input order: the same results as one input at a time (padding is
 masked), in fewer forwards. A pipeline object holds no per-call state, so several threads may call
-it at once. An iterator input (a generator, an open file) gives a generator of results, read
-STREAM_CHUNK inputs at a time.
+it at once. An iterator input (a generator, an open file) gives a generator of results, read in
+windows of up to STREAM_CHUNK inputs; inside a window each result comes out as soon as it and every
+input before it are done.
 
 Arguments, results and their rules are those of transformers 4.57 (`transformers/pipelines/*.py`);
 each class names the file it follows. Scores are Python floats (transformers' token classification
@@ -106,7 +107,7 @@ class Pipeline:
         if isinstance(inputs, Iterator):
             return self._stream(inputs, opts)
         items, shape = self._items(inputs)
-        return self._shape(self._run(items, opts, 0) if items else [], shape, opts)
+        return self._shape(list(self._run(items, opts, 0)) if items else [], shape, opts)
 
     def _options(self, call: dict | None) -> dict:
         """Construction defaults, then call arguments, checked; a dict the call reads (nothing is stored).
@@ -143,7 +144,7 @@ class Pipeline:
     def _stream(self, inputs: Iterator, opts: dict):
         # Windows start at one batch and double up to STREAM_CHUNK: the first results come after one
         # forward (`minibert classify ... | head -3` answers at once), later ones with the long
-        # windows that sort by length best.
+        # windows that sort by length best. Inside a window, results come as its prefix is done (_forward_rows).
         start, size = 0, min(opts["batch_size"], STREAM_CHUNK)
         while True:
             chunk = list(itertools.islice(inputs, size))
@@ -153,18 +154,21 @@ class Pipeline:
             yield from self._run(items, opts, start)
             start, size = start + len(chunk), min(2 * size, STREAM_CHUNK)
 
-    def _run(self, items: list, opts: dict, first: int) -> list:
-        """Results for checked inputs; `first` numbers them in error messages (their place in a stream)."""
+    def _run(self, items: list, opts: dict, first: int) -> Iterator:
+        """Results for checked inputs, in order, each as soon as it is done; `first` numbers the inputs in
+        error messages (their place in a stream). Every check runs before the first forward."""
         raise NotImplementedError
 
     # -- the model -------------------------------------------------------------------------------
-    def _forward_rows(self, rows: list, batch_size: int, take: Callable, first: int = 0) -> list:
+    def _forward_rows(self, rows: list, batch_size: int, take: Callable, first: int = 0) -> Iterator[list]:
         """Run rows through the model, shortest first, `batch_size` rows per forward, each batch padded to
-        its longest row.
+        its longest row; yield, input by input in order, the list of that input's row results, as soon as
+        its rows and those of every input before it have run.
 
-        rows: (input number within the chunk, `tokenizers.Encoding` without padding) pairs.
+        rows: (input number within the chunk, `tokenizers.Encoding` without padding) pairs, grouped by
+        input (an input has one row, or one per window of a long text, or per zero-shot label).
         take(outputs, j, encoding): the row's result from a batch's outputs (numpy arrays keyed by the
-        names in OUTPUTS; j is the row's place in the batch). Returns the results in row order.
+        names in OUTPUTS; j is the row's place in the batch).
         """
         limit = self.model.config.max_sequence_length  # the position table, less RoBERTa's offset
         for k, enc in rows:  # before any forward: refuse what the position table cannot hold
@@ -172,15 +176,23 @@ class Pipeline:
                 raise ValueError(f"input {first + k} is {len(enc.ids)} tokens long, more than the {limit} this model "
                                  f"takes{self._too_long_hint}")
         order = np.argsort([len(enc.ids) for _, enc in rows], kind="stable")
-        results = [None] * len(rows)
+        results, done = [None] * len(rows), 0  # rows[:done] have run and been yielded
         with self.device_scope():
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 out = self.model(self._pad([rows[i][1] for i in idx]))
                 arrays = {name: getattr(out, name).numpy() for name in self.OUTPUTS}
                 for j, i in enumerate(idx):
-                    results[i] = take(arrays, j, rows[i][1])
-        return results
+                    results[i] = (take(arrays, j, rows[i][1]),)  # a 1-tuple: a result may itself be None
+                end = done
+                while end < len(rows) and results[end] is not None:
+                    end += 1
+                while done < end and (end == len(rows) or rows[end][0] != rows[done][0]):
+                    k, group = rows[done][0], []  # the input's rows are done and so are all before it
+                    while done < end and rows[done][0] == k:
+                        group.append(results[done][0])
+                        results[done], done = None, done + 1  # yielded: its memory can go
+                    yield group
 
     _too_long_hint = "; pass truncation=True"
 
@@ -280,8 +292,8 @@ class TextClassificationPipeline(Pipeline):
     def _run(self, items, opts, first):
         enc = self.tokenizer(items, truncation=opts["truncation"], max_length=self._limit(opts))
         rows = list(enumerate(enc.encodings))
-        logits = self._forward_rows(rows, opts["batch_size"], lambda out, j, e: out["logits"][j], first)
-        return [self._labels(row, opts) for row in logits]
+        for (logits,) in self._forward_rows(rows, opts["batch_size"], lambda out, j, e: out["logits"][j], first):
+            yield self._labels(logits, opts)
 
     def _labels(self, logits: np.ndarray, opts: dict):
         scores = {"softmax": softmax, "sigmoid": sigmoid, "none": lambda x: x}[opts["function_to_apply"]](logits)
@@ -365,9 +377,10 @@ class ZeroShotClassificationPipeline(Pipeline):
             self._explain_too_long(items, hypotheses, opts, first)
             raise
         n = len(labels)
-        rows = [(p // n, e) for p, e in enumerate(enc.encodings)]
-        logits = self._forward_rows(rows, opts["batch_size"], lambda out, j, e: out["logits"][j], first)
-        return [self._ranked(text, labels, np.stack(logits[k * n:(k + 1) * n]), opts) for k, text in enumerate(items)]
+        rows = [(p // n, e) for p, e in enumerate(enc.encodings)]  # one row per (text, label)
+        groups = self._forward_rows(rows, opts["batch_size"], lambda out, j, e: out["logits"][j], first)
+        for text, logits in zip(items, groups):
+            yield self._ranked(text, labels, np.stack(logits), opts)
 
     def _explain_too_long(self, items, hypotheses, opts, first):
         limit = self._limit(opts)
@@ -438,7 +451,8 @@ class FeatureExtractionPipeline(Pipeline):
             vec = hidden.mean(axis=0) if opts["pooling"] == "mean" else hidden[0]  # (C,)
             return vec / max(np.linalg.norm(vec), 1e-12) if opts["normalize"] else vec
 
-        return self._forward_rows(list(enumerate(enc.encodings)), opts["batch_size"], take, first)
+        for (vector,) in self._forward_rows(list(enumerate(enc.encodings)), opts["batch_size"], take, first):
+            yield vector
 
 
 # -- fill-mask -----------------------------------------------------------------------------------
@@ -505,8 +519,9 @@ class FillMaskPipeline(Pipeline):
                 raise ValueError(f"input {first + k} has no mask token {mask}{cut}: fill-mask predicts the word "
                                  f"at each {mask}")
         rows = list(enumerate(enc.encodings))
-        return self._forward_rows(rows, opts["batch_size"],
-                                  lambda out, j, e: self._fill(out["logits"][j], e.ids, opts), first)
+        for (filled,) in self._forward_rows(rows, opts["batch_size"],
+                                            lambda out, j, e: self._fill(out["logits"][j], e.ids, opts), first):
+            yield filled
 
     def _fill(self, logits: np.ndarray, ids: list, opts: dict):
         """logits: (T, vocab) for one text (T padded; only mask positions are read)."""
@@ -595,12 +610,10 @@ class TokenClassificationPipeline(Pipeline):
                                   "it", stacklevel=4)
         else:
             owners = enc["overflow_to_sample_mapping"]
-        rows = list(zip(owners, enc.encodings))
-        logits = self._forward_rows(rows, opts["batch_size"], lambda out, j, e: out["logits"][j, :len(e.ids)], first)
-        windows = [[] for _ in items]
-        for (k, e), row in zip(rows, logits):
-            windows[k].append((e, row))
-        return [self._entities(text, w, opts) for text, w in zip(items, windows)]
+        rows = list(zip(owners, enc.encodings))  # one row per window of a text, a text's windows in turn
+        windows = self._forward_rows(rows, opts["batch_size"], lambda out, j, e: (e, out["logits"][j, :len(e.ids)]), first)
+        for text, w in zip(items, windows):
+            yield self._entities(text, w, opts)
 
     def _entities(self, text: str, windows: list, opts: dict) -> list[dict]:
         strategy, ignore = opts["aggregation_strategy"], opts["ignore_labels"]
@@ -816,13 +829,11 @@ class QuestionAnsweringPipeline(Pipeline):
         except ValueError:
             self._explain_window(questions, opts, first)
             raise
-        rows = list(zip(enc["overflow_to_sample_mapping"], enc.encodings))
-        logits = self._forward_rows(rows, opts["batch_size"], lambda out, j, e: (
-            out["start_logits"][j, :len(e.ids)], out["end_logits"][j, :len(e.ids)]), first)
-        windows = [[] for _ in items]
-        for (k, e), (start, end) in zip(rows, logits):
-            windows[k].append((e, start, end))
-        return [self._answers(context, w, opts) for context, w in zip(contexts, windows)]
+        rows = list(zip(enc["overflow_to_sample_mapping"], enc.encodings))  # one row per window of a context
+        windows = self._forward_rows(rows, opts["batch_size"], lambda out, j, e: (
+            e, out["start_logits"][j, :len(e.ids)], out["end_logits"][j, :len(e.ids)]), first)
+        for context, w in zip(contexts, windows):
+            yield self._answers(context, w, opts)
 
     def _explain_window(self, questions, opts, first):
         max_seq_len, stride = opts["max_seq_len"], opts["doc_stride"]

@@ -465,6 +465,21 @@ def test_streaming_batching_and_threads(ner_dir, qa_dir, mlm_dirs, nli_dir):
             assert_same(res, want[k % len(inputs):] + want)
 
 
+def test_a_stream_gives_each_result_once_it_and_those_before_it_are_done(cls_dir):
+    """Inside a window, batches run shortest first; a result comes out as soon as it and every input before
+    it have run, not when the whole window has (issue 13: `minibert classify | head -3`)."""
+    pipe = ours("text-classification", cls_dir)
+    counting = Counting(pipe.model)
+    probe = type(pipe)(counting, pipe.tokenizer, batch_size=2, **pipe.options)
+    # windows of 2, then 4 inputs; in the second, inputs 2 and 3 are the shortest: its first batch
+    texts = ["a b c d e f", "a b c d e f g", "x", "y", "a much longer text than the others, " * 3, LONG[:200]]
+    forwards_at = []
+    for result in probe(iter(texts)):
+        forwards_at.append(counting.calls)
+    assert forwards_at == [1, 1, 2, 2, 3, 3]
+    assert_same(list(pipe(iter(texts))), pipe(texts))
+
+
 # -- a byte-level BPE family: RoBERTa ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def roberta_tokenizer_dir(tmp_path_factory):
