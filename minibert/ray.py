@@ -246,21 +246,22 @@ class Predict:
         errors = batch.column(ERROR_COLUMN).to_pylist() if ERROR_COLUMN in batch.column_names else [None] * n
         texts = batch.column(self.column).to_pylist()
         pairs = batch.column(self.pair_column).to_pylist() if self.pair_column else None
+        inputs = texts if pairs is None else [dict(zip(self.keys, (t, p))) for t, p in zip(texts, pairs)]
         for i in range(n):
             if errors[i] is None:
                 problem = self._check(texts[i], self.column)
                 if problem is None and pairs is not None:
                     problem = self._check(pairs[i], self.pair_column)
-                if problem:
-                    errors[i] = f"{_where(batch, i)}: {problem}"
+                errors[i] = f"{_where(batch, i)}: {problem}" if problem else self._refused(batch, inputs[i], i)
         keep = [i for i in range(n) if not errors[i]]
         if self.on_error == "fail" and len(keep) < n:
             raise BadRow(next(e for e in errors if e))
-        inputs = [texts[i] for i in keep] if pairs is None else \
-            [dict(zip(self.keys, (texts[i], pairs[i]))) for i in keep]
+        inputs = [inputs[i] for i in keep]
         # The pipeline sorts this batch by length and runs it `batch_size` texts per forward: the same
         # code, and so the same numbers, as pipeline(...)(texts) in one process.
         results = self.pipe(inputs) if inputs else []
+        if len(inputs) == 1 and self.pipe._items(inputs)[1] == "one":
+            results = [results]  # QA and fill-mask give a list of one input its result itself, as transformers
         columns = _columns(self.types, self.values, results, keep, n)
         for name, values in columns.items():
             batch = batch.append_column(name, values)
@@ -269,6 +270,16 @@ class Predict:
         if self.on_error == "record":
             batch = batch.append_column(ERROR_COLUMN, pa.array([e or None for e in errors], pa.string()))
         return batch
+
+    def _refused(self, batch, x, i: int) -> str | None:
+        """What the pipeline's own input check says of this row (an empty context, an empty zero-shot text),
+        with the row named as the reader names it, or None."""
+        try:
+            self.pipe._item(x, i)
+        except (ValueError, TypeError) as e:
+            text, own = str(e), f"input {i}"
+            return _where(batch, i) + (text[len(own):] if text.startswith(own) else f": {text}")
+        return None
 
     def _check(self, text, name) -> str | None:
         """Why this value cannot be run, or None."""
@@ -688,6 +699,9 @@ def run(task: str, args, options: dict) -> int:
         columns = input_columns(files[0], fmt)
     except Exception as e:  # pyarrow's ArrowInvalid (not Parquet, not CSV), an unreadable file
         raise ValueError(f"{files[0]}: cannot read it as {fmt}: {_last_line(e)}") from None
+    if fmt == "text" and pair_column:
+        raise ValueError(f"{files[0]}: a text file holds one text per line; {task} also reads a column "
+                         f"{pair_column!r}: give JSONL, CSV or Parquet")
     for name in (column, pair_column):
         if name and columns is not None and name not in columns:
             raise ValueError(f"{files[0]}: no column {name!r}; columns: {', '.join(columns)}")

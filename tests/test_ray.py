@@ -351,6 +351,22 @@ def test_question_answering_columns_equal_the_pipeline(tiny):
               {**want[0], "answers": want}, f"row {i}")
     assert table["answer"][40].as_py() is None
     assert table["error"].to_pylist()[-1] == "row 40 of a batch: 'context' is null, expected a string"
+    # A batch of one row (a one-line file, the last batch of a run): the pipeline gives a one-input list its
+    # result itself; the columns still hold it. A row the pipeline refuses (an empty context) is an error row.
+    for top_k in (None, 3):
+        one = mray.Predict("question-answering", model=tiny["question-answering"], on_error="record",
+                           **({"top_k": top_k} if top_k else {}))
+        table = one(pa.table({"question": questions[:1] + ["Who?"], "context": contexts[:1] + [""]}))
+        want = pipeline("question-answering", model=tiny["question-answering"])(
+            question=questions[0], context=contexts[0], top_k=top_k or 1)
+        want = want if isinstance(want, list) else [want]
+        close({c: table[c][0].as_py() for c in ("score", "start", "end", "answer")}, want[0], "one row")
+        if top_k:
+            close(table["answers"][0].as_py(), want, "one row, top_k")
+        assert table["error"].to_pylist() == [None, "row 1 of a batch: the context is empty"]
+    masked = ["the [MASK] was [MASK] ."]
+    table = mray.Predict("fill-mask", model=tiny["fill-mask"], top_k=2)(pa.table({"text": masked}))
+    close(table["masks"][0].as_py(), pipeline("fill-mask", model=tiny["fill-mask"])(masked[0], top_k=2), "one row")
 
 
 def test_question_answering_through_the_command(local_ray, tiny, tmp_path, capsys):
@@ -484,6 +500,8 @@ def test_cli_end_to_end_jsonl_in_jsonl_out(texts, tmp_path):
     (["--input", "{csv}", "--output", "o", "--pair"], "with --input, name the second text's column with --pair-column"),
     (["--input", "{csv}", "--output", "o", "--pair-column", "premise"], "{csv}: no column 'premise'; columns: id, text, gold"),
     (["ner", "--input", "{csv}", "--output", "o"], "ner has no offline default model: pass --model"),
+    (["qa", "--input", "{text}", "--output", "o", "--model", "/nonexistent/model"],
+     "{text}: a text file holds one text per line; question-answering also reads a column 'context': give JSONL"),
     (["zero-shot", "--input", "{csv}", "--output", "o"], "zero-shot needs --labels A,B,C"),
     (["--workers", "2", "a text"], "--workers goes with --input (a dataset run on Ray)"),
     (["--output", "o", "a text"], "--output goes with --input (a dataset run on Ray)"),
@@ -502,7 +520,7 @@ def test_bad_commands_are_one_line_before_any_model(inputs, tmp_path, capsys, mo
     (tmp_path / "full" / "part-0.parquet").write_bytes(b"earlier results")
     argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
     message = message.format(**{k: str(v) for k, v in paths.items()})
-    command = [] if argv[0] in ("ner", "zero-shot") else ["classify"]
+    command = [] if argv[0] in ("ner", "zero-shot", "qa") else ["classify"]
     assert main([*command, *argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"minibert: error: {message}") and err.count("\n") == 1, err
