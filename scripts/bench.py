@@ -342,6 +342,8 @@ def main(argv=None):
                    help="avx2: hold TensorFlow, PyTorch and numpy to AVX2 code on an AVX-512 machine (flags; onnxruntime is not held)")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.bf16_only and args.paths_only:
+        p.error("--bf16-only and --paths-only each time one thing alone; give one of them")
     if args.cpu == "avx2" and not args.worker:
         os.environ.update(AVX2_ENV)  # every worker inherits it
         WORKER_ENV.update(AVX2_ENV)

@@ -88,7 +88,6 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"n": args.n, "task": args.task, "cpus": os.cpu_count(), "runs": runs}, f, indent=1)
-    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

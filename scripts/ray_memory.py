@@ -13,6 +13,7 @@ RSS includes the pages of Ray's shared-memory object store that a worker has tou
 batches), counted again in every process that maps them; the store itself is capped by Ray.
 """
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -26,8 +27,10 @@ REPO = os.path.dirname(HERE)
 
 
 def corpus_file(prefix: str, texts: list[str]) -> tuple[str, str]:
-    """(a new temp folder, the text file in it holding `texts` one per line): what the commands read."""
+    """(a new temp folder, the text file in it holding `texts` one per line): what the commands read.
+    The folder is removed when the script exits, a failed run included."""
     tmp = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, tmp, True)
     path = os.path.join(tmp, "corpus.txt")
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(t + "\n" for t in texts)
@@ -92,7 +95,8 @@ def main():
     cmd = [sys.executable, "-m", "minibert", args.task, "--input", corpus, "--output", os.path.join(tmp, "out"),
            "--workers", str(args.workers), "--quiet"]
     started = time.perf_counter()
-    log = open(os.path.join(tmp, "stderr.txt"), "w+")
+    log = open(os.path.join(tmp, "stderr.txt"), "w+")  # closed at exit, before the folder is removed
+    atexit.register(log.close)
     proc = subprocess.Popen(cmd, env=env, stderr=log, stdout=subprocess.DEVNULL)
     samples = []  # (seconds, {pid: rss_mb}) for the model actors
     peak = {}  # pid -> VmHWM MB, the last value read while it lived
@@ -115,6 +119,8 @@ def main():
     wall = time.perf_counter() - started
 
     with_workers = [(t, s) for t, s in samples if s]
+    if not with_workers:
+        sys.exit("no model worker (ray::MapWorker) was seen during the run: nothing to report")
     quarters = {}
     for q in (0.25, 0.5, 0.75, 1.0):
         t, s = with_workers[min(len(with_workers) - 1, int(q * len(with_workers)))]
@@ -126,7 +132,6 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
-    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
