@@ -177,22 +177,22 @@ class Pipeline:
                                  f"takes{self._too_long_hint}")
         order = np.argsort([len(enc.ids) for _, enc in rows], kind="stable")
         results, done = [None] * len(rows), 0  # rows[:done] have run and been yielded
-        with self.device_scope():
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            with self.device_scope():  # around the forward only: the caller's code runs between yields
                 out = self.model(self._pad([rows[i][1] for i in idx]))
-                arrays = {name: getattr(out, name).numpy() for name in self.OUTPUTS}
-                for j, i in enumerate(idx):
-                    results[i] = (take(arrays, j, rows[i][1]),)  # a 1-tuple: a result may itself be None
-                end = done
-                while end < len(rows) and results[end] is not None:
-                    end += 1
-                while done < end and (end == len(rows) or rows[end][0] != rows[done][0]):
-                    k, group = rows[done][0], []  # the input's rows are done and so are all before it
-                    while done < end and rows[done][0] == k:
-                        group.append(results[done][0])
-                        results[done], done = None, done + 1  # yielded: its memory can go
-                    yield group
+            arrays = {name: getattr(out, name).numpy() for name in self.OUTPUTS}
+            for j, i in enumerate(idx):
+                results[i] = (take(arrays, j, rows[i][1]),)  # a 1-tuple: a result may itself be None
+            end = done
+            while end < len(rows) and results[end] is not None:
+                end += 1
+            while done < end and (end == len(rows) or rows[end][0] != rows[done][0]):
+                k, group = rows[done][0], []  # the input's rows are done and so are all before it
+                while done < end and rows[done][0] == k:
+                    group.append(results[done][0])
+                    results[done], done = None, done + 1  # yielded: its memory can go
+                yield group
 
     _too_long_hint = "; pass truncation=True"
 

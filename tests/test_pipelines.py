@@ -168,3 +168,9 @@ def test_numeric_options_and_device(distilbert_base_cls):
     with pytest.raises(TypeError, match=r"unknown argument\(s\) truncate"):
         pipeline("sentiment-analysis", model=distilbert_base_cls, truncate=True)
     assert pipe(SEED_TEXTS) == want
+    # Two streams read in turn on a pipeline with a device: each forward enters the device scope and leaves it
+    # before its results are yielded, so interleaved generators never leave TensorFlow's scopes out of order.
+    one = pipe(SEED_TEXTS, batch_size=1)  # one text per forward, as the streams below run them
+    a, b = pipe(iter(SEED_TEXTS * 2), batch_size=1), pipe(iter(SEED_TEXTS), batch_size=1)
+    assert [next(a), next(b), next(a), next(b)] == [one[0], one[0], one[1], one[1]]
+    assert list(a) == one and list(b) == []  # the rest of each
