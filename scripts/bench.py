@@ -345,8 +345,8 @@ def main(argv=None):
     if args.bf16_only and args.paths_only:
         p.error("--bf16-only and --paths-only each time one thing alone; give one of them")
     if args.cpu == "avx2" and not args.worker:
-        os.environ.update(AVX2_ENV)  # every worker inherits it
-        WORKER_ENV.update(AVX2_ENV)
+        os.environ.update(AVX2_ENV)  # for this process's own cpu.isa() (it reads ONEDNN_MAX_CPU_ISA)
+        WORKER_ENV.update(AVX2_ENV)  # and for every worker
     if args.worker:
         name, *rest = args.worker
         fn = WORKERS[name]
