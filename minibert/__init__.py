@@ -8,26 +8,20 @@ from __future__ import annotations
 import importlib
 
 from . import cpu as _cpu
+from . import families as _families
 
 __version__ = "0.1.0"
 _cpu.configure()  # the CPU's kernel path: must run before TensorFlow is imported (it reads TF_ENABLE_ONEDNN_OPTS once)
 
-_HEAD_SUFFIXES = ("Model", "ForSequenceClassification", "ForMultipleChoice", "ForTokenClassification",
-                  "ForQuestionAnswering", "ForMaskedLM")
-# class-name prefix -> module
-_FAMILIES = {"Bert": "models.bert", "DistilBert": "models.distilbert", "Roberta": "models.roberta",
-             "XLMRoberta": "models.roberta", "Electra": "models.electra"}
-
-# public name -> module that defines it (imported on first use)
+# public name -> module that defines it (imported on first use); the family names come from the registry
 _LAZY = {
-    "BertConfig": "config", "DistilBertConfig": "config", "RobertaConfig": "config", "XLMRobertaConfig": "config",
-    "ElectraConfig": "config", "AutoConfig": "config", "PretrainedConfig": "config",
+    "AutoConfig": "config", "PretrainedConfig": "config",
+    **{f.config_name: "config" for f in _families.REGISTRY.values()},
     "AutoTokenizer": "tokenizer", "PreTrainedTokenizer": "tokenizer", "BatchEncoding": "tokenizer",
     "ModelOutput": "outputs",
     "pipeline": "pipelines",
-    **{f"AutoModel{s.removeprefix('Model')}": "auto" for s in _HEAD_SUFFIXES},
-    **{f"{family}{s}": module for family, module in _FAMILIES.items() for s in _HEAD_SUFFIXES},
-    "ElectraForPreTraining": "models.electra",
+    **{f"AutoModel{_families.HEAD_SUFFIXES[head].removeprefix('Model')}": "auto" for head in _families.SHARED_HEADS},
+    **{f.class_name(head): f"models.{f.module}" for f in _families.REGISTRY.values() for head in f.heads},
 }
 _ALIASES = {f"TF{name}": name for name, module in _LAZY.items() if module == "auto" or module.startswith("models.")}  # transformers' TF names
 __all__ = sorted([*_LAZY, *_ALIASES])

@@ -1,17 +1,25 @@
 """model_type -> classes, and the Auto* names transformers users reach for (plain and TF*).
 
-Each family module lists its classes in `HEADS` (head name -> class); an `AutoModelFor…` class picks
-the family by the checkpoint's `model_type`, as transformers does. A checkpoint whose head does not
-fit the class asked for still loads, with transformers' report of unused and newly initialised weights.
+The family registry (`minibert.families`) names each family's module under `minibert.models` and its
+heads; an `AutoModelFor…` class picks the family by the checkpoint's `model_type`, as transformers does.
+A checkpoint whose head does not fit the class asked for still loads, with transformers' report of unused
+and newly initialised weights.
 """
 from __future__ import annotations
 
+import importlib
+
 from .config import AutoConfig, PretrainedConfig
-from .models import bert, distilbert, electra, roberta
+from .families import REGISTRY, Family
+
+
+def _classes(family: Family) -> dict:
+    module = importlib.import_module(f".models.{family.module}", __package__)
+    return {head: getattr(module, family.class_name(head)) for head in family.heads}
+
 
 # model_type -> head name -> class
-FAMILIES = {"bert": bert.HEADS, "distilbert": distilbert.HEADS, "roberta": roberta.HEADS,
-            "xlm-roberta": roberta.XLM_HEADS, "electra": electra.HEADS}
+FAMILIES = {model_type: _classes(f) for model_type, f in REGISTRY.items()}
 
 
 def model_class(config: PretrainedConfig, head: str):

@@ -3,6 +3,8 @@
 `BertConfig()` and `DistilBertConfig()` default to bert-base-uncased and distilbert-base-uncased.
 Keys we do not use (``transformers_version``, ``architectures``, ...) are kept in ``extra`` and
 written back by ``to_dict`` so a config survives a load/save round trip unchanged.
+Every family's dataclass is here rather than in its model module so that configs load without
+TensorFlow; the family registry (`minibert.families`) names them.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from .families import REGISTRY
 
 CONFIG_NAME = "config.json"
 
@@ -308,7 +312,8 @@ class ElectraConfig(BertConfig):
                                                       + self.type_vocab_size) * (self.hidden_size - e) + e * self.hidden_size
 
 
-CONFIG_CLASSES = {c.model_type: c for c in (BertConfig, DistilBertConfig, RobertaConfig, XLMRobertaConfig, ElectraConfig)}
+# model_type -> config class: each registry line names its class ({prefix}Config), defined above.
+CONFIG_CLASSES = {model_type: globals()[f.config_name] for model_type, f in REGISTRY.items()}
 
 
 def config_class_for(model_type, where="config.json") -> type[PretrainedConfig]:

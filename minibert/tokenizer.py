@@ -15,24 +15,19 @@ from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokeniz
 from tokenizers.models import BPE, WordPiece
 
 from .config import CONFIG_CLASSES
+from .families import REGISTRY, SPECIAL_TOKENS
 
 VERY_LARGE = int(1e29)  # transformers writes int(1e30) when a tokenizer has no length limit
 # transformers' order (SPECIAL_TOKENS_ATTRIBUTES): all_special_tokens lists them so.
 SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-# The defaults of transformers' tokenizer classes, for folders that do not name their special tokens.
-# BERT, DistilBERT and ELECTRA (WordPiece) have no bos/eos; RoBERTa and XLM-R start with <s> and separate with </s>.
-DEFAULTS = {
-    "wordpiece": {"bos_token": None, "eos_token": None, "unk_token": "[UNK]", "sep_token": "[SEP]",
-                  "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
-    "roberta": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
-                "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"},
-}
-# model_type / tokenizer class prefix -> the defaults above. transformers' AutoTokenizer picks the class from
+# tokenizer class prefix / model_type -> convention: "wordpiece" or "roberta", the keys of SPECIAL_TOKENS (the
+# defaults for folders that do not name their special tokens). transformers' AutoTokenizer picks the class from
 # tokenizer_config.json's tokenizer_class first, then from config.json's model_type; so do we.
-FAMILY_OF_CLASS = {"Bert": "wordpiece", "DistilBert": "wordpiece", "Electra": "wordpiece",
-                   "Roberta": "roberta", "XLMRoberta": "roberta"}
-FAMILY_OF_TYPE = {"bert": "wordpiece", "distilbert": "wordpiece", "electra": "wordpiece",
-                  "roberta": "roberta", "xlm-roberta": "roberta"}
+FAMILY_OF_CLASS = {name: f.tokenizer for f in REGISTRY.values() for name in f.tokenizer_classes}
+FAMILY_OF_TYPE = {model_type: f.tokenizer for model_type, f in REGISTRY.items()}
+# The families whose models take no token types, so that their tokenizers return none.
+UNTYPED_CLASSES = tuple(name for f in REGISTRY.values() if not f.token_types for name in f.tokenizer_classes)
+UNTYPED_TYPES = tuple(model_type for model_type, f in REGISTRY.items() if not f.token_types)
 
 
 class TokenizerError(OSError):
@@ -87,7 +82,8 @@ def _read_json(path: str) -> dict:
 # -- the steps of from_pretrained -----------------------------------------------------------------
 def _family(cfg: dict, model_cfg: dict) -> str:
     """"wordpiece" (BERT's conventions) or "roberta" (<s> ... </s>): the tokenizer class transformers would
-    pick. An unknown or absent class falls back to BERT's, as minibert always did."""
+    pick. An unknown or absent class gets BERT's, the commonest: the convention only fills in what the
+    folder's own files leave unsaid (the special tokens they do not name, the clean-up default)."""
     name = str(cfg.get("tokenizer_class") or "")
     name = name[:-4] if name.endswith("Fast") else name
     name = name[:-9] if name.endswith("Tokenizer") else name
@@ -98,7 +94,7 @@ def _special_tokens(cfg: dict, special_map: dict, family: str) -> dict:
     """<s>, [SEP], ...: tokenizer_config.json first, then special_tokens_map.json, then the class's defaults."""
     special = {}
     for key in SPECIAL:
-        value = cfg.get(key, special_map.get(key, DEFAULTS[family][key]))
+        value = cfg.get(key, special_map.get(key, SPECIAL_TOKENS[family][key]))
         special[key] = value["content"] if isinstance(value, dict) else value  # {"content": "[CLS]", ...} form
     return special
 
@@ -171,9 +167,8 @@ def _input_names(cfg: dict, model_cfg: dict) -> list[str]:
     """What the model takes: DistilBERT and RoBERTa have no token types, so their tokenizers return none."""
     names = cfg.get("model_input_names")
     if names is None:
-        # ELECTRA's tokenizer is BERT's: it returns token types.
-        untyped = (str(cfg.get("tokenizer_class", "")).startswith(("DistilBert", "Roberta", "XLMRoberta"))
-                   or model_cfg.get("model_type") in ("distilbert", "roberta", "xlm-roberta"))
+        untyped = (str(cfg.get("tokenizer_class", "")).startswith(UNTYPED_CLASSES)
+                   or model_cfg.get("model_type") in UNTYPED_TYPES)
         names = ["input_ids", "attention_mask"] if untyped else ["input_ids", "token_type_ids", "attention_mask"]
     return list(names)
 
@@ -229,7 +224,7 @@ class PreTrainedTokenizer:
         self.vocab_file = vocab_file  # the file the vocabulary was read from, for error messages
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         for key in SPECIAL:
-            setattr(self, key, special_tokens.get(key, DEFAULTS[family][key]))
+            setattr(self, key, special_tokens.get(key, SPECIAL_TOKENS[family][key]))
         self._configured: dict = {}  # (truncation, padding) settings -> a configured copy of the tokenizer
         self._lock = threading.Lock()
 

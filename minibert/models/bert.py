@@ -255,13 +255,3 @@ class BertForMaskedLM(ForMaskedLM, BertPreTrainedModel):
 
     def lm_logits(self, hidden):
         return self.cls(hidden)
-
-
-HEADS = {
-    "model": BertModel,
-    "sequence-classification": BertForSequenceClassification,
-    "multiple-choice": BertForMultipleChoice,
-    "token-classification": BertForTokenClassification,
-    "question-answering": BertForQuestionAnswering,
-    "masked-lm": BertForMaskedLM,
-}

@@ -182,13 +182,3 @@ class DistilBertForMaskedLM(ForMaskedLM, DistilBertPreTrainedModel):
 
     def lm_logits(self, hidden):
         return self.vocab_projector(self.vocab_layer_norm(self.vocab_transform(hidden)))  # (B, T, vocab)
-
-
-HEADS = {
-    "model": DistilBertModel,
-    "sequence-classification": DistilBertForSequenceClassification,
-    "multiple-choice": DistilBertForMultipleChoice,
-    "token-classification": DistilBertForTokenClassification,
-    "question-answering": DistilBertForQuestionAnswering,
-    "masked-lm": DistilBertForMaskedLM,
-}

@@ -186,14 +186,3 @@ class ElectraForPreTraining(ElectraPreTrainedModel):
 
     def head(self, out, training=False):
         return {"logits": self.discriminator_predictions(out.last_hidden_state)}
-
-
-HEADS = {
-    "model": ElectraModel,
-    "sequence-classification": ElectraForSequenceClassification,
-    "multiple-choice": ElectraForMultipleChoice,
-    "token-classification": ElectraForTokenClassification,
-    "question-answering": ElectraForQuestionAnswering,
-    "masked-lm": ElectraForMaskedLM,
-    "pretraining": ElectraForPreTraining,
-}

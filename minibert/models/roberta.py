@@ -123,16 +123,6 @@ class RobertaForMaskedLM(ForMaskedLM, RobertaPreTrainedModel):
         return self.lm_head(hidden)
 
 
-HEADS = {
-    "model": RobertaModel,
-    "sequence-classification": RobertaForSequenceClassification,
-    "multiple-choice": RobertaForMultipleChoice,
-    "token-classification": RobertaForTokenClassification,
-    "question-answering": RobertaForQuestionAnswering,
-    "masked-lm": RobertaForMaskedLM,
-}
-
-
 # XLM-RoBERTa: the same classes under transformers' names, with its own config class.
 def _xlm(cls):
     name = cls.__name__.replace("Roberta", "XLMRoberta")
@@ -140,10 +130,9 @@ def _xlm(cls):
                                "__module__": __name__, "__qualname__": name})
 
 
-XLM_HEADS = {head: _xlm(cls) for head, cls in HEADS.items()}
-XLMRobertaModel = XLM_HEADS["model"]
-XLMRobertaForSequenceClassification = XLM_HEADS["sequence-classification"]
-XLMRobertaForMultipleChoice = XLM_HEADS["multiple-choice"]
-XLMRobertaForTokenClassification = XLM_HEADS["token-classification"]
-XLMRobertaForQuestionAnswering = XLM_HEADS["question-answering"]
-XLMRobertaForMaskedLM = XLM_HEADS["masked-lm"]
+XLMRobertaModel = _xlm(RobertaModel)
+XLMRobertaForSequenceClassification = _xlm(RobertaForSequenceClassification)
+XLMRobertaForMultipleChoice = _xlm(RobertaForMultipleChoice)
+XLMRobertaForTokenClassification = _xlm(RobertaForTokenClassification)
+XLMRobertaForQuestionAnswering = _xlm(RobertaForQuestionAnswering)
+XLMRobertaForMaskedLM = _xlm(RobertaForMaskedLM)
