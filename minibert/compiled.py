@@ -1,14 +1,14 @@
 """The inference forward as compiled TensorFlow graphs, with a bounded number of compilations.
 
 `PreTrainedModel.__call__` sends every eager inference call here. Two ways, chosen by input size
-(the measurements behind the choice are in the README's speed section and `scripts/bench.py`):
+(`scripts/bench.py` measures the choice; its figures are in docs/benchmarks.md):
 - small inputs (batch <= 4, sequence <= 128: interactive use) run under XLA, which fuses the
   element-wise work into the matmuls. XLA compiles once per input shape, so inputs are padded up
   to a bucket (XLA_BATCHES x XLA_SEQS: at most 18 shapes). Padding is masked, so real positions do
   not change (a row whose mask is all zeros is the exception, so a batch holding one is not padded);
 - larger inputs run as a plain graph with open batch and sequence dimensions: traced once, no
   padding waste; there XLA's gain was smaller than what padding to a bucket costs.
-Whether small inputs use XLA at all is part of the path `cpu.py` chooses for the CPU.
+Whether small inputs use XLA at all is part of the kernel plan `cpu.py` chooses for the CPU.
 """
 from __future__ import annotations
 
@@ -48,10 +48,10 @@ class CompiledForward:
         self.xla = tf.function(functools.partial(forward), input_signature=[spec] * 3, jit_compile=True)
         self.graph = tf.function(functools.partial(forward), input_signature=[spec] * 3)
         # The CPU's rule or MINIBERT_PATH (cpu.py); bfloat16 matmuls run faster in oneDNN's graph than under XLA.
-        self.use_xla = cpu.path().small == "xla" and model.dtype_name == "float32"
+        self.use_xla = cpu.kernel_plan().small == "xla" and model.dtype_name == "float32"
 
     def bucket(self, batch: int, seq: int):
-        """The padded XLA shape for this input, or None when it is not small (or the path runs no XLA)."""
+        """The padded XLA shape for this input, or None when it is not small (or the kernel plan runs no XLA)."""
         if not self.use_xla:
             return None
         b = next((x for x in XLA_BATCHES if x >= batch), None)

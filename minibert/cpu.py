@@ -1,19 +1,17 @@
-"""Which kernels and compilation minibert uses on this CPU: the rule, in one place, with the measurements behind it.
+"""Which matmul kernels and which compilation minibert uses on this CPU: the rule, in one place.
 
-Two choices decide how fast TensorFlow runs these models on a CPU:
-- the matmul library of the plain-graph ops: oneDNN or Eigen. TensorFlow reads `TF_ENABLE_ONEDNN_OPTS`
-  once, when it is imported, and by default turns oneDNN on only where the CPU has AVX-512 neural-network
-  features (VNNI, BF16, AMX); oneDNN picks AVX2, AVX-512 or AMX code at run time.
-- which inputs run under XLA (compiled for the CPU it runs on, fusing the element-wise work into the
-  matmuls, one compilation per padded shape) and which as a plain graph (traced once, any shape).
-  See `compiled.py` for the buckets.
+Two choices decide how fast TensorFlow runs these models on a CPU. The matmul library of the
+plain-graph ops, oneDNN or Eigen: TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it is imported,
+and by default turns oneDNN on only where the CPU has AVX-512 neural-network features (VNNI, BF16, AMX),
+although oneDNN's matmuls were faster on every x86 kind measured. And whether small inputs run under
+XLA (fused, one compilation per padded shape; see `compiled.py` for the buckets) or as a plain graph.
 
-A path names one of each: `onednn+xla`, `eigen+xla`, `onednn+graph`, `eigen+graph` (the second part says
-how small inputs run; large ones always run as a plain graph). `RULE` maps the CPU's vector ISA to a path;
-`MINIBERT_PATH` overrides it. A `TF_ENABLE_ONEDNN_OPTS` the user set is never changed, and once TensorFlow is
-imported its oneDNN state is what it is: the path reported is then the one in effect.
-
-The measurements behind `RULE` are beside it (and in the README's speed section).
+A `KernelPlan` names one of each: `onednn+xla`, `eigen+xla`, `onednn+graph`, `eigen+graph` (the
+second part says how small inputs run; large ones always run as a plain graph). `RULE` maps the CPU's
+vector ISA to a plan and `MINIBERT_PATH` overrides it (the user-facing name of a plan is a "path":
+the variable, the messages and `describe()["path"]`). A `TF_ENABLE_ONEDNN_OPTS` the user set is never
+changed, and once TensorFlow is imported its oneDNN state is what it is: the plan reported is then the
+one in effect. The measurements behind `RULE` are in docs/benchmarks.md (`scripts/bench.py --paths-only`).
 """
 from __future__ import annotations
 
@@ -28,7 +26,9 @@ SMALL = ("xla", "graph")
 
 
 @dataclass(frozen=True)
-class Path:
+class KernelPlan:
+    """A choice of kernels, not a file path: the plain graph's matmul library and how small inputs run."""
+
     matmuls: str  # "onednn" or "eigen": the plain-graph ops' matmul library
     small: str  # "xla" or "graph": how inputs inside the XLA buckets run
 
@@ -36,37 +36,20 @@ class Path:
         return f"{self.matmuls}+{self.small}"
 
     @classmethod
-    def parse(cls, text: str) -> "Path":
+    def parse(cls, text: str) -> "KernelPlan":
         matmuls, _, small = text.strip().lower().partition("+")
         if matmuls not in MATMULS or small not in SMALL:
             raise ValueError(f"{text!r} is not a path; paths are " + ", ".join(f"{m}+{s}" for m in MATMULS for s in SMALL))
         return cls(matmuls, small)
 
 
-# The CPU's vector ISA -> the fastest path measured on it. `scripts/bench.py --paths-only` (and `--cpu avx2`,
-# which holds oneDNN and XLA to AVX2 code), distilbert-base-sized, best of 3 alternating rounds, on a
-# 2-core Intel Xeon with AMX (a shared machine: +-20% between runs), 2026-12-01:
-#
-#                     latency 1x16   batch 64x24   batch 32x128
-#   AMX     onednn+xla    21.2 ms        646 ms        1.75 s
-#           onednn+graph  24.7 ms        562 ms        1.78 s
-#           eigen+xla     23.8 ms        781 ms        2.43 s
-#           eigen+graph   28.7 ms        748 ms        2.36 s
-#   AVX2    onednn+xla    21.9 ms       1065 ms        3.27 s
-#   (held)  onednn+graph  29.1 ms       1191 ms        3.52 s
-#           eigen+xla     24.6 ms       1211 ms        4.37 s   (TensorFlow's default on AVX2)
-#           eigen+graph   36.6 ms       1452 ms        4.42 s
-#
-# oneDNN's matmuls beat Eigen's by 25-35% on large batches on both kinds, as on the real AVX2-only EPYC of
-# issue 10 (32x128: 3.33 s with Eigen, 2.70 s with oneDNN); XLA for small inputs is worth 2.5-12 ms at one
-# sentence. (An earlier table, on an AMD EPYC Zen 4 on 2026-11-25, showed the libraries tied: its `eigen`
-# rows had run oneDNN, because the bench's workers inherited the TF_ENABLE_ONEDNN_OPTS that importing
-# minibert set in the bench itself. Its `onednn` rows stand: 16.2 ms / 658 ms / 1.88 s with AVX-512.)
-# AVX-512 without AMX gets the same path as both sides of it.
+# The CPU's vector ISA -> the fastest plan `scripts/bench.py --paths-only` measured on it (docs/benchmarks.md):
+# oneDNN's matmuls beat Eigen's on large batches on AMX and on AVX2 CPUs, and XLA saves a few milliseconds at
+# one sentence; AVX-512 without AMX, between the two, gets the same plan.
 RULE = {
-    "amx": Path("onednn", "xla"),
-    "avx512": Path("onednn", "xla"),
-    "avx2": Path("onednn", "xla"),
+    "amx": KernelPlan("onednn", "xla"),
+    "avx512": KernelPlan("onednn", "xla"),
+    "avx2": KernelPlan("onednn", "xla"),
     "other": None,  # not x86, or an x86 without AVX2: TensorFlow's own defaults, XLA for small inputs
 }
 
@@ -129,12 +112,12 @@ def _onednn_setting(value: str) -> bool:
     return value.strip().lower() in ("1", "true")
 
 
-_chosen: Path | None = None
+_chosen: KernelPlan | None = None
 _why = ""
 
 
-def configure() -> Path:
-    """Choose the path for this process (once) and set what must be set before TensorFlow is imported.
+def configure() -> KernelPlan:
+    """Choose the kernel plan for this process (once) and set what must be set before TensorFlow is imported.
 
     Called by `import minibert`; only sets `TF_ENABLE_ONEDNN_OPTS` when the user has not, and only while
     TensorFlow is not imported yet. A `TF_ENABLE_ONEDNN_OPTS` the user set decides the matmul library
@@ -149,16 +132,16 @@ def configure() -> Path:
     override = os.environ.get(ENV)
     if override:
         try:
-            wanted, _why = Path.parse(override), f"{ENV}={override}"
+            wanted, _why = KernelPlan.parse(override), f"{ENV}={override}"
         except ValueError as e:
             warnings.warn(f"{ENV}: {e}; using {_why_rule(kind)}", stacklevel=2)
             override = None
     if wanted is None:
-        wanted = Path("onednn" if tensorflow_onednn_default(flags) else "eigen", "xla")
+        wanted = KernelPlan("onednn" if tensorflow_onednn_default(flags) else "eigen", "xla")
         _why = "TensorFlow's defaults (no rule for this CPU)"
     user_set = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    if user_set is not None and not override:  # the user's own choice of matmuls is the path, silently
-        wanted = Path("onednn" if _onednn_setting(user_set) else "eigen", wanted.small)
+    if user_set is not None and not override:  # the user's own choice of matmuls is the plan, silently
+        wanted = KernelPlan("onednn" if _onednn_setting(user_set) else "eigen", wanted.small)
         _why += f", with TF_ENABLE_ONEDNN_OPTS={user_set} as set"
     elif user_set is None and "tensorflow" not in sys.modules:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if wanted.matmuls == "onednn" else "0"
@@ -170,8 +153,8 @@ def _why_rule(kind):
     return f"the rule for {kind} ({RULE.get(kind) or 'TensorFlow defaults'})"
 
 
-def path() -> Path:
-    """The path in effect: the chosen one, with the matmul library TensorFlow actually runs once imported.
+def kernel_plan() -> KernelPlan:
+    """The kernel plan in effect: the chosen one, with the matmul library TensorFlow actually runs once imported.
 
     When the chosen matmul library could not be had (TensorFlow imported before minibert, or the user's
     TF_ENABLE_ONEDNN_OPTS says otherwise), one warning names what runs instead.
@@ -181,7 +164,7 @@ def path() -> Path:
     on = onednn_in_effect()
     if on is None:
         return chosen
-    actual = Path("onednn" if on else "eigen", chosen.small)
+    actual = KernelPlan("onednn" if on else "eigen", chosen.small)
     if actual != chosen:
         reason = ("TF_ENABLE_ONEDNN_OPTS is set" if "TF_ENABLE_ONEDNN_OPTS" in os.environ and not _we_set_onednn(chosen)
                   else "TensorFlow was imported before minibert")
@@ -190,14 +173,14 @@ def path() -> Path:
     return _chosen
 
 
-def _we_set_onednn(chosen: Path) -> bool:
+def _we_set_onednn(chosen: KernelPlan) -> bool:
     return os.environ.get("TF_ENABLE_ONEDNN_OPTS") == ("1" if chosen.matmuls == "onednn" else "0")
 
 
 def describe() -> dict:
-    """What `scripts/bench.py` and `minibert trace` print: the CPU, TensorFlow's oneDNN state, the path and why."""
+    """What `scripts/bench.py` and `minibert trace` print: the CPU, TensorFlow's oneDNN state, the plan and why."""
     flags = cpu_flags()
-    p = path()
+    p = kernel_plan()
     return {"isa": isa(flags), "onednn": onednn_in_effect(), "path": str(p), "why": _why,
             "tensorflow_onednn_default": tensorflow_onednn_default(flags)}
 
@@ -208,7 +191,7 @@ def bfloat16_matmuls() -> str | None:
     flags = cpu_flags()
     if not flags & {"avx512_bf16", "amx_bf16"}:
         return "this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)"
-    p = path()
+    p = kernel_plan()
     if p.matmuls != "onednn":
         return f"the path is {p} and bfloat16 matmuls need oneDNN"
     return None

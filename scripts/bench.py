@@ -32,7 +32,7 @@ def _ratio(peer, what):
     return lambda r: r[peer][what]["min_s"] / r["minibert"][what]["min_s"]
 
 
-# The targets (issue 10): (what, how to read it off the results, the bound, ">=" or "<=")
+# The speed targets: (what, how to read it off the results, the bound, ">=" or "<=")
 TARGETS = [
     ("corpus >= 1.8x transformers b=32", lambda r: r["transformers"]["corpus_b32"]["min_s"] / r["minibert"]["corpus"]["min_s"], 1.8, ">="),
     ("corpus >= 80% of the sgemm limit", lambda r: r["summary"]["corpus_of_limit"], 0.80, ">="),

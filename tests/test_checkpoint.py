@@ -169,7 +169,7 @@ def test_hub_cache_is_used(tmp_path, tiny_bert_base, monkeypatch):
     np.testing.assert_array_equal(model(IDS).last_hidden_state.numpy(), want)
 
 
-# -- files that try to hurt (issue 13): each error names the file and the problem -------------------
+# -- files that try to hurt: each error names the file and the problem -----------------------------
 def shard(src, dst, extra_in_second=()):
     """Split a checkpoint into two shards with an index; keys in `extra_in_second` go into both."""
     shutil.copytree(src, dst)

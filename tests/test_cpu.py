@@ -1,5 +1,6 @@
-"""The CPU rule (minibert/cpu.py): which path a CPU gets, the override, what the user set is kept, and parity on
-every path (each forced through MINIBERT_PATH in a fresh process: oneDNN is chosen when TensorFlow is imported)."""
+"""The CPU rule (minibert/cpu.py): which kernel plan ("path") a CPU gets, the override, what the user set is kept,
+and parity on every plan (each forced through MINIBERT_PATH in a fresh process: oneDNN is chosen when TensorFlow
+is imported)."""
 import json
 import os
 import subprocess
@@ -38,13 +39,13 @@ def test_onednn_isa_cap_is_honoured(monkeypatch, cap, kind):
 def test_every_cpu_kind_has_a_rule():
     assert set(cpu.RULE) == set(cpu.ISAS)
     for path in filter(None, cpu.RULE.values()):
-        assert cpu.Path.parse(str(path)) == path
+        assert cpu.KernelPlan.parse(str(path)) == path
 
 
 @pytest.mark.parametrize("text", ["onednn", "xla", "onednn+jit", "mkl+xla", ""])
 def test_a_path_that_is_not_one_is_named(text):
     with pytest.raises(ValueError, match="is not a path; paths are onednn\\+xla, onednn\\+graph, eigen\\+xla, eigen\\+graph"):
-        cpu.Path.parse(text)
+        cpu.KernelPlan.parse(text)
 
 
 def run(code: str, **env) -> subprocess.CompletedProcess:

@@ -153,7 +153,7 @@ class TestFeatureExtraction:
 
 
 def test_numeric_options_and_device(distilbert_base_cls):
-    """Issue 13 A: a negative batch size used to return uninitialised scores; now every number is checked."""
+    """Every numeric option is checked: a negative batch size must not give scores from uninitialised memory."""
     pipe = pipeline("sentiment-analysis", model=distilbert_base_cls, device="cpu")
     want = pipe(SEED_TEXTS)
     for kwargs, match in [(dict(batch_size=-3), "batch_size=-3"), (dict(batch_size=-1), "batch_size=-1"),

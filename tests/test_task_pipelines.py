@@ -467,7 +467,7 @@ def test_streaming_batching_and_threads(ner_dir, qa_dir, mlm_dirs, nli_dir):
 
 def test_a_stream_gives_each_result_once_it_and_those_before_it_are_done(cls_dir):
     """Inside a window, batches run shortest first; a result comes out as soon as it and every input before
-    it have run, not when the whole window has (issue 13: `minibert classify | head -3`)."""
+    it have run, not when the whole window has (so `minibert classify | head -3` answers at once)."""
     pipe = ours("text-classification", cls_dir)
     counting = Counting(pipe.model)
     probe = type(pipe)(counting, pipe.tokenizer, batch_size=2, **pipe.options)
