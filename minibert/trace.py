@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pipelines import softmax
+from .pipelines import TASKS
+from .pipelines.base import TraceStage, rounded, softmax
 
 
 def _summary(name: str, x: np.ndarray, mask: np.ndarray | None = None, n_values: int = 4) -> dict:
@@ -46,7 +47,7 @@ def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> 
     head = head_of(model)
     if head in LAST_STAGES:
         result["head"] = head
-        result.update(LAST_STAGES[head](out, result["tokens"], mask, model.config, tokenizer))
+        result.update(LAST_STAGES[head].compute(out, result["tokens"], mask, model.config, tokenizer))
     result["_attentions"] = [a.numpy() for a in out.attentions]  # for plotting; dropped from JSON
     return result
 
@@ -57,67 +58,21 @@ def head_of(model) -> str:
     return next((h for h, cls in FAMILIES[model.config.model_type].items() if isinstance(model, cls)), "model")
 
 
-def _rounded(rows) -> list:
-    return [[round(float(v), 4) for v in row] for row in rows]
-
-
-def _text_labels(out, tokens, mask, config, tokenizer) -> dict:
-    """logits -> softmax over labels -> one label per text."""
-    logits = out.logits.numpy()
-    probs = softmax(logits)
-    return {"logits": _rounded(logits), "probabilities": _rounded(probs), "id2label": dict(config.id2label),
-            "labels": [config.id2label[int(i)] for i in probs.argmax(-1)]}
-
-
 def _choice_scores(out, tokens, mask, config, tokenizer) -> dict:
     """One score per choice -> softmax over the choices -> the chosen text."""
     logits = out.logits.numpy()  # (1, N)
     probs = softmax(logits)
-    return {"logits": _rounded(logits), "probabilities": _rounded(probs), "choice": int(probs[0].argmax())}
+    return {"logits": rounded(logits), "probabilities": rounded(probs), "choice": int(probs[0].argmax())}
 
 
-def _token_labels(out, tokens, mask, config, tokenizer) -> dict:
-    """logits per token -> softmax -> the best label of every real token."""
-    probs = softmax(out.logits.numpy())  # (B, T, num_labels)
-    return {"token_labels": [
-        [{"token": tok, "label": config.id2label[int(p.argmax())], "score": round(float(p.max()), 4)}
-         for tok, p, m in zip(tokens[i], probs[i], mask[i]) if m]
-        for i in range(len(tokens))]}
-
-
-def _answer_spans(out, tokens, mask, config, tokenizer) -> dict:
-    """start and end logits -> the best span (start <= end) over real tokens, with its probability."""
-    spans = []
-    for i in range(len(tokens)):
-        real = mask[i].astype(bool)
-        start = softmax(np.where(real, out.start_logits.numpy()[i], -np.inf))  # (T,)
-        end = softmax(np.where(real, out.end_logits.numpy()[i], -np.inf))
-        scores = np.triu(start[:, None] * end[None, :])  # (T, T): start <= end
-        s, e = np.unravel_index(int(scores.argmax()), scores.shape)
-        spans.append({"start": int(s), "end": int(e), "score": round(float(scores[s, e]), 4),
-                      "tokens": tokens[i][s:e + 1]})
-    return {"spans": spans}
-
-
-def _mask_candidates(out, tokens, mask, config, tokenizer, k: int = 5) -> dict:
-    """logits over the vocabulary at every masked position -> softmax -> the k most likely tokens."""
-    logits = out.logits.numpy()  # (B, T, vocab)
-    masked = []
-    for i, row in enumerate(tokens):
-        for t, tok in enumerate(row):
-            if tok == tokenizer.mask_token and mask[i][t]:
-                probs = softmax(logits[i, t])
-                best = np.argsort(-probs)[:k]
-                masked.append({"text": i, "position": t, "candidates": [
-                    {"token": tokenizer.convert_ids_to_tokens(int(j)), "id": int(j), "score": round(float(probs[j]), 4)}
-                    for j in best]})
-    return {"masked": masked}
-
-
-# What `trace` shows after the head, per head (the keys of a family's HEADS).
-LAST_STAGES = {"sequence-classification": _text_labels, "multiple-choice": _choice_scores,
-               "token-classification": _token_labels, "question-answering": _answer_spans,
-               "masked-lm": _mask_candidates}
+# Multiple choice is a head with no pipeline task (transformers has none): its stage is declared here;
+# every other head's comes from the task that runs it.
+MULTIPLE_CHOICE = TraceStage(
+    "multiple-choice", "choice scores: softmax over the texts, the chosen text", _choice_scores,
+    lambda r: [f"choice scores {r['logits'][0]} -> softmax over the texts {r['probabilities'][0]} -> text {r['choice']}"])
+# What `trace` shows after the head, per head (the keys of `auto.FAMILIES[model_type]`).
+LAST_STAGES = {**{t.trace.head: t.trace for t in TASKS.values() if t.trace is not None and t.trace.compute},
+               MULTIPLE_CHOICE.head: MULTIPLE_CHOICE}
 
 
 def to_json(result: dict) -> dict:
@@ -141,25 +96,8 @@ def format_trace(r: dict) -> str:
     lines.append(f"attentions: {a['layers']} layers of {tuple(a['shape'])} (batch, heads, query, key)")
     h = r["head_input"]
     lines += ["", f"head input: {h['stage']}, shape {tuple(h['shape'])}, first values {h['first_values']}"]
-    head = r.get("head")
-    if head == "sequence-classification":
-        lines.append(f"id2label: {r['id2label']}")
-        for i in range(n):
-            lines.append(f"text {i}: logits {r['logits'][i]} -> softmax {r['probabilities'][i]} -> {r['labels'][i]}")
-    elif head == "multiple-choice":
-        lines.append(f"choice scores {r['logits'][0]} -> softmax over the texts {r['probabilities'][0]} "
-                     f"-> text {r['choice']}")
-    elif head == "token-classification":
-        for i, row in enumerate(r["token_labels"]):
-            lines.append(f"text {i}: " + " ".join(f"{x['token']}/{x['label']}" for x in row))
-    elif head == "question-answering":
-        for i, span in enumerate(r["spans"]):
-            lines.append(f"text {i}: best span tokens {span['start']}..{span['end']} {' '.join(span['tokens'])!r} "
-                         f"(start x end probability {span['score']})")
-    elif head == "masked-lm":
-        for m in r["masked"]:
-            cands = ", ".join(f"{c['token']} {c['score']}" for c in m["candidates"])
-            lines.append(f"text {m['text']}, mask at {m['position']}: {cands}")
+    if r.get("head") in LAST_STAGES:
+        lines += LAST_STAGES[r["head"]].lines(r)
     return "\n".join(lines)
 
 
@@ -171,7 +109,8 @@ def plot_attention(result: dict, path: str, text_index: int = 0, layer: int | No
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("plotting attention needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)") from None
+        raise ImportError("plotting attention needs matplotlib: pip install 'minibert-tf[plot]' "
+                          "(or pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

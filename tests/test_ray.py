@@ -18,6 +18,7 @@ import pytest
 import ray  # in the test extra: a test machine without Ray fails here rather than skipping
 
 import minibert.ray as mray
+from minibert.ray import actor, readers
 from minibert import pipeline, pipelines
 from minibert.cli import main
 
@@ -121,18 +122,18 @@ class Trickle(io.BytesIO):
 
 
 def test_text_lines_every_line_once_as_the_cli_counts_them():
-    rows = read_all(mray._read_text, b"one\r\n\n  \ntwo \xe2\x80\xa8 still two\nlast")
+    rows = read_all(readers._read_text, b"one\r\n\n  \ntwo \xe2\x80\xa8 still two\nlast")
     assert [(r["input_row"], r["text"], r["error"]) for r in rows] == [
         (1, "one", None), (2, "", None), (3, "  ", None), (4, "two \u2028 still two", None), (5, "last", None)]
-    assert read_all(mray._read_text, b"a\n") == [{"input_file": "f", "input_row": 1, "text": "a", "error": None}]
-    assert list(mray._read_text(io.BytesIO(b""), "f", "text", ["text"], 10)) == []  # an empty file: no rows
+    assert read_all(readers._read_text, b"a\n") == [{"input_file": "f", "input_row": 1, "text": "a", "error": None}]
+    assert list(readers._read_text(io.BytesIO(b""), "f", "text", ["text"], 10)) == []  # an empty file: no rows
 
 
 def test_text_lines_bad_bytes_and_overlong_lines_are_rows_with_an_error():
     data = b"hello\nworld wide web\nok \xff\xfe\n\nend"
-    lines = list(mray._lines(Trickle(data), 8))
+    lines = list(readers._lines(Trickle(data), 8))
     assert lines == [(1, b"hello"), (2, None), (3, b"ok \xff\xfe"), (4, b""), (5, b"end")]
-    rows = read_all(mray._read_text, data, limit=8)
+    rows = read_all(readers._read_text, data, limit=8)
     assert [r["input_row"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[1]["text"] is None and rows[1]["error"] == "f, row 2: line longer than 8 bytes"
     assert rows[2]["text"] is None and rows[2]["error"] == "f, row 3: not valid UTF-8 (byte 0xff at column 4)"
@@ -142,7 +143,7 @@ def test_text_lines_bad_bytes_and_overlong_lines_are_rows_with_an_error():
 def test_jsonl_non_string_missing_and_broken_rows_are_kept_with_an_error():
     data = (b'{"text": "fine", "id": 1}\n{"text": 5, "id": 2}\n{"text": null, "id": 3}\n\n'
             b'{"id": 5}\nnot json\n[1, 2]\n{"text": ["a"], "id": 8}\n{"text": "caf\xc3\xa9", "id": 9, "extra": true}\n')
-    rows = read_all(mray._read_jsonl, data)
+    rows = read_all(readers._read_jsonl, data)
     assert [r["input_row"] for r in rows] == [1, 2, 3, 5, 6, 7, 8, 9]  # line 4 is blank: no record
     assert [r["id"] for r in rows] == [1, 2, 3, 5, None, None, 8, 9]
     errors = {r["input_row"]: r["error"] for r in rows}
@@ -158,21 +159,21 @@ def test_jsonl_non_string_missing_and_broken_rows_are_kept_with_an_error():
 
 def test_csv_rows_are_records_and_bad_values_are_flagged():
     data = b'id,text\n1,"two\nlines"\n2,bad \xff\n3,\n4,"quoted, comma"\n'
-    rows = read_all(mray._read_csv, data)
+    rows = read_all(readers._read_csv, data)
     assert [(r["input_row"], r["id"], r["text"]) for r in rows] == [
         (1, 1, "two\nlines"), (2, 2, None), (3, 3, ""), (4, 4, "quoted, comma")]
     assert rows[1]["error"] == "f, row 2: 'text' is not valid UTF-8 (byte 0xff at column 5)"
     assert [r["error"] for r in rows if r["id"] != 2] == [None] * 3
     with pytest.raises(ValueError, match="no column 'review'; columns: id, text"):
-        read_all(mray._read_csv, data, column="review")
+        read_all(readers._read_csv, data, column="review")
 
 
 def test_parquet_nulls_and_non_string_columns_are_flagged(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"text": ["a", None, "c"], "n": [1, 2, 3]}), path)
-    rows = read_all(mray._read_parquet, path.read_bytes())
+    rows = read_all(readers._read_parquet, path.read_bytes())
     assert [r["error"] for r in rows] == [None, "f, row 2: 'text' is null, expected a string", None]
-    rows = read_all(mray._read_parquet, path.read_bytes(), column="n")
+    rows = read_all(readers._read_parquet, path.read_bytes(), column="n")
     assert [r["error"] for r in rows] == [f"f, row {i}: 'n' is int64, expected a string" for i in (1, 2, 3)]
 
 
@@ -451,7 +452,7 @@ def test_malformed_row_fails_naming_file_and_row(local_ray, bad_text_file, tmp_p
     # A non-string text in JSON lines: the reader flags it, the actor stops on it (here without Ray).
     source = tmp_path / "reviews.jsonl"
     source.write_bytes(b'{"text": "fine"}\n{"text": "also fine"}\n{"text": 5}\n')
-    table = pa.concat_tables(mray._read_jsonl(io.BytesIO(source.read_bytes()), str(source), "text", ["text"],
+    table = pa.concat_tables(readers._read_jsonl(io.BytesIO(source.read_bytes()), str(source), "text", ["text"],
                                               mray.MAX_TEXT_BYTES))
     with pytest.raises(mray.BadRow, match=f"^{source}, row 3: 'text' is int, expected a string$"):
         mray.Predict("text-classification", model=model)(table)
@@ -513,7 +514,7 @@ def test_bad_commands_are_one_line_before_any_model(inputs, tmp_path, capsys, mo
     def started(*a, **k):
         raise AssertionError("Ray or a model was started for a command that is wrong")
 
-    monkeypatch.setattr(mray, "predict", started)
+    monkeypatch.setattr(actor, "predict", started)
     monkeypatch.setattr(ray, "init", started)
     monkeypatch.setattr(pipelines, "pipeline", started)
     (tmp_path / "full").mkdir()
@@ -543,4 +544,93 @@ def test_ray_missing_is_one_line_with_the_install_command(tmp_path):
             f"sys.exit(main(['classify', '--input', {str(SST2)!r}, '--input-format', 'text', '--output', 'o']))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=60, cwd=tmp_path)
     assert p.returncode == 1
-    assert p.stderr.decode().strip() == 'minibert: error: Ray is not installed; install the extra: pip install "minibert[ray]"'
+    assert p.stderr.decode().strip() == 'minibert: error: Ray is not installed; install the extra: pip install "minibert-tf[ray]"'
+
+
+# -- the output folder: nothing lost ---------------------------------------------------------------
+def _snapshot(folder):
+    """Every file under `folder` with its bytes: what must not change."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("layout", ["output is the input folder", "output holds an input file",
+                                    "output inside the input folder"])
+def test_an_output_that_overlaps_an_input_is_refused_before_anything_is_deleted(tmp_path, capsys, monkeypatch, layout):
+    monkeypatch.setattr(actor, "predict", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a fine review\nterrible\n", encoding="utf-8")
+    (data / "b.txt").write_text("what a lovely day\n", encoding="utf-8")
+    before = _snapshot(tmp_path)
+    inputs, output, message = {
+        "output is the input folder": ([str(data)], data, f"--output {data} is the input {data}"),
+        "output holds an input file": ([str(data / "a.txt")], data, f"--output {data} holds the input {data / 'a.txt'}"),
+        "output inside the input folder": ([str(data)], data / "out", f"--output {data / 'out'} lies inside the input folder {data}"),
+    }[layout]
+    assert main(["classify", "--input", *inputs, "--output", str(output), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"minibert: error: {message}") and err.count("\n") == 1, err
+    assert _snapshot(tmp_path) == before  # byte for byte, nothing added or removed
+
+
+def test_overwrite_replaces_only_a_previous_minibert_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(actor, "predict", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
+    source = tmp_path / "in.txt"
+    source.write_text("fine\n", encoding="utf-8")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.parquet").write_bytes(b"four years of work")
+    before = _snapshot(tmp_path)
+    assert main(["classify", "--input", str(source), "--output", str(mine), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert f"--output {mine} has no minibert _SUCCESS marker" in err and err.count("\n") == 1, err
+    (mine / "_SUCCESS").write_text('{"writer": "minibert"}')  # marked, but holding a file minibert never writes
+    (mine / "notes.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    assert main(["classify", "--input", str(source), "--output", str(mine), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert f"--output {mine} holds notes.txt, which minibert did not write" in err, err
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_failed_rerun_leaves_the_previous_output_and_a_good_one_replaces_it(local_ray, tmp_path, tiny, capsys):
+    """The output is written beside the folder and moved into place, marked _SUCCESS, only when complete."""
+    model = tiny["text-classification"]
+    good, bad, out = tmp_path / "good.txt", tmp_path / "bad.txt", tmp_path / "out"
+    good.write_text("a fine review\nterrible\n", encoding="utf-8")
+    bad.write_bytes(b"fine\nbad \xff byte\n")
+    argv = ["classify", "--output", str(out), "--workers", "1", "--model", model, "--quiet", "--overwrite"]
+    assert main([*argv, "--input", str(good)]) == 0
+    marker = json.loads((out / "_SUCCESS").read_text())
+    assert marker["writer"] == "minibert" and marker["rows"] == 2 and marker["errors"] == 0
+    first = _snapshot(out)
+    assert main([*argv, "--input", str(bad)]) == 1  # the bad row stops the run
+    assert "row 2: not valid UTF-8" in capsys.readouterr().err
+    assert _snapshot(out) == first  # the previous complete output, byte for byte
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+    assert main([*argv, "--input", str(bad), "--on-error", "record"]) == 0  # a good rerun replaces it
+    assert pq.read_table(out)["input_file"].to_pylist() == [str(bad)] * 2
+    assert json.loads((out / "_SUCCESS").read_text())["errors"] == 1
+
+
+def test_a_run_stopped_by_sigterm_leaves_no_partial_output(tmp_path, tiny):
+    """SIGTERM while the actors run: the staging folder goes, and no output folder claims to be complete."""
+    import time
+
+    source = tmp_path / "many.txt"
+    source.write_text("\n".join(sst2_texts(N)) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "minibert", "classify", "--input", str(source), "--output", str(out),
+           "--model", tiny["text-classification"], "--workers", "1", "--quiet"]
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.minibert-*")) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert p.poll() is None, p.stderr.read().decode()[-2000:]
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=120)
+    assert p.returncode != 0
+    assert not out.exists()
+    assert list(tmp_path.glob(".out.*")) == []
