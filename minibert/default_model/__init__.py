@@ -20,6 +20,7 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -43,6 +44,7 @@ ENCODER_FILES = ("config.json", "model.safetensors", *TOKENIZER_FILES, "sentence
 ENCODER_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 MODEL_PREFIX, BUILDING_PREFIX = "sst2-minilm-", ".building-"
+MANIFEST = "minibert-manifest.json"  # each file's size, mtime and sha256, written when the folder is assembled
 STALE_AFTER_S = 10 * 60  # an assembly takes seconds; a build folder untouched this long was abandoned
 
 logger = logging.getLogger("minibert")
@@ -198,9 +200,40 @@ def _built(enc: str, root: str, name: str) -> str:
     folder = os.path.join(root, name)
     os.makedirs(root, exist_ok=True)
     _remove_stale(root, keep=name)
+    if os.path.lexists(folder) and not _intact(folder):
+        # A truncated or edited file (a full disk, a killed copy, a hand edit) would break every later run:
+        # move the folder aside (removed as stale later) and build it again.
+        logger.warning("the cached default model %s is damaged; rebuilding it", folder)
+        os.replace(folder, tempfile.mkdtemp(dir=root, prefix=BUILDING_PREFIX))
     if not os.path.isfile(os.path.join(folder, "model.safetensors")):
         _assemble(enc, folder)
     return folder
+
+
+def _intact(folder: str) -> bool:
+    """Every file the manifest written at assembly names is there with its size and sha256. A file whose
+    size and modification time are as recorded is taken as written; any other is hashed."""
+    try:
+        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
+            manifest = json.load(f)
+        for name, (size, mtime_ns, digest) in manifest.items():
+            st = os.stat(os.path.join(folder, name))
+            if st.st_size != size:
+                return False
+            if st.st_mtime_ns != mtime_ns and _hash_once(os.path.join(folder, name), st.st_size, st.st_mtime_ns) != digest:
+                return False
+        return set(manifest) >= {"model.safetensors", "config.json", *TOKENIZER_FILES}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def _write_manifest(folder: str) -> None:
+    manifest = {}
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        st = entry.stat()
+        manifest[entry.name] = [st.st_size, st.st_mtime_ns, _file_sha256(entry.path).hex()]
+    with open(os.path.join(folder, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(manifest, f)
 
 
 def _remove_stale(root: str, keep: str) -> None:
@@ -238,6 +271,7 @@ def _assemble(enc: str, folder: str) -> None:
         shutil.copy(CONFIG, tmp)
         for name in TOKENIZER_FILES:
             shutil.copy(os.path.join(enc, name), tmp)
+        _write_manifest(tmp)
         try:
             os.replace(tmp, folder)  # atomic: a reader never sees a half-written folder
         except OSError:  # another process finished first
