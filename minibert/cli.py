@@ -13,10 +13,12 @@ import json
 import math
 import os
 import shutil
+import stat
 import sys
 
 from .pipelines import TASKS
 from .ray import READERS
+from .textio import read_lines
 
 
 class CLIError(Exception):
@@ -40,27 +42,18 @@ def read_texts(args) -> tuple[list[str], bool]:
     name = "<stdin>" if args.file == "-" else args.file
     try:
         if args.file == "-":
-            data = sys.stdin.buffer.read()
+            texts = read_lines(sys.stdin.buffer, name)
         else:
             with open(args.file, "rb") as f:
-                data = f.read()
+                texts = read_lines(f, name)
     except FileNotFoundError:
         raise CLIError(f"no such file: {args.file}") from None
     except IsADirectoryError:
         raise CLIError(f"{args.file} is a directory, not a text file") from None
     except OSError as e:
         raise CLIError(f"cannot read {name}: {e.strerror}") from None
-    if piped and not data:
+    if piped and not texts:
         raise CLIError("no input: give TEXT arguments, --file PATH, or lines on standard input")
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line does not start another one
-    texts = []
-    for n, raw in enumerate(lines, 1):
-        try:
-            texts.append(raw.rstrip(b"\r").decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise CLIError(f"{name}: line {n} is not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
     return texts, True
 
 
@@ -170,7 +163,12 @@ def cmd_task(args) -> int:
     options = cmd.options(args)
     make_input = cmd.make_input(args)
     texts, from_file = read_texts(args)
-    inputs = [make_input(t) for t in texts]  # bad lines fail here, before any model is loaded
+    inputs = []
+    for n, text in enumerate(texts, 1):  # bad lines fail here, before any model is loaded
+        try:
+            inputs.append(make_input(text))
+        except ValueError as e:
+            raise CLIError(f"{'line' if from_file else 'TEXT argument'} {n}: {e}") from None
     if cmd.vectors and args.output:
         if not args.output.endswith(".npy"):
             raise CLIError(f"--output must end in .npy, got {args.output}")
@@ -195,7 +193,7 @@ def cmd_task(args) -> int:
             elif fmt == "jsonl":
                 print(jsonl.line(rec, i))
             elif fmt == "tsv":
-                print("\t".join([*cmd.cells(rec, args), _tsv(text)]))
+                print("\t".join(_tsv(cell) for cell in [*cmd.cells(rec, args), text]))
             else:
                 rows.append([*cmd.cells(rec, args), text])
             bar.update(1)
@@ -227,6 +225,13 @@ def write_atomically(path: str, write) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        try:  # the mode the file had, or what open() would give a new one (mkstemp's is 0600)
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)

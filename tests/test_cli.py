@@ -261,3 +261,41 @@ def test_nan_note_names_file_lines(nan_model, tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     assert [strict_json(line)["score"] for line in p.stdout.decode().splitlines()] == [None, None]
     assert "line 1, line 2" in p.stderr.decode()
+
+
+# -- hostile inputs, in this process: each refused in one line before any model loads -------------
+@pytest.mark.parametrize("argv, message", [
+    (["classify", "--file", "/dev/zero"], "/dev/zero: line 1 is longer than 1048576 bytes, the limit for one text"),
+    (["qa", "--context", "/dev/zero", "a question"], "--context /dev/zero is longer than 1048576 bytes"),
+    (["zero-shot", "--labels", "a,,b", "a text"], "--labels 'a,,b': label 2 is empty"),
+    (["classify", "--pair", "one\ttwo", "a\tb\tc"], "TEXT argument 2: --pair: each input is TEXT<TAB>TEXT_PAIR, one tab, got 2"),
+])
+def test_hostile_inputs_are_one_line_before_any_model(argv, message, capsys, monkeypatch):
+    from minibert import pipelines
+
+    monkeypatch.setattr(pipelines, "pipeline", lambda *a, **k: pytest.fail("a model was loaded"))
+    assert minibert.cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"minibert: error: {message}") and err.count("\n") == 1, err
+
+
+def test_tsv_escapes_labels_and_output_keeps_its_mode(tmp_path, capsys):
+    """A label holding a tab or a newline stays in its cell; `embed --output` over a 0644 file keeps 0644."""
+    import minibert.cli
+    from reference import make_checkpoint, minilm_dir
+
+    folder = make_checkpoint(tmp_path / "m", "bert", "sequence-classification", hidden_size=32, num_attention_heads=4,
+                             intermediate_size=37, num_hidden_layers=2, vocab_size=30522, max_position_embeddings=64,
+                             id2label={0: "bad\tlabel", 1: "two\nlines"}, label2id={"bad\tlabel": 0, "two\nlines": 1})
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        (tmp_path / "m" / name).write_bytes(open(os.path.join(minilm_dir(), name), "rb").read())
+    assert minibert.cli.main(["classify", "--model", str(folder), "--format", "tsv", "one", "two"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.count("\t") == 2 for line in lines), lines
+    assert {line.split("\t")[0] for line in lines} <= {"bad\\tlabel", "two\\nlines"}
+    out = tmp_path / "emb.npy"
+    out.write_bytes(b"old")
+    os.chmod(out, 0o644)
+    assert minibert.cli.main(["embed", "--output", str(out), "a text"]) == 0
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o644)
+    assert np.load(out).shape == (1, 384)

@@ -18,7 +18,7 @@ import pytest
 
 from minibert import pipeline
 from minibert.pipelines import ALIASES, TASKS, get_task
-from reference import assert_same, make_checkpoint, minilm_dir
+from reference import REPO, assert_same, make_checkpoint, minilm_dir, sst2_train_texts
 
 POSITIONS = 40
 BERT = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
@@ -50,9 +50,7 @@ def cased_dir(tmp_path_factory):
     from tokenizers.processors import TemplateProcessing
     from transformers import BertTokenizerFast
 
-    here = os.path.dirname(__file__)
-    with open(os.path.join(here, "..", "data", "sst2", "train.txt"), encoding="utf-8") as f:
-        lines = [line.split(" ", 1)[1].strip() for line in f][:3000]
+    lines = sst2_train_texts(3000)
     corpus = lines + [line.title() for line in lines] + [LONG] * 5
     wp = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
     wp.train_from_iterator(corpus, vocab_size=2000, min_frequency=2)
@@ -184,7 +182,7 @@ def test_table_imports_without_tensorflow():
 
     code = "import sys, minibert.pipelines as p; p.get_task('ner'); print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))})
+                         env={**os.environ, "PYTHONPATH": REPO})
     assert out.stdout.strip() == "False", out.stderr
 
 
@@ -278,6 +276,9 @@ def test_zero_shot_bad_input(nli_dir, cls_dir):
         (lambda p: p("text", candidate_labels=5), TypeError, "candidate_labels must be a list of strings"),
         (lambda p: p("text", candidate_labels=["a", 3]), TypeError, "candidate_labels must be a list of strings"),
         (lambda p: p("text", ["a"], hypothesis_template="No slot."), ValueError, "has no {} where the label goes"),
+        (lambda p: p("text", ["a"], hypothesis_template="{:>9999999999}"), ValueError,
+         r"use \{\} alone where the label goes, not \{:>9999999999\}"),
+        (lambda p: p("text", ["a"], hypothesis_template="{0.__class__}"), ValueError, r"use \{\} alone"),
         (lambda p: p(["fine", ""], ["a"]), ValueError, "input 1 is an empty text"),
         (lambda p: p("text", ["word " * 40]), ValueError, r"the hypothesis for label .* takes \d+ of the 40 tokens"),
         (lambda p: p("text", ["a"], multi_label="yes"), TypeError, "multi_label must be True or False"),
@@ -488,9 +489,7 @@ def roberta_tokenizer_dir(tmp_path_factory):
     from tokenizers.processors import RobertaProcessing
     from transformers import RobertaTokenizerFast
 
-    here = os.path.dirname(__file__)
-    with open(os.path.join(here, "..", "data", "sst2", "train.txt"), encoding="utf-8") as f:
-        lines = [line.split(" ", 1)[1].strip() for line in f][:3000]
+    lines = sst2_train_texts(3000)
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(lines + [line.title() for line in lines] + [LONG] * 5, vocab_size=1500,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])

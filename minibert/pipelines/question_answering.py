@@ -1,10 +1,9 @@
 """Question answering: the span of a context that answers a question, read in windows over long contexts."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
+from ..textio import read_document
 from ..tokenizer import check_text
 from .base import Command, Pipeline, Task, TraceStage, bool_option, int_option, softmax
 
@@ -235,24 +234,10 @@ def _options(args) -> dict:
 
 
 def _make_input(args):
-    context = _read_context(args.context)
-    return lambda question: {"question": question, "context": context}
-
-
-def _read_context(path: str | None) -> str:
-    if path is None:
+    if args.context is None:
         raise ValueError("qa needs --context FILE (the text the answers come from; - for stdin)")
-    try:
-        if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {path}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    context = read_document(args.context, "--context")
+    return lambda question: {"question": question, "context": context}
 
 
 def _trace(out, tokens, mask, config, tokenizer) -> dict:

@@ -127,9 +127,9 @@ def _options(args) -> dict:
 
 
 def _pair(text: str) -> dict:
-    if "\t" not in text:
-        raise ValueError(f"--pair: each input is TEXT<TAB>TEXT_PAIR, got {text[:60]!r}")
-    a, b = text.split("\t", 1)
+    if text.count("\t") != 1:
+        raise ValueError(f"--pair: each input is TEXT<TAB>TEXT_PAIR, one tab, got {text.count(chr(9))} in {text[:60]!r}")
+    a, b = text.split("\t")
     return {"text": a, "text_pair": b}
 
 

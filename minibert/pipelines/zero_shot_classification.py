@@ -1,6 +1,8 @@
 """Zero-shot classification: labels named at call time, each scored as an NLI hypothesis."""
 from __future__ import annotations
 
+import string
+
 import numpy as np
 
 from ..tokenizer import check_text
@@ -55,9 +57,14 @@ class ZeroShotClassificationPipeline(Pipeline):
         if not isinstance(template, str):
             raise TypeError(f"hypothesis_template must be a string with {{}} where the label goes, got {template!r}")
         try:
-            filled = template.format(labels[0])
-        except (IndexError, KeyError, ValueError) as e:
+            fields = list(string.Formatter().parse(template))
+        except ValueError as e:
             raise ValueError(f"hypothesis_template {template!r} cannot be filled with a label: {e!r}") from None
+        for _, name, spec, conversion in fields:  # only {} or {0}: a format spec could ask for gigabytes
+            if name is not None and (name not in ("", "0") or spec or conversion):
+                raise ValueError(f"hypothesis_template {template!r}: use {{}} alone where the label goes, not "
+                                 f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}")
+        filled = template.format(labels[0])
         if filled == template:
             raise ValueError(f"hypothesis_template {template!r} has no {{}} where the label goes")
         opts["multi_label"] = bool_option("multi_label", opts["multi_label"])
@@ -127,7 +134,10 @@ def _arguments(p):
 def _options(args) -> dict:
     if not args.labels:
         raise ValueError("zero-shot needs --labels A,B,C (the candidate labels)")
-    options = {"candidate_labels": [x.strip() for x in args.labels.split(",")], "multi_label": args.multi_label}
+    labels = [x.strip() for x in args.labels.split(",")]
+    if "" in labels:
+        raise ValueError(f"--labels {args.labels!r}: label {labels.index('') + 1} is empty")
+    options = {"candidate_labels": labels, "multi_label": args.multi_label}
     if args.template:
         options["hypothesis_template"] = args.template
     return options
