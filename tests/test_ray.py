@@ -21,9 +21,10 @@ import minibert.ray as mray
 from minibert.ray import actor, readers
 from minibert import pipeline, pipelines
 from minibert.cli import main
+from reference import REPO
+from reference import SST2 as SST2_DIR
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SST2 = os.path.join(REPO, "data", "sst2", "train.txt")
+SST2 = os.path.join(SST2_DIR, "train.txt")
 N = 2000
 RAY_BATCH = 100  # rows per actor call in these tests: 28 calls or more, so a worker can be killed midway
 # Ray's workers are separate processes: they must import this checkout's minibert, as pytest does.
@@ -155,6 +156,8 @@ def test_jsonl_non_string_missing_and_broken_rows_are_kept_with_an_error():
     assert errors[7] == "f, row 7: a JSON list, expected an object"
     assert errors[8] == "f, row 8: 'text' is list, expected a string"
     assert rows[-1]["text"] == "café" and rows[-1]["extra"] is True and rows[0]["extra"] is None
+    # the offending values are kept beside their error, as JSON text when they are not strings
+    assert [r["text"] for r in rows] == ["fine", "5", None, None, None, None, '["a"]', "café"]
 
 
 def test_csv_rows_are_records_and_bad_values_are_flagged():
@@ -175,6 +178,7 @@ def test_parquet_nulls_and_non_string_columns_are_flagged(tmp_path):
     assert [r["error"] for r in rows] == [None, "f, row 2: 'text' is null, expected a string", None]
     rows = read_all(readers._read_parquet, path.read_bytes(), column="n")
     assert [r["error"] for r in rows] == [f"f, row {i}: 'n' is int64, expected a string" for i in (1, 2, 3)]
+    assert [r["n"] for r in rows] == ["1", "2", "3"]  # kept, as text, beside the error
 
 
 # -- the same numbers as one process, row for row, in every format; a worker killed midway --------
@@ -473,7 +477,8 @@ def test_cli_end_to_end_jsonl_in_jsonl_out(texts, tmp_path):
     assert p.returncode == 0, p.stderr.decode()[-3000:]
     last = p.stderr.decode().strip().splitlines()[-1]
     assert last.startswith("minibert: 300 rows in ") and " rows/s" in last and "2 worker(s) x 1 thread(s)" in last
-    records = [json.loads(line) for f in sorted(out.iterdir()) for line in f.read_text().splitlines()]
+    parts = sorted(f for f in out.iterdir() if f.name != "_SUCCESS")  # the marker of a complete output
+    records = [json.loads(line) for f in parts for line in f.read_text().splitlines()]
     assert [r["input_row"] for r in records] == list(range(1, 301))
     assert [r["id"] for r in records] == list(range(1000, 1300))
     vectors = np.array([r["embedding"] for r in records], np.float32)

@@ -10,12 +10,11 @@ import glob
 import json
 import os
 
+from ..textio import MAX_TEXT_BYTES  # a longer text is a malformed row, not tokenized whole in an actor
+
 INSTALL_HINT = 'Ray is not installed; install the extra: pip install "minibert-tf[ray]"'
 # Columns minibert adds: where a row came from, and what went wrong with it (`--on-error record`).
 FILE_COLUMN, ROW_COLUMN, ERROR_COLUMN = "input_file", "input_row", "error"
-# A text longer than this (UTF-8 bytes) is a malformed row: models read at most 512 tokens, and a
-# runaway line (a file with no newlines) would otherwise be tokenized whole in an actor's memory.
-MAX_TEXT_BYTES = 1 << 20
 BLOCK_ROWS = 4096  # rows per block a reader yields: bounds a read task's memory on one huge file
 FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
            ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -134,8 +133,8 @@ def _read_jsonl(f, path, column, text_columns, limit):
                 error = f"no field {name!r}"
             elif error is None and not isinstance(record[name], str):
                 error = f"{name!r} is {'null' if record[name] is None else type(record[name]).__name__}, expected a string"
-        if error is not None:  # the row stays, its text nulled, so one bad value cannot break the block's types
-            record = {**record, **{name: None for name in text_columns}}
+        if error is not None:  # the row stays, its value as JSON text, so one bad value cannot break the block's types
+            record = {**record, **{name: _as_text(record.get(name)) for name in text_columns}}
         rows.append(number)
         records.append(record)
         errors.append(error and f"{path}, row {number}: {error}")
@@ -144,6 +143,11 @@ def _read_jsonl(f, path, column, text_columns, limit):
             rows, records, errors = [], [], []
     if rows:
         yield block()
+
+
+def _as_text(value) -> str | None:
+    """A JSON value that is not a string, kept as its JSON text (123 -> "123") in a string column."""
+    return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _decode_column(path, first_row, name, array, errors, limit):
@@ -160,7 +164,7 @@ def _decode_column(path, first_row, name, array, errors, limit):
                 errors[i] = f"{path}, row {first_row + i}: {name!r} is {error}"
             values.append(text)
     else:
-        values = [None] * len(array)
+        values = [None if v is None else str(v) for v in array.to_pylist()]  # kept, as text, beside the error
         for i in range(len(array)):
             errors[i] = errors[i] or f"{path}, row {first_row + i}: {name!r} is {array.type}, expected a string"
     for i, v in enumerate(values):
