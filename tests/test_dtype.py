@@ -8,7 +8,7 @@ import pytest
 import minibert
 from minibert import cpu
 from minibert.models import distilbert  # noqa: F401  (TensorFlow imported quietly before the tests touch it)
-from reference import minilm_dir
+from reference import SST2, minilm_dir
 
 BF16_FAST = cpu.bfloat16_matmuls() is None
 
@@ -17,7 +17,7 @@ BF16_FAST = cpu.bfloat16_matmuls() is None
 def sst2_dev():
     import os
 
-    here = os.path.join(os.path.dirname(__file__), "..", "data", "sst2", "dev.txt")
+    here = os.path.join(SST2, "dev.txt")
     with open(here, encoding="utf-8") as f:
         return [line.rstrip("\n").split(" ", 1)[1] for line in f][:300]
 

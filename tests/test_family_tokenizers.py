@@ -17,7 +17,7 @@ import pytest
 
 import minibert
 from minibert import pipeline
-from reference import assert_same, make_checkpoint, minilm_dir
+from reference import assert_same, make_checkpoint, minilm_dir, sst2_train_texts
 
 POSITIONS = 42  # RoBERTa/XLM-R take 42 - pad_token_id - 1 = 40 tokens
 TINY = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
@@ -45,9 +45,7 @@ ONE_SIDE = [("only_second", 24, PAIRS[:2]), ("only_first", 12, PAIRS[2:])]
 # -- reference folders ---------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def corpus():
-    here = os.path.dirname(__file__)
-    with open(os.path.join(here, "..", "data", "sst2", "train.txt"), encoding="utf-8") as f:
-        lines = [line.split(" ", 1)[1].strip() for line in f][:3000]
+    lines = sst2_train_texts(3000)
     return lines + [line.title() for line in lines[:500]] + TEXTS[2:5] * 5
 
 

@@ -21,9 +21,9 @@ from safetensors.numpy import load_file
 import minibert
 from minibert import default_model
 from minibert.config import BertConfig, ConfigError, DistilBertConfig
-from reference import minilm_dir
+from reference import REPO, minilm_dir
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = REPO  # the repository's root
 SEED_TEXTS = ["I've been waiting for a HuggingFace course my whole life.", "I hate this so much!"]
 
 

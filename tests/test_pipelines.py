@@ -8,11 +8,11 @@ import pytest
 
 import minibert
 from minibert import pipeline
+from reference import REPO, SST2
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
 import train_default_model  # noqa: E402  (the one SST-2 reader)
 
-SST2 = os.path.join(os.path.dirname(__file__), "..", "data", "sst2")
 
 SEED_TEXTS = ["I've been waiting for a HuggingFace course my whole life.", "I hate this so much!"]
 MIXED = ["", "ok", "a " * 700 + "great", "The film is a masterpiece of slow, careful storytelling.", "meh", "x " * 40]
