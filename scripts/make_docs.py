@@ -25,7 +25,7 @@ GUIDE = [
 This is the Hugging Face course's "Behind the pipeline" walkthrough redone with minibert: the same code
 with `from minibert import ...`, run offline on minibert's default sentiment model (the all-MiniLM-L6-v2
 encoder fine-tuned on SST-2; a BERT). Every output below was printed by the code above it when
-`scripts/make_docs.py` last ran; `tests/test_docs.py` fails when the guide and the code disagree.
+`scripts/make_docs.py` last ran; `tests/cli/test_docs.py` fails when the guide and the code disagree.
 
 ```
 text -> tokenizer -> input ids + attention mask -> embeddings -> transformer layers -> head -> logits -> softmax -> label
