@@ -18,7 +18,7 @@ import sys
 
 from .pipelines import TASKS
 from .ray import READERS
-from .textio import read_lines
+from .textio import read_file, read_lines
 
 
 class CLIError(Exception):
@@ -40,18 +40,7 @@ def read_texts(args) -> tuple[list[str], bool]:
     if args.texts:
         raise CLIError("give either TEXT arguments or --file, not both")
     name = "<stdin>" if args.file == "-" else args.file
-    try:
-        if args.file == "-":
-            texts = read_lines(sys.stdin.buffer, name)
-        else:
-            with open(args.file, "rb") as f:
-                texts = read_lines(f, name)
-    except FileNotFoundError:
-        raise CLIError(f"no such file: {args.file}") from None
-    except IsADirectoryError:
-        raise CLIError(f"{args.file} is a directory, not a text file") from None
-    except OSError as e:
-        raise CLIError(f"cannot read {name}: {e.strerror}") from None
+    texts = read_file(args.file, lambda f: read_lines(f, name))
     if piped and not texts:
         raise CLIError("no input: give TEXT arguments, --file PATH, or lines on standard input")
     return texts, True

@@ -25,22 +25,26 @@ def read_lines(f, name: str) -> list[str]:
     return texts
 
 
-def read_document(path: str, what: str) -> str:
-    """A whole file (`-` for stdin) as one text, at most MAX_TEXT_BYTES, newlines as Python's text mode
-    reads them."""
-    name = "<stdin>" if path == "-" else path
+def read_file(path: str, read):
+    """`read(binary stream)` on a file or, for `-`, stdin; a missing or unreadable file is one ValueError."""
     try:
         if path == "-":
-            data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
-        else:
-            with open(path, "rb") as f:
-                data = f.read(MAX_TEXT_BYTES + 1)
+            return read(sys.stdin.buffer)
+        with open(path, "rb") as f:
+            return read(f)
     except FileNotFoundError:
         raise ValueError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise ValueError(f"{path} is a directory, not a text file") from None
     except OSError as e:
-        raise ValueError(f"cannot read {name}: {e.strerror}") from None
+        raise ValueError(f"cannot read {'<stdin>' if path == '-' else path}: {e.strerror}") from None
+
+
+def read_document(path: str, what: str) -> str:
+    """A whole file (`-` for stdin) as one text, at most MAX_TEXT_BYTES, newlines as Python's text mode
+    reads them."""
+    name = "<stdin>" if path == "-" else path
+    data = read_file(path, lambda f: f.read(MAX_TEXT_BYTES + 1))
     if len(data) > MAX_TEXT_BYTES:
         raise ValueError(f"{what} {name} is longer than {MAX_TEXT_BYTES} bytes, the limit for one text")
     try:

@@ -43,6 +43,7 @@ def test_classify_file_keeps_order_and_blank_lines(tmp_path):
     assert all(0.5 <= r["score"] <= 1 for r in records)
 
 
+@pytest.mark.slow
 def test_classify_stdin_tsv_and_top_k():
     p = run("classify", "--file", "-", "--format", "tsv", stdin="great\nawful\n".encode())
     assert p.returncode == 0, p.stderr.decode()
@@ -53,6 +54,7 @@ def test_classify_stdin_tsv_and_top_k():
     assert [x["label"] for x in rec["labels"]] == ["POSITIVE", "NEGATIVE"]
 
 
+@pytest.mark.slow
 def test_embed_npy_and_jsonl(tmp_path, minilm):
     out = tmp_path / "e.npy"
     p = run("embed", "hello world", "a cat", "--output", str(out))
@@ -179,6 +181,7 @@ def test_qa_without_context_and_pair_without_tab(task_folders):
     assert p.returncode == 1 and b"--pair: each input is TEXT<TAB>TEXT_PAIR" in p.stderr
 
 
+@pytest.mark.slow
 def test_failed_write_keeps_the_previous_file(tmp_path):
     """A full disk (here a file-size limit) half-way through writing leaves the old .npy intact, no temp file."""
     import resource
@@ -271,6 +274,7 @@ def test_nan_note_names_file_lines(nan_model, tmp_path):
     (["classify", "--pair", "one\ttwo", "a\tb\tc"], "TEXT argument 2: --pair: each input is TEXT<TAB>TEXT_PAIR, one tab, got 2"),
 ])
 def test_hostile_inputs_are_one_line_before_any_model(argv, message, capsys, monkeypatch):
+    import minibert.cli
     from minibert import pipelines
 
     monkeypatch.setattr(pipelines, "pipeline", lambda *a, **k: pytest.fail("a model was loaded"))

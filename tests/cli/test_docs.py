@@ -3,9 +3,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from reference import REPO as ROOT
 
 
+@pytest.mark.slow
 def test_guide_is_current():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_docs.py"), "--check"],

@@ -64,6 +64,7 @@ def test_png_layer_out_of_range(tmp_path, default_trace):
         tr.plot_attention(default_trace[0], str(tmp_path / "a.png"), layer=6)
 
 
+@pytest.mark.slow
 def test_cli_trace_json_and_text(tmp_path):
     png = tmp_path / "maps.png"
     p = subprocess.run([sys.executable, "-m", "minibert", "trace", *TEXTS, "--format", "json", "--attention-png", str(png)],

@@ -371,6 +371,7 @@ TF_CHATTER = ["oneDNN", "cudart_stub", "cuInit", "XLA service", "Compiled cluste
               "absl::InitializeLog", "cpu_feature_guard", "triggered tf.function retracing"]
 
 
+@pytest.mark.slow
 def test_python_api_keeps_tensorflow_start_up_chatter_off_stderr(small_cls):
     """Several pipelines, many batch sizes and lengths (XLA and graph paths): no TensorFlow chatter on stderr,
     while the user's own warnings and a user's TF_CPP_MIN_LOG_LEVEL are left alone."""
@@ -410,6 +411,7 @@ def test_only_tensorflow_log_lines_are_held_back_at_import(capfd):
     assert sorted(err.splitlines()) == ["UserWarning: from Python", "a real problem: libfoo.so not found"]
 
 
+@pytest.mark.slow
 def test_example_script_prints_no_tensorflow_chatter():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "example.py")], capture_output=True, text=True,

@@ -153,6 +153,7 @@ def long_checkpoints(tmp_path_factory):
                                        max_position_embeddings=514, pad_token_id=1, **small)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ALL_PATHS)
 def test_parity_on_every_path(long_checkpoints, path):
     """Logits within 1e-5 and hidden states / attention maps within 1e-4 of transformers, padded batches, on each path."""

@@ -39,6 +39,7 @@ def test_bfloat16_where_it_is_not_fast_stays_float32_with_one_warning(tiny_disti
     assert model.dtype_name == "float32"
 
 
+@pytest.mark.slow
 def test_bfloat16_labels_agree_with_float32_and_weights_stay(tmp_path, sst2_dev, monkeypatch):
     """On the default model's encoder with its trained head: same label on at least 98% of 300 SST-2 dev texts,
     probabilities within 0.05; float32 weights untouched and saved unchanged; set_dtype('float32') is exact again."""

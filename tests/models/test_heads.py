@@ -190,6 +190,7 @@ def test_architectures_pick_the_class(tmp_path, head):
     assert class_for_architecture(config).__name__ == "DistilBert" + HEADS[head]
 
 
+@pytest.mark.slow
 def test_bert_base_sized_masked_lm(tmp_path_factory):
     """bert-base-uncased's shape (12 x 768, vocab 30522): MLM logits over the whole vocabulary."""
     folder = make_checkpoint(tmp_path_factory.mktemp("bert_base_mlm"), "bert", "masked-lm", seed=3)
@@ -202,6 +203,7 @@ def test_bert_base_sized_masked_lm(tmp_path_factory):
     assert_parity(got, ref, mask, [])
 
 
+@pytest.mark.slow
 def test_distilbert_base_sized_question_answering(tmp_path_factory):
     folder = make_checkpoint(tmp_path_factory.mktemp("distilbert_base_qa"), "distilbert", "question-answering", seed=4)
     ids = [[101, 2040, 2003, 102, 2002, 2003, 1037, 3836, 1012, 102], [101, 2054, 102, 2009, 102, 0, 0, 0, 0, 0]]
@@ -214,6 +216,7 @@ def test_distilbert_base_sized_question_answering(tmp_path_factory):
     assert_parity(got, ref, mask, [])
 
 
+@pytest.mark.slow
 def test_roberta_base_sized_classifier_padded_both_sides(tmp_path_factory):
     """roberta-base's shape (12 x 768, 50265 tokens, 514 positions, pad id 1), rows padded right and left."""
     folder = make_checkpoint(tmp_path_factory.mktemp("roberta_base_cls"), "roberta", "sequence-classification", seed=5,
@@ -226,6 +229,7 @@ def test_roberta_base_sized_classifier_padded_both_sides(tmp_path_factory):
     assert_parity(got, ref, mask, ["logits"])
 
 
+@pytest.mark.slow
 def test_electra_base_sized_token_classifier(tmp_path_factory):
     """electra-base-discriminator's shape (12 x 768, embeddings 768 wide: no projection)."""
     folder = make_checkpoint(tmp_path_factory.mktemp("electra_base_tok"), "electra", "token-classification", seed=6,

@@ -46,6 +46,7 @@ def test_small_configs(tmp_path, family, cfg, head):
     assert_close(max_diffs(out, ref, MASK), ref.keys())
 
 
+@pytest.mark.slow
 def test_distilbert_base_sized_classifier(distilbert_base_cls):
     tok = minibert.AutoTokenizer.from_pretrained(distilbert_base_cls)
     enc = tok([MINILM_TEXT, "I hate this so much!", "ok"], padding=True, return_tensors="np")

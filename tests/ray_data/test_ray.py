@@ -270,6 +270,7 @@ def check_classification(out, expected):
     assert diff.max() <= 1e-6, diff.max()
 
 
+@pytest.mark.slow
 def test_default_model_classification_equals_the_pipeline_with_a_worker_killed(local_ray, inputs, texts):
     """minibert's SST-2 model on 2,000 texts, 20 calls of 100 rows over 2 actors; one actor is killed
     once the first results are out. Ray restarts it and runs its unfinished calls again."""
@@ -285,6 +286,7 @@ def test_default_model_classification_equals_the_pipeline_with_a_worker_killed(l
 FORMATS = ("parquet", "text", "jsonl", "csv")
 
 
+@pytest.mark.slow
 def test_classification_equals_the_pipeline_in_every_format(local_ray, inputs, texts, tiny):
     paths = [inputs[fmt] for fmt in FORMATS]
     out, _ = predict_files("text-classification", paths, model=tiny["text-classification"])
@@ -292,6 +294,7 @@ def test_classification_equals_the_pipeline_in_every_format(local_ray, inputs, t
     check_classification(out, one_process("text-classification", out, tiny["text-classification"]))
 
 
+@pytest.mark.slow
 def test_embeddings_equal_the_pipeline_in_every_format(local_ray, inputs, texts, tiny):
     paths = [inputs[fmt] for fmt in FORMATS]
     out, _ = predict_files("feature-extraction", paths, model=tiny["feature-extraction"], on_error="record")
@@ -374,6 +377,7 @@ def test_question_answering_columns_equal_the_pipeline(tiny):
     close(table["masks"][0].as_py(), pipeline("fill-mask", model=tiny["fill-mask"])(masked[0], top_k=2), "one row")
 
 
+@pytest.mark.slow
 def test_question_answering_through_the_command(local_ray, tiny, tmp_path, capsys):
     """qa --input: questions and contexts from their columns (the defaults: question, context), --top-k and
     --doc-stride reach the actors, --context is refused (a dataset row carries its own)."""
@@ -397,6 +401,7 @@ def test_question_answering_through_the_command(local_ray, tiny, tmp_path, capsy
     assert "minibert: 120 rows in" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_other_tasks_through_the_command(local_ray, texts, tiny, tmp_path, capsys):
     """fill-mask --input: the command's own options (--top-k) reach the actors; a list column written."""
     masked = [" ".join(["[MASK]" if j == 1 else w for j, w in enumerate(t.split())]) for t in texts[:200]]
@@ -463,6 +468,7 @@ def test_malformed_row_fails_naming_file_and_row(local_ray, bad_text_file, tmp_p
 
 
 # -- the command, end to end, as a user runs it --------------------------------------------------
+@pytest.mark.slow
 def test_cli_end_to_end_jsonl_in_jsonl_out(texts, tmp_path):
     """`minibert embed --input` in its own process, as a user runs it: a local Ray started and shut down,
     all-MiniLM-L6-v2 on 300 texts, JSON lines out, the summary line last."""
