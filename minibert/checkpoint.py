@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,14 +64,72 @@ def resolve(name_or_path, revision=None, local_files_only=False, cache_dir=None,
         ) from None
 
 
-def read_state_dict(folder: str) -> dict[str, np.ndarray]:
-    """Every tensor in `model.safetensors`, or in the shards named by `model.safetensors.index.json`.
+# safetensors' dtype names -> numpy's, for messages and for the conversion to the model's float32.
+_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+# Read and converted to float32: bfloat16 and float16 exactly, float64 rounded (said once, see load_weights).
+_FLOATS = ("F32", "F16", "BF16", "F64")
+
+
+class Tensors(Mapping):
+    """Tensor name -> numpy array, from the safetensors headers: names, shapes and dtypes are known when the
+    files are opened; a tensor's data is read only when it is looked up, so unused ones cost nothing."""
+
+    def __init__(self):
+        self.path, self.shapes, self.dtypes, self._files = {}, {}, {}, {}
+
+    def add_file(self, path: str) -> None:
+        from safetensors import safe_open
+
+        handle = _rust_call(path, None, safe_open, path, framework="np")
+        for key in handle.keys():
+            if key in self.path:
+                raise CheckpointError(f"tensor {key} is stored twice, in {self.path[key]} and in {path}: which copy is meant?")
+            info = handle.get_slice(key)
+            dtype = info.get_dtype()
+            if dtype not in _FLOATS and not key.endswith(_IGNORED):  # the int position_ids buffer is never loaded
+                raise CheckpointError(f"tensor {key} in {path} is {_DTYPE_NAMES.get(dtype, dtype)}, not floating point: "
+                                      "it cannot be a weight")
+            self.path[key], self.shapes[key], self.dtypes[key] = path, tuple(info.get_shape()), dtype
+        self._files[path] = handle
+
+    def __getitem__(self, key) -> np.ndarray:
+        import ml_dtypes  # noqa: F401  (a TensorFlow dependency: it teaches numpy the name "bfloat16")
+
+        path = self.path[key]
+        return _rust_call(path, key, self._files[path].get_tensor, key)
+
+    def __iter__(self):
+        return iter(self.path)
+
+    def __len__(self):
+        return len(self.path)
+
+
+def _rust_call(path: str, key, fn, *args, **kwargs):
+    """`fn(*args)` from safetensors, any failure a CheckpointError naming the file (and tensor).
+
+    safetensors' Rust code panics when an allocation fails, and pyo3 raises that as PanicException, a
+    BaseException that `except Exception` lets through: it is caught here by name (it cannot be imported)."""
+    what = path if key is None else f"tensor {key} from {path}"
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # safetensors raises its own error type for bad headers and short files
+        raise CheckpointError(f"cannot read {what}: {e} (is the file truncated or corrupt?)") from None
+    except BaseException as e:
+        if type(e).__name__ != "PanicException":
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "no message"
+        raise CheckpointError(f"cannot read {what}: safetensors failed ({first}; out of memory?)") from None
+
+
+def read_state_dict(folder: str) -> Tensors:
+    """Every tensor in `model.safetensors`, or in the shards named by `model.safetensors.index.json`, read
+    on demand (a `Tensors` mapping: names, shapes and dtypes from the headers, data when looked up).
 
     A tensor stored twice (in two shards) or stored as integers or booleans is an error: either would
     otherwise load silently, the last copy winning or the values cast to float32.
     """
-    from safetensors.numpy import load_file
-
     single, index = os.path.join(folder, SAFE_WEIGHTS), os.path.join(folder, SAFE_INDEX)
     # lexists, not isfile: a broken or looping link, or a directory, is reported as what it is below,
     # not as "no model.safetensors" while the folder listing shows one.
@@ -87,23 +146,13 @@ def read_state_dict(folder: str) -> dict[str, np.ndarray]:
             if other else ""
         )
         raise CheckpointError(f"no {SAFE_WEIGHTS} or {SAFE_INDEX} in {folder} ({contents(folder)}).{hint}")
-    state, found_in = {}, {}
+    state = Tensors()
     for path in files:
         problem = _unreadable(path)
         if problem:
             listed = "" if path == single else f" (listed in {SAFE_INDEX})"
             raise CheckpointError(f"{path}{listed} {problem}")
-        try:
-            tensors = load_file(path)
-        except Exception as e:  # safetensors raises its own error type for bad headers and short files
-            raise CheckpointError(f"cannot read {path}: {e} (is the file truncated or corrupt?)") from None
-        for key, value in tensors.items():
-            if key in found_in:
-                raise CheckpointError(f"tensor {key} is stored twice, in {found_in[key]} and in {path}: which copy is meant?")
-            if value.dtype.kind != "f" and not key.endswith(_IGNORED):  # the int position_ids buffer is never loaded
-                raise CheckpointError(f"tensor {key} in {path} is {value.dtype}, not floating point: it cannot be a weight")
-            found_in[key] = path
-        state.update(tensors)
+        state.add_file(path)
     return state
 
 
@@ -239,38 +288,47 @@ def _canonical(name: str, prefix: str) -> str:
     return name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") else name
 
 
-def load_weights(model, state: dict[str, np.ndarray], source: str = "the checkpoint") -> LoadingInfo:
-    """Assign every tensor of `state` to its variable. All shapes are checked before anything is assigned."""
+def load_weights(model, state: Mapping[str, np.ndarray], source: str = "the checkpoint") -> LoadingInfo:
+    """Assign every tensor of `state` to its variable. All names and shapes are checked before any tensor
+    is read (a `Tensors` mapping knows them from the file headers), then only the used tensors are read,
+    one at a time; a weight holding NaN or infinity is refused, naming it."""
     prefix = model.base_model_prefix
     tied = {_canonical(k, prefix) for k in model.tied_weights}
     variables = hub_variables(model)
     ckpt = {}
-    for k, v in state.items():
+    for k in state:
         name = _canonical(k, prefix)
         if k.endswith(_IGNORED) or name in tied:
             continue
         if name in ckpt:  # stored with and without the `{prefix}.` prefix: keep the model's own name
-            keep, drop = ((k, v), ckpt[name][0]) if k in variables else (ckpt[name], k)
+            keep, drop = (k, ckpt[name]) if k in variables else (ckpt[name], k)
             logger.warning("%s holds %s and %s for the same weight; using %s, ignoring %s",
-                           source, keep[0], drop, keep[0], drop)
+                           source, keep, drop, keep, drop)
             ckpt[name] = keep
         else:
-            ckpt[name] = (k, v)
+            ckpt[name] = k
     plan, missing = [], []
     for name, var in variables.items():
-        hit = ckpt.pop(_canonical(name, prefix), None)
-        if hit is None:
+        key = ckpt.pop(_canonical(name, prefix), None)
+        if key is None:
             missing.append(name)
             continue
-        key, value = hit
-        if tuple(value.shape) != hub_shape(var):
+        shape = state.shapes[key] if isinstance(state, Tensors) else tuple(np.shape(state[key]))
+        if shape != hub_shape(var):
             raise CheckpointError(
-                f"shape mismatch for {key} in {source}: checkpoint has {tuple(value.shape)}, model expects {hub_shape(var)}"
+                f"shape mismatch for {key} in {source}: checkpoint has {shape}, model expects {hub_shape(var)}"
             )
-        plan.append((var, value))
-    for var, value in plan:
+        plan.append((var, key))
+    if isinstance(state, Tensors) and any(state.dtypes[key] == "F64" for _, key in plan):
+        logger.warning("%s stores float64 weights: they are rounded to the model's float32", source)
+    for var, key in plan:
+        value = np.asarray(state[key]).astype(np.float32, copy=False)  # bfloat16/float16 exactly, float64 rounded
+        if not np.isfinite(value).all():
+            nan, inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+            raise CheckpointError(f"tensor {key} in {source} holds {nan} NaN and {inf} infinite values: "
+                                  "the model would give NaN scores")
         assign_hub_value(var, value)
-    info = LoadingInfo(missing_keys=missing, unexpected_keys=sorted(k for k, _ in ckpt.values()))
+    info = LoadingInfo(missing_keys=missing, unexpected_keys=sorted(ckpt.values()))
     cls = type(model).__name__
     if info.unexpected_keys:
         logger.warning(

@@ -294,3 +294,116 @@ def test_weight_stored_with_and_without_prefix_warns_and_uses_the_models_name(tm
     assert f"ignoring {key.removeprefix('bert.')}" in caplog.text
     want = load_file(os.path.join(tiny_bert_cls, "model.safetensors"))[key]
     np.testing.assert_array_equal(model.bert.embeddings.word_embeddings.embeddings.numpy(), want)
+
+
+def with_declared_tensor(src, dst, name, shape):
+    """Copy a checkpoint folder, adding to its safetensors header a float32 tensor `name` of `shape` whose data
+    is a sparse hole: the file is as long as the header says, and the hole takes no disk."""
+    import struct
+
+    shutil.copytree(src, dst)
+    path = os.path.join(dst, "model.safetensors")
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header, data = json.loads(f.read(n)), f.read()
+    size = 4 * int(np.prod(shape))
+    header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [len(data), len(data) + size]}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw + data)
+        f.truncate(8 + len(raw) + len(data) + size)
+    return str(dst), path
+
+
+TERABYTE = (1 << 18, 1 << 20)  # float32: 2**40 bytes, more than any machine here can allocate
+
+
+def test_unused_huge_tensor_is_never_read(tmp_path, tiny_bert_base):
+    """A terabyte tensor the model does not use: its name, dtype and shape come from the header, its data is
+    never read (reading it would allocate a terabyte), and loading stays small."""
+    import tracemalloc
+
+    folder, _ = with_declared_tensor(tiny_bert_base, tmp_path / "v", "cls.predictions.unused", TERABYTE)
+    tracemalloc.start()
+    try:
+        model, info = minibert.AutoModel.from_pretrained(folder, output_loading_info=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.unexpected_keys == ["cls.predictions.unused"]
+    assert peak < 64 << 20, f"loading allocated {peak >> 20} MiB"
+    want = logits(tiny_bert_base, minibert.AutoModel).last_hidden_state.numpy()
+    np.testing.assert_array_equal(model(IDS, attention_mask=MASK).last_hidden_state.numpy(), want)
+
+
+def test_used_tensor_with_a_huge_declared_shape_is_refused_from_the_header(tmp_path, tiny_bert_base):
+    folder, _ = with_declared_tensor(rewrite(tiny_bert_base, tmp_path / "w", drop=["pooler.dense.weight"]),
+                                     tmp_path / "x", "pooler.dense.weight", TERABYTE)
+    with pytest.raises(CheckpointError, match=r"shape mismatch for pooler\.dense\.weight .* checkpoint has "
+                                              r"\(262144, 1048576\), model expects \(32, 32\)"):
+        minibert.AutoModel.from_pretrained(folder)
+
+
+def test_safetensors_allocation_failure_is_one_line_naming_file_and_tensor(tmp_path, tiny_bert_base):
+    """safetensors panics (pyo3's PanicException, a BaseException) when it cannot allocate a tensor: read in a
+    process whose address space is capped, so the allocation fails whatever the machine's overcommit policy."""
+    import subprocess
+    import sys
+
+    _, path = with_declared_tensor(tiny_bert_base, tmp_path / "v", "huge", TERABYTE)
+    script = (
+        "import resource, sys\n"
+        "from minibert.checkpoint import read_state_dict, CheckpointError\n"
+        "state = read_state_dict(sys.argv[1])\n"
+        "vm = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
+        "try:\n    state['huge']\nexcept CheckpointError as e:\n    print(e)\n"
+    )
+    env = {**os.environ, "RUST_BACKTRACE": "0", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script, os.path.dirname(path)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines() == [f"cannot read tensor huge from {path}: safetensors failed "
+                                                "(PyObject pointer is null; out of memory?)"]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_checkpoint_loads_as_transformers_does(tmp_path, dtype, caplog):
+    """A checkpoint saved in bfloat16 or float16 (as many Hub models are) loads, converted exactly to float32:
+    the same logits as transformers from the same weights converted to float32, and not a word said."""
+    import warnings
+
+    import torch
+    import transformers as tr
+
+    from conftest import TINY_BERT
+
+    folder = make_checkpoint(tmp_path / "f32", "bert", "sequence-classification", num_labels=3, **TINY_BERT)
+    half = tr.BertForSequenceClassification.from_pretrained(folder, dtype=getattr(torch, dtype))
+    half.save_pretrained(tmp_path / "half")
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "half" / "model.safetensors", framework="np") as f:  # really stored in half precision
+        assert f.get_slice("bert.pooler.dense.weight").get_dtype() == {"bfloat16": "BF16", "float16": "F16"}[dtype]
+    ref = tr.BertForSequenceClassification.from_pretrained(tmp_path / "half", dtype=torch.float32,
+                                                           attn_implementation="eager").eval()
+    with torch.no_grad():
+        want = ref(input_ids=torch.tensor(IDS), attention_mask=torch.tensor(MASK)).logits.numpy()
+    with caplog.at_level(logging.WARNING, logger="minibert"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = logits(str(tmp_path / "half")).logits.numpy()
+    assert [r.getMessage() for r in caplog.records if r.name == "minibert"] == []
+    assert np.abs(got - want).max() <= 1e-5
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weight_is_refused_naming_the_tensor(tmp_path, tiny_bert_base, bad):
+    state = load_file(os.path.join(tiny_bert_base, "model.safetensors"))
+    bias = state["encoder.layer.1.output.dense.bias"].copy()
+    bias[3] = bad
+    folder = rewrite(tiny_bert_base, tmp_path / "v", extra={"encoder.layer.1.output.dense.bias": bias})
+    nan, inf = (1, 0) if np.isnan(bad) else (0, 1)
+    with pytest.raises(CheckpointError, match=rf"^tensor encoder\.layer\.1\.output\.dense\.bias in .*v holds {nan} NaN "
+                                              rf"and {inf} infinite values"):
+        minibert.AutoModel.from_pretrained(folder)
