@@ -148,7 +148,7 @@ def read_state_dict(folder: str) -> Tensors:
         raise CheckpointError(f"no {SAFE_WEIGHTS} or {SAFE_INDEX} in {folder} ({contents(folder)}).{hint}")
     state = Tensors()
     for path in files:
-        problem = _unreadable(path)
+        problem = unreadable(path)
         if problem:
             listed = "" if path == single else f" (listed in {SAFE_INDEX})"
             raise CheckpointError(f"{path}{listed} {problem}")
@@ -163,7 +163,7 @@ def contents(folder) -> str:
 
 def _shard_files(folder: str, index: str) -> list[str]:
     """The shard files an index names, each a plain file name in `folder`."""
-    problem = _unreadable(index)
+    problem = unreadable(index)
     if problem:
         raise CheckpointError(f"{index} {problem}")
     try:
@@ -184,7 +184,7 @@ def _shard_files(folder: str, index: str) -> list[str]:
     return [os.path.join(folder, name) for name in sorted(set(weight_map.values()))]
 
 
-def _unreadable(path: str) -> str | None:
+def unreadable(path: str) -> str | None:
     """Why `path` cannot be read as a regular file, in words; None when it can.
 
     safetensors reports every failure to open as "No such file or directory", so ask the OS first.

@@ -73,6 +73,14 @@ def validate(config: "PretrainedConfig", num_labels=None) -> None:
     for label, index in (config.label2id or {}).items():
         if not (_is_int(index) or isinstance(index, str) and index.isascii() and index.isdigit()):
             raise ConfigError(f"label2id[{label!r}] = {index!r} is not an integer class index")
+    for name in ("hidden_act", "activation", "summary_activation"):  # the families' activation fields
+        value = getattr(config, name, None)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be an activation's name (a string such as 'gelu'), not {value!r}")
+    eps = getattr(config, "layer_norm_eps", None)
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf")):
+        # LayerNorm divides by sqrt(variance + eps): a zero variance with eps <= 0 gives NaN scores.
+        raise ConfigError(f"layer_norm_eps must be a positive number, not {eps!r}")
     labels = num_labels or len(config.id2label or config.label2id or {}) or 2
     n = config.parameter_count(labels)
     if 4 * n > max_weight_bytes():
@@ -326,16 +334,21 @@ def config_class_for(model_type, where="config.json") -> type[PretrainedConfig]:
 
 def read_config_dict(folder: str | os.PathLike) -> dict:
     """Parse `folder/config.json`, with an error that says what is wrong and where."""
-    path = os.path.join(folder, CONFIG_NAME)
-    if not os.path.isfile(path):
-        from .checkpoint import contents
+    from .checkpoint import unreadable, contents
 
+    path = os.path.join(folder, CONFIG_NAME)
+    if not os.path.lexists(path):
         raise ConfigError(f"no {CONFIG_NAME} in {folder} ({contents(folder)})")
+    problem = unreadable(path)  # a FIFO, a looping link, a directory: said as what it is, not "missing"
+    if problem:
+        raise ConfigError(f"{path} {problem}")
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be a config") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path} must hold a JSON object, not {type(d).__name__}")
     return d

@@ -73,13 +73,24 @@ class BatchEncoding(dict):
 
 
 def _read_json(path: str) -> dict:
-    if not os.path.isfile(path):
+    """A JSON object from an optional file: {} when there is none, one-line errors for anything else."""
+    from .checkpoint import unreadable
+
+    if not os.path.lexists(path):
         return {}
+    problem = unreadable(path)  # a FIFO, a looping link, a directory: said as what it is, not "missing"
+    if problem:
+        raise TokenizerError(f"{path} {problem}")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TokenizerError(f"{path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise TokenizerError(f"{path} is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
 
 
 # -- the steps of from_pretrained -----------------------------------------------------------------

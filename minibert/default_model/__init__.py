@@ -198,6 +198,8 @@ def _private_temp_root() -> str:
 
 def _built(enc: str, root: str, name: str) -> str:
     folder = os.path.join(root, name)
+    if os.path.exists(root) and not os.path.isdir(root):  # makedirs would say only "[Errno 17] File exists"
+        raise OSError(f"the minibert cache {root} is a file, not a folder: point MINIBERT_CACHE at a folder")
     os.makedirs(root, exist_ok=True)
     _remove_stale(root, keep=name)
     if os.path.lexists(folder) and not _intact(folder):

@@ -65,7 +65,10 @@ def sentence_transformers_max_length(folder):
     path = os.path.join(str(folder), "sentence_bert_config.json")
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
-            return json.load(f).get("max_seq_length")
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}")
+        return data.get("max_seq_length")
     return None
 
 

@@ -57,6 +57,11 @@ ABSURD = [  # (family, overrides, what the error must say)
     ("bert", dict(id2label=["NEG", "POS"]), r"id2label must be a JSON object, not list"),
     ("bert", dict(id2label={"0": "NEG", "1": "POS"}, label2id={"NEG": 0, "POS": "first"}),
      r"label2id\['POS'\] = 'first' is not an integer"),
+    ("bert", dict(layer_norm_eps=0), r"layer_norm_eps must be a positive number, not 0$"),  # NaN scores otherwise
+    ("bert", dict(layer_norm_eps=-1e-12), r"layer_norm_eps must be a positive number, not -1e-12$"),
+    ("bert", dict(layer_norm_eps="1e-12"), r"layer_norm_eps must be a positive number, not '1e-12'$"),
+    ("bert", dict(hidden_act=["gelu"]), r"hidden_act must be an activation's name .*, not \['gelu'\]$"),
+    ("distilbert", dict(activation={"gelu": 1}), r"activation must be an activation's name .*, not \{'gelu': 1\}$"),
 ]
 
 
@@ -115,6 +120,48 @@ def test_weight_limit_can_be_raised(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIBERT_MAX_WEIGHT_BYTES", "lots")
     with pytest.raises(ConfigError, match="MINIBERT_MAX_WEIGHT_BYTES='lots' is not a number of bytes"):
         minibert.AutoConfig.from_pretrained(folder)
+
+
+def test_config_that_is_no_file_is_named_as_what_it_is(tmp_path):
+    """A FIFO (which would block a reader) or a looping link is said to be one, not reported as missing."""
+    fifo, loop = tmp_path / "fifo", tmp_path / "loop"
+    fifo.mkdir(), loop.mkdir()
+    os.mkfifo(fifo / "config.json")
+    os.symlink("config.json", loop / "config.json")
+    with pytest.raises(ConfigError, match=r"^\S+/fifo/config\.json is not a regular file$"):
+        minibert.AutoConfig.from_pretrained(fifo)
+    with pytest.raises(ConfigError, match=r"^\S+/loop/config\.json is a symbolic link that loops"):
+        minibert.AutoConfig.from_pretrained(loop)
+    with pytest.raises(OSError, match=r"fifo/config\.json is not a regular file$"):
+        minibert.AutoTokenizer.from_pretrained(fifo)  # the tokenizer reads config.json too
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON that Python's parser cannot follow down
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer_config.json"])
+def test_deeply_nested_json_is_one_line(tmp_path, name, tiny_bert_base):
+    folder = shutil.copytree(tiny_bert_base, tmp_path / "v")
+    (folder / name).write_text(DEEP)
+    load = minibert.AutoConfig.from_pretrained if name == "config.json" else minibert.AutoTokenizer.from_pretrained
+    with pytest.raises((ConfigError, OSError), match=rf"^\S+/v/{name} is nested too deeply"):
+        load(folder)
+
+
+@pytest.mark.parametrize("content", ["[]", '"text"', "3"])
+def test_sentence_bert_config_that_is_no_object_is_named(tmp_path, content):
+    from minibert.pipelines.feature_extraction import sentence_transformers_max_length
+
+    (tmp_path / "sentence_bert_config.json").write_text(content)
+    with pytest.raises(ValueError, match=r"sentence_bert_config\.json must hold a JSON object, not "):
+        sentence_transformers_max_length(tmp_path)
+
+
+def test_cache_that_is_a_file_is_named(tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("MINIBERT_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(OSError, match=r"^the minibert cache \S+/cache is a file, not a folder: point MINIBERT_CACHE"):
+        default_model.path()
 
 
 # -- the default model: where the encoder comes from ----------------------------------------------
