@@ -117,10 +117,15 @@ def _rust_call(path: str, key, fn, *args, **kwargs):
     except Exception as e:  # safetensors raises its own error type for bad headers and short files
         raise CheckpointError(f"cannot read {what}: {e} (is the file truncated or corrupt?)") from None
     except BaseException as e:
-        if type(e).__name__ != "PanicException":
+        if not is_rust_panic(e):
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else "no message"
         raise CheckpointError(f"cannot read {what}: safetensors failed ({first}; out of memory?)") from None
+
+
+def is_rust_panic(e: BaseException) -> bool:
+    """pyo3's PanicException (a Rust library's panic): a BaseException, so `except Exception` misses it."""
+    return type(e).__name__ == "PanicException"
 
 
 def read_state_dict(folder: str) -> Tensors:

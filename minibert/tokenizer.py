@@ -37,6 +37,10 @@ class TokenizerError(OSError):
     """Tokenizer files that are missing, unreadable or hold values that make no sense."""
 
 
+class TokenizerPanic(ValueError):
+    """The Rust tokenizer gave up on an input (it panicked): the input and the file are named."""
+
+
 class BatchEncoding(dict):
     """The tokenizer's output: a dict (`enc["input_ids"]`) that also allows `enc.input_ids`.
 
@@ -140,19 +144,100 @@ def _prefix_space(tok: Tokenizer, cfg: dict, family: str) -> None:
 def _backend(folder: str, cfg: dict, special: dict) -> tuple[Tokenizer, str]:
     """The Rust tokenizer and the file it came from: tokenizer.json as written, else a WordPiece built from
     vocab.txt, else a byte-level BPE built from vocab.json + merges.txt (older RoBERTa folders)."""
+    from .checkpoint import is_rust_panic
+
     tok_json, vocab = os.path.join(folder, "tokenizer.json"), os.path.join(folder, "vocab.txt")
     bpe_vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
     try:
         if os.path.isfile(tok_json):
-            return Tokenizer.from_file(tok_json), tok_json
+            tok = Tokenizer.from_file(tok_json)
+            _check_added_ids(tok, tok_json)
+            _check_expansion(tok, tok_json)
+            return tok, tok_json
         if os.path.isfile(vocab):
+            _check_vocab_file(vocab, special["unk_token"])
             return _wordpiece_from_vocab(vocab, cfg, special), vocab
         if os.path.isfile(bpe_vocab) and os.path.isfile(merges):
             return _byte_level_bpe_from_files(bpe_vocab, merges, special), bpe_vocab
+    except TokenizerError:
+        raise
     except Exception as e:  # the Rust side reports a bad file as a plain Exception
         raise TokenizerError(f"cannot read the tokenizer in {folder}: {e}") from None
+    except BaseException as e:
+        if not is_rust_panic(e):
+            raise
+        raise TokenizerError(f"cannot read the tokenizer in {folder}: the tokenizers library failed ({_first_line(e)})") from None
     present = ", ".join(sorted(os.listdir(folder))) or "nothing"
     raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder}, nor vocab.json + merges.txt (it contains: {present})")
+
+
+def _check_vocab_file(vocab_file: str, unk_token: str) -> None:
+    """One id per token and an id for the unknown token. transformers and the tokenizers library give a
+    repeated entry different ids, and without the unknown token a word outside the vocabulary has none."""
+    seen = {}
+    with open(vocab_file, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            token = line.rstrip()  # as the tokenizers library reads it (trailing whitespace and "\r" dropped)
+            if token in seen:
+                raise TokenizerError(f"{vocab_file} line {number}: {token!r} is already on line {seen[token]}; "
+                                     "each token must be listed once")
+            seen[token] = number
+    if unk_token not in seen:
+        raise TokenizerError(f"{vocab_file} has no line for the unknown token {unk_token!r}: a word outside the "
+                             "vocabulary would have no id")
+
+
+def _check_added_ids(tok: Tokenizer, path: str) -> None:
+    """Every added token has the id tokenizer.json declares. The tokenizers library (and so transformers)
+    silently gives one declared past the vocabulary the next free id, which can be another token's."""
+    with open(path, encoding="utf-8") as f:
+        declared = json.load(f).get("added_tokens") or []
+    for entry in declared:
+        content, want = entry.get("content"), entry.get("id")
+        got = tok.token_to_id(content)
+        if got != want:
+            raise TokenizerError(
+                f"{path}: added token {content!r} declares id {want} but gets id {got} (the vocabulary has "
+                f"{tok.get_vocab_size(with_added_tokens=False)} entries): its row in the model would be another's")
+
+
+# How many times longer a tokenizer.json's normalizer may make a text. Real ones stay within 2 (collapsing
+# spaces, quotes); a Replace of one character by thousands makes 2,000 characters into 4e8 and the
+# tokenizers library aborts the process while allocating, before any Python code could step in.
+MAX_EXPANSION = 16
+
+
+def _check_expansion(tok: Tokenizer, path: str) -> None:
+    """Refuse, at load, a normalizer whose Replace rules can multiply a text's length past MAX_EXPANSION."""
+    def walk(node) -> tuple[float, str]:  # (worst factor, the rule that gives most of it)
+        if not isinstance(node, dict):
+            return 1.0, ""
+        if node.get("type") == "Sequence":
+            factor, worst = 1.0, (1.0, "")
+            for child in node.get("normalizers") or []:
+                f, rule = walk(child)
+                factor, worst = factor * f, max(worst, (f, rule))
+            return factor, worst[1]
+        if node.get("type") == "Replace":
+            pattern, content = node.get("pattern") or {}, str(node.get("content", ""))
+            literal = pattern.get("String")
+            # A literal of n characters becomes len(content); a regex may match nothing, inserting content
+            # between every two characters.
+            factor = max(1.0, len(content) / len(literal)) if literal else len(content) + 1.0
+            return factor, f"Replace {literal if literal else pattern.get('Regex')!r} by {len(content)} characters"
+        return 1.0, ""
+
+    if tok.normalizer is None:
+        return
+    factor, rule = walk(json.loads(tok.normalizer.__getstate__()))
+    if factor > MAX_EXPANSION:
+        raise TokenizerError(f"{path}: its normalizer can make a text {factor:,.0f} times longer ({rule}); "
+                             f"minibert refuses more than {MAX_EXPANSION} times, which lets a short text exhaust memory")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _max_length(cfg: dict, model_cfg: dict, folder: str, kwargs: dict) -> int:
@@ -202,6 +287,9 @@ def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict) -> Tokenize
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
     tok.decoder = decoders.WordPiece(prefix="##")
+    # transformers adds the special tokens as such, so "[MASK]" in a text is one token, not "[", "mask", "]".
+    tokens = [special[k] for k in SPECIAL if special[k] is not None]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys(tokens)])
     return tok
 
 
@@ -300,7 +388,9 @@ class PreTrainedTokenizer:
             self._check_window(batch, truncation, limit, stride, add_special_tokens)
         tok = self._configured_tokenizer(padding, truncation, limit, stride, pad_to_multiple_of)
         try:
-            encodings = tok.encode_batch(batch, add_special_tokens=add_special_tokens)
+            encodings = self._encode_batch(tok, batch, add_special_tokens)
+        except TokenizerPanic:
+            raise
         except Exception as e:  # the Rust side's truncation errors ("Sequence to truncate too short ...")
             raise ValueError(f"cannot tokenize with truncation={truncation!r}, max_length={limit}: {e}") from None
         rows = None
@@ -416,8 +506,8 @@ class PreTrainedTokenizer:
         if not pairs:
             return
         budget = limit - specials[True]
-        firsts = self._tokenizer.encode_batch([batch[i][0] for i in pairs], add_special_tokens=False)
-        seconds = self._tokenizer.encode_batch([batch[i][1] for i in pairs], add_special_tokens=False)
+        firsts = self._encode_batch(self._tokenizer, [batch[i][0] for i in pairs], False)
+        seconds = self._encode_batch(self._tokenizer, [batch[i][1] for i in pairs], False)
         for i, a, b in zip(pairs, firsts, seconds):
             n1, n2 = len(a.ids), len(b.ids)
             kept = _kept_lengths(n1, n2, budget, truncation)
@@ -428,13 +518,26 @@ class PreTrainedTokenizer:
                         f"max_length={limit}, not more than stride={stride}; use a smaller stride, a larger "
                         f"max_length or a shorter {'text_pair' if name == 'text' else 'text'}")
 
+    def _encode_batch(self, tok: Tokenizer, batch: list, add_special_tokens: bool) -> list:
+        """`tok.encode_batch`, with a panic of the Rust library (a pattern in tokenizer.json that backtracks
+        past Oniguruma's limit, say) as one ValueError naming the file instead of a BaseException."""
+        from .checkpoint import is_rust_panic
+
+        try:
+            return tok.encode_batch(batch, add_special_tokens=add_special_tokens)
+        except BaseException as e:
+            if not is_rust_panic(e):
+                raise
+            raise TokenizerPanic(f"the tokenizer from {self.vocab_file or self.name_or_path} failed on this input: "
+                             f"{_first_line(e)}") from None
+
     # -- the smaller tools ---------------------------------------------------------------------
     def encode(self, text, text_pair=None, add_special_tokens=True, **kwargs) -> list[int]:
         return self(text, text_pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
 
     def tokenize(self, text: str) -> list[str]:
         """Word pieces without special tokens, as transformers' `tokenize`."""
-        return self._tokenizer.encode(text, add_special_tokens=False).tokens
+        return self._encode_batch(self._tokenizer, [text], False)[0].tokens
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         """Word pieces back to text by the tokenizer's own decoder ("hel", "##lo" -> "hello"), as transformers."""

@@ -234,3 +234,103 @@ class TestBadTexts:
             minibert.AutoTokenizer.from_pretrained(str(tmp_path))
         with pytest.raises(TokenizerError, match=r"the model_max_length argument must be a positive integer"):
             minibert.AutoTokenizer.from_pretrained(minilm, model_max_length=value)
+
+
+# -- tokenizer files that try to hurt -------------------------------------------------------------
+def vocab_only(folder, minilm, edit=None):
+    """A folder holding only MiniLM's vocab.txt (optionally edited: lines -> lines), as old BERT repos ship."""
+    os.makedirs(folder, exist_ok=True)
+    lines = open(os.path.join(minilm, "vocab.txt"), encoding="utf-8").read().splitlines()
+    with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(edit(lines) if edit else lines) + "\n")
+    return str(folder)
+
+
+def test_vocab_only_folder_matches_special_tokens_whole_as_transformers(tmp_path, minilm):
+    """`[MASK]`, `[SEP]` in a text are one token each (fill-mask needs it), as BertTokenizerFast has them."""
+    import transformers
+
+    folder = vocab_only(tmp_path, minilm)
+    texts = ["Paris is the [MASK] of France.", "a [SEP] b [CLS]c[PAD] [UNK]", "lower [mask] is a word", "[MASK]"]
+    ours = minibert.AutoTokenizer.from_pretrained(folder)
+    theirs = transformers.BertTokenizerFast.from_pretrained(folder)
+    assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]
+    assert ours.tokenize(texts[0]) == theirs.tokenize(texts[0]) and "[MASK]" in ours.tokenize(texts[0])
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "no_unk"])
+def test_vocab_with_a_repeated_entry_or_no_unknown_token_is_refused(tmp_path, minilm, kind):
+    import re
+
+    lines = open(os.path.join(minilm, "vocab.txt"), encoding="utf-8").read().splitlines()
+    if kind == "duplicate":  # line 1,997's token again as line 2,001: transformers and tokenizers give it other ids
+        edit = lambda ls: ls[:2000] + [ls[1996]] + ls[2000:]  # noqa: E731
+        message = rf"vocab\.txt line 2001: {re.escape(repr(lines[1996]))} is already on line 1997; each token must be listed once$"
+    else:  # unknown words would go nowhere
+        edit = lambda ls: [t for t in ls if t != "[UNK]"]  # noqa: E731
+        message = r"vocab\.txt has no line for the unknown token '\[UNK\]'"
+    with pytest.raises(TokenizerError, match=message):
+        minibert.AutoTokenizer.from_pretrained(vocab_only(tmp_path, minilm, edit))
+
+
+def with_tokenizer_json(folder, minilm, edit):
+    """MiniLM's tokenizer folder with tokenizer.json edited (a function of its parsed JSON)."""
+    shutil.copytree(minilm, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.onnx", "*.bin", "onnx"))
+    path = os.path.join(folder, "tokenizer.json")
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    edit(data)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    return str(folder)
+
+
+def test_added_token_that_does_not_get_its_declared_id_is_refused(tmp_path, minilm):
+    def declare_far(data):
+        data["added_tokens"].append({"id": 40000, "content": "<extra>", "single_word": False, "lstrip": False,
+                                     "rstrip": False, "normalized": False, "special": True})
+
+    folder = with_tokenizer_json(tmp_path / "v", minilm, declare_far)
+    with pytest.raises(TokenizerError, match=r"tokenizer\.json: added token '<extra>' declares id 40000 but gets id "
+                                             r"\d+ \(the vocabulary has 30522 entries\)"):
+        minibert.AutoTokenizer.from_pretrained(folder)
+
+
+def test_normalizer_that_expands_without_bound_is_refused_at_load(tmp_path, minilm):
+    """A Replace of one character by 200,000 turns 2,000 characters into 4e8: the tokenizers library aborts the
+    process (SIGABRT) allocating for it, so it is refused when the file is read, before any text."""
+    def expand(data):
+        data["normalizer"] = {"type": "Sequence", "normalizers": [
+            data["normalizer"], {"type": "Replace", "pattern": {"String": "a"}, "content": "b" * 200_000}]}
+
+    folder = with_tokenizer_json(tmp_path / "v", minilm, expand)
+    with pytest.raises(TokenizerError, match=r"tokenizer\.json: its normalizer can make a text 200,000 times longer "
+                                             r"\(Replace 'a' by 200000 characters\); minibert refuses more than 16"):
+        minibert.AutoTokenizer.from_pretrained(folder)
+
+
+def test_real_normalizers_pass_the_expansion_bound(tmp_path, minilm):
+    """XLM-R's collapse of runs of spaces (a regex Replace) and quote rewrites stay well inside the bound."""
+    def collapse(data):
+        data["normalizer"] = {"type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "},
+            {"type": "Replace", "pattern": {"String": "``"}, "content": "\""}, data["normalizer"]]}
+
+    tok = minibert.AutoTokenizer.from_pretrained(with_tokenizer_json(tmp_path / "v", minilm, collapse))
+    assert tok.tokenize("a   b ``c") == ["a", "b", "\"", "c"]
+
+
+def test_rust_panic_on_a_backtracking_pattern_is_one_line_and_the_tokenizer_stays_usable(tmp_path, minilm):
+    """Oniguruma gives up on a pattern that backtracks past its limit and the tokenizers library panics
+    (pyo3's PanicException, which `except Exception` misses): a ValueError naming the file instead."""
+    def backtrack(data):
+        data["pre_tokenizer"] = {"type": "Split", "pattern": {"Regex": "(\\w|\\w\\w)*[^\\wc]"},
+                                 "behavior": "Isolated", "invert": False}
+
+    folder = with_tokenizer_json(tmp_path / "v", minilm, backtrack)
+    tok = minibert.AutoTokenizer.from_pretrained(folder)
+    for call in (lambda: tok(["fine", "a" * 40 + "c"]), lambda: tok.tokenize("a" * 40 + "c")):
+        with pytest.raises(ValueError, match=r"^the tokenizer from \S+/v/tokenizer\.json failed on this input: "
+                                             r"Onig: Regex search error: retry-limit-in-match over$"):
+            call()
+    assert tok("fine")["input_ids"][0] == 101
