@@ -567,7 +567,9 @@ class PreTrainedTokenizer:
         return clean_up_tokenization(text) if clean else text
 
     def batch_decode(self, sequences, skip_special_tokens=False, clean_up_tokenization_spaces=None) -> list[str]:
-        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
+        texts = self._tokenizer.decode_batch([_flat_ids(s) for s in sequences], skip_special_tokens=skip_special_tokens)
+        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        return [clean_up_tokenization(t) for t in texts] if clean else texts
 
     @property
     def all_special_tokens(self) -> list[str]:

@@ -142,6 +142,20 @@ class Pipeline:
         items = [self.check_input(x, i) for i, x in enumerate(inputs)]
         return list(self._run(items, opts, 0)) if items else []
 
+    def refusals(self, inputs: list, **kwargs) -> list:
+        """For each input of a list, the error (ValueError or TypeError) the pipeline raises for it alone, or
+        None: its checks and encoding, no model work. Front ends that keep their own rows (Ray's batches)
+        call this when `results_for` refuses a batch, to turn the refused rows into error rows."""
+        opts = self._options(kwargs)
+        found = []
+        for i, x in enumerate(inputs):
+            try:
+                self._check_lengths(self._encode([self.check_input(x, i)], opts, i), i)
+                found.append(None)
+            except (ValueError, TypeError) as e:
+                found.append(e)
+        return found
+
     def _shape(self, results: list, shape: str, opts: dict):
         return results[0] if shape == "one" else results
 
@@ -189,11 +203,7 @@ class Pipeline:
         take(outputs, j, encoding): the row's result from a batch's outputs (numpy arrays keyed by the
         names in OUTPUTS; j is the row's place in the batch).
         """
-        limit = self.model.config.max_sequence_length  # the position table, less RoBERTa's offset
-        for k, enc in rows:  # before any forward: refuse what the position table cannot hold
-            if len(enc.ids) > limit:
-                raise ValueError(f"input {first + k} is {len(enc.ids)} tokens long, more than the {limit} this model "
-                                 f"takes{self._too_long_hint}")
+        self._check_lengths(rows, first)  # before any forward
         order = np.argsort([len(enc.ids) for _, enc in rows], kind="stable")
         results, done = [None] * len(rows), 0  # rows[:done] have run and been yielded
         for start in range(0, len(order), batch_size):
@@ -214,6 +224,14 @@ class Pipeline:
                 yield group
 
     _too_long_hint = "; pass truncation=True"
+
+    def _check_lengths(self, rows: list, first: int) -> None:
+        """Refuse a row the position table cannot hold."""
+        limit = self.model.config.max_sequence_length  # the position table, less RoBERTa's offset
+        for k, enc in rows:
+            if len(enc.ids) > limit:
+                raise ValueError(f"input {first + k} is {len(enc.ids)} tokens long, more than the {limit} this model "
+                                 f"takes{self._too_long_hint}")
 
     def _pad(self, encodings: list) -> dict:
         """The model's inputs for a batch: (B, T) arrays, T the longest row, padding masked out."""

@@ -13,7 +13,8 @@ class FillMaskPipeline(Pipeline):
 
     `pipe("Paris is the [MASK] of France.")` -> the top_k (default 5) {"score", "token", "token_str",
     "sequence"}, best first. A text with several masks gives one such list per mask (each scored on its
-    own, the other masks left in `sequence`). A list of texts gives a list of those; a list of one text
+    own, the other masks left in `sequence`). top_k may not pass the vocabulary's size (refused before any
+    work); with `targets`, it is cut to their number, as in transformers. A list of texts gives a list of those; a list of one text
     gives that text's result, as in transformers. `targets` limits the candidates to these words: a
     word missing from the vocabulary is replaced, with a warning, by its first word piece.
     `tokenizer_kwargs={"truncation": True}` truncates long texts (a mask cut off is then an error).
@@ -32,6 +33,11 @@ class FillMaskPipeline(Pipeline):
         opts["tokenizer_kwargs"] = kw
         if opts["targets"] is not None:
             opts["targets"] = self._target_ids(opts["targets"])
+        elif opts["top_k"] > self.model.config.vocab_size:
+            # transformers fails here too (torch's topk); every token of every mask is rarely meant, and
+            # with one decoded sequence per candidate it is minutes of work and gigabytes of output.
+            raise ValueError(f"top_k={opts['top_k']} is more than the {self.model.config.vocab_size} tokens of the "
+                             "model's vocabulary; ask for at most that many candidates per mask")
         return opts
 
     def _target_ids(self, targets) -> np.ndarray:
@@ -83,21 +89,24 @@ class FillMaskPipeline(Pipeline):
         targets = opts["targets"]
         if targets is not None:
             probs = probs[:, targets]  # (masks, targets)
-        k = min(opts["top_k"], probs.shape[1])
+        k = min(opts["top_k"], probs.shape[1])  # top_k past the targets: each target once, as transformers
         single = len(masks) == 1
+        pad = tok.pad_token_id
         results = []
         for m, p in zip(masks, probs):
             best = np.argpartition(-p, k - 1)[:k] if k < len(p) else np.arange(len(p))
             best = best[np.argsort(-p[best], kind="stable")]
-            row = []
-            for b in best:
-                token = int(targets[b]) if targets is not None else int(b)
-                filled = list(ids)
-                filled[m] = token
-                filled = [i for i in filled if i != tok.pad_token_id]  # as transformers (a [PAD] guess included)
-                row.append({"score": float(p[b]), "token": token, "token_str": tok.decode([token]),
-                            "sequence": tok.decode(filled, skip_special_tokens=single)})
-            results.append(row)
+            tokens = [int(targets[b]) if targets is not None else int(b) for b in best]
+            filled = []
+            for token in tokens:
+                seq = list(ids)
+                seq[m] = token
+                filled.append([i for i in seq if i != pad])  # as transformers (a [PAD] guess included)
+            # One batched decode per mask: with thousands of candidates, one decode call each would take minutes.
+            words = tok.batch_decode([[t] for t in tokens])
+            sequences = tok.batch_decode(filled, skip_special_tokens=single)
+            results.append([{"score": float(p[b]), "token": token, "token_str": word, "sequence": seq}
+                            for b, token, word, seq in zip(best, tokens, words, sequences)])
         return results[0] if single else results
 
 

@@ -18,12 +18,14 @@ class QuestionAnsweringPipeline(Pipeline):
     tokens (default min(max_seq_len // 2, 128)); the best spans of all windows compete, the same answer
     text found twice adding its scores. Spans run up to `max_answer_len` tokens (15);
     `handle_impossible_answer=True` lets the empty answer compete (scored by [CLS]);
-    `align_to_words` (True) widens spans to whole words.
+    `align_to_words` (True) widens spans to whole words. A question longer than `max_question_len` tokens
+    (64, transformers' default) is refused: every window repeats the question, so a long one leaves each
+    window a few new tokens of the context and a long context thousands of windows (None: no limit but the window's).
     """
 
     task = "question-answering"
     OPTIONS = {"top_k": 1, "doc_stride": None, "max_answer_len": 15, "max_seq_len": None,
-               "handle_impossible_answer": False, "align_to_words": True, "batch_size": None}
+               "max_question_len": 64, "handle_impossible_answer": False, "align_to_words": True, "batch_size": None}
     OUTPUTS = ("start_logits", "end_logits")
     INPUT = ('question= and context= (strings or lists), a {"question": ..., "context": ...} dict, '
              'a list of them or an iterator of them')
@@ -86,6 +88,7 @@ class QuestionAnsweringPipeline(Pipeline):
         opts["doc_stride"] = stride = min(max_seq_len // 2, 128) if stride is None else stride
         if stride > max_seq_len:
             raise ValueError(f"doc_stride ({stride}) is larger than max_seq_len ({max_seq_len})")
+        opts["max_question_len"] = int_option("max_question_len", opts["max_question_len"], 1, "no limit")
         opts["handle_impossible_answer"] = bool_option("handle_impossible_answer", opts["handle_impossible_answer"])
         opts["align_to_words"] = bool_option("align_to_words", opts["align_to_words"])
         return opts
@@ -95,12 +98,23 @@ class QuestionAnsweringPipeline(Pipeline):
                   return_token_type_ids=True, return_overflowing_tokens=True, return_offsets_mapping=True,
                   return_special_tokens_mask=True)
         questions, contexts = [q for q, _ in items], [c for _, c in items]
+        limit = opts["max_question_len"]
+        if limit is not None:
+            for k, n in enumerate(self._question_lengths(questions)):
+                if n > limit:
+                    raise ValueError(f"input {first + k}: the question is {n} tokens long, more than "
+                                     f"max_question_len={limit}; ask a shorter question, or raise max_question_len")
         try:
             enc = self.tokenizer(questions, contexts, **kw)
         except ValueError:
             self._explain_window(questions, opts, first)
             raise
         return list(zip(enc["overflow_to_sample_mapping"], enc.encodings))  # one row per window of a context
+
+    def _question_lengths(self, questions: list) -> list[int]:
+        enc = self.tokenizer(questions, add_special_tokens=False, return_attention_mask=False,
+                             return_token_type_ids=False)
+        return [len(ids) for ids in enc["input_ids"]]
 
     def _take(self, out, j, enc, opts):
         return enc, out["start_logits"][j, :len(enc.ids)], out["end_logits"][j, :len(enc.ids)]
@@ -121,7 +135,7 @@ class QuestionAnsweringPipeline(Pipeline):
     def _answers(self, context: str, windows: list, opts: dict):
         top_k, align = opts["top_k"], opts["align_to_words"]
         min_null_score = 1000000  # large and positive: beaten by any window's [CLS] score
-        answers = []
+        answers, by_text = [], {}  # the same text (any case) found again adds its score to the first one's
         for enc, start, end in windows:
             ids = np.array(enc.ids)
             p_mask = np.array([[s != 1 for s in enc.sequence_ids]], dtype=np.int64)  # (1, T): 1 = not context
@@ -133,11 +147,12 @@ class QuestionAnsweringPipeline(Pipeline):
             for s, e, score in zip(starts, ends, scores):
                 begin, finish = _char_span(enc, int(s), int(e), align)
                 text = context[begin:finish]
-                same = next((a for a in answers if a["answer"].lower() == text.lower()), None)
+                same = by_text.get(text.lower())
                 if same is not None:
                     same["score"] += score.item()
                 else:
                     answers.append({"score": score.item(), "start": begin, "end": finish, "answer": text})
+                    by_text[text.lower()] = answers[-1]
         if opts["handle_impossible_answer"]:
             answers.append({"score": min_null_score, "start": 0, "end": 0, "answer": ""})
         answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
@@ -182,6 +197,9 @@ def decode_spans(start, end, topk: int, max_answer_len: int, undesired_tokens):
     outer = np.matmul(np.expand_dims(start, -1), np.expand_dims(end, 1))  # (1, T, 1) @ (1, 1, T) -> (1, T, T)
     candidates = np.tril(np.triu(outer), max_answer_len - 1)  # zero where end < start or too long
     scores_flat = candidates.flatten()
+    # At most the spans that can be answers: past them transformers pads with zero-scored spans that end
+    # before they start, and a huge top_k would ask for every one of the T x T pairs of every window.
+    topk = min(topk, max(int(np.count_nonzero(scores_flat)), 1))
     if topk == 1:
         idx_sort = [np.argmax(scores_flat)]
     elif len(scores_flat) < topk:
@@ -221,6 +239,7 @@ def _arguments(p):
     p.add_argument("--context", metavar="FILE", help="the text answers come from (- for stdin)")
     p.add_argument("--top-k", type=int, metavar="K", help="the K best answers per question")
     p.add_argument("--doc-stride", type=int, metavar="N", help="overlap of the windows over a long context")
+    p.add_argument("--max-question-len", type=int, metavar="N", help="refuse questions longer than N tokens (default 64)")
 
 
 def _options(args) -> dict:
@@ -230,6 +249,8 @@ def _options(args) -> dict:
     options = {"top_k": args.top_k} if args.top_k else {}
     if args.doc_stride:
         options["doc_stride"] = args.doc_stride
+    if args.max_question_len:
+        options["max_question_len"] = args.max_question_len
     return options
 
 

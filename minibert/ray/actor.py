@@ -111,10 +111,23 @@ class Predict:
         keep = [i for i in range(n) if not errors[i]]
         if self.on_error == "fail" and len(keep) < n:
             raise BadRow(next(e for e in errors if e))
-        inputs = [inputs[i] for i in keep]
         # The pipeline sorts this batch by length and runs it `batch_size` texts per forward: the same
         # code, and so the same numbers, as pipeline(...)(texts) in one process.
-        results = self.pipe.results_for(inputs)
+        try:
+            results = self.pipe.results_for([inputs[i] for i in keep])
+        except (ValueError, TypeError):
+            # A row the pipeline refuses when it encodes it (no mask token, a question too long): find
+            # which, alone, before any model work, and make them error rows.
+            refused = self.pipe.refusals([inputs[i] for i in keep])
+            if not any(refused):
+                raise
+            for j, (i, e) in enumerate(zip(keep, refused)):
+                if e is not None:
+                    errors[i] = _named(batch, i, str(e), f"input {j}")
+            if self.on_error == "fail":
+                raise BadRow(next(errors[i] for i in keep if errors[i])) from None
+            keep = [i for i in keep if not errors[i]]
+            results = self.pipe.results_for([inputs[i] for i in keep])
         columns = _columns(self.types, [self.record(r, self.options) for r in results], keep, n)
         for name, values in columns.items():
             batch = batch.append_column(name, values)
@@ -130,8 +143,7 @@ class Predict:
         try:
             self.pipe.check_input(x, i)
         except (ValueError, TypeError) as e:
-            text, own = str(e), f"input {i}"
-            return _where(batch, i) + (text[len(own):] if text.startswith(own) else f": {text}")
+            return _named(batch, i, str(e), f"input {i}")
         return None
 
     def _check(self, text, name) -> str | None:
@@ -153,6 +165,11 @@ class Embed(Predict):
     """`Predict` for sentence embeddings (all-MiniLM-L6-v2, mean pooled, L2-normalised unless told)."""
 
     task = "feature-extraction"
+
+
+def _named(batch, i: int, message: str, own: str) -> str:
+    """The pipeline's message about one input, with the row named as the reader names it instead of `own`."""
+    return _where(batch, i) + (message[len(own):] if message.startswith(own) else f": {message}")
 
 
 def _where(batch, i: int) -> str:

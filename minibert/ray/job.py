@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 
 from . import actor
 from .readers import ERROR_COLUMN, _require_ray, expand_paths, input_columns, read
@@ -223,22 +224,71 @@ def run(task: str, paths, output: str, *, model=None, input_format=None, column=
 def _write(ray, target, files, fmt, task, column, pair_column, address, quiet, workers, threads, on_error,
            output_format, empty_first, predict_kwargs) -> tuple[float, int]:
     """Start (or join) Ray, read, predict, write into `target`; (Ray's start-up seconds, workers)."""
+    with _stderr_closed_if(quiet) as say, warnings.catch_warnings():
+        # An empty input gives the actor pool no rows, which Ray warns of: an empty output is right.
+        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
+        return _run_ray(ray, target, files, fmt, task, column, pair_column, address, quiet, workers, threads,
+                        on_error, output_format, empty_first, predict_kwargs, say)
+
+
+@contextlib.contextmanager
+def _stderr_closed_if(quiet: bool):
+    """With --quiet, file descriptor 2 goes to /dev/null while Ray runs: its C++ core worker and its
+    processes print there directly (an error-level line about actor constructor arguments, a token
+    authentication notice) what no Python logging setting reaches and a user cannot act on. A failure
+    still reaches minibert as an exception, printed after. Yields the function that prints minibert's own
+    warnings where stderr was."""
+    if not quiet:
+        yield lambda line: print(line, file=sys.stderr)
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+    def say(line: str) -> None:
+        try:
+            direct = sys.stderr.fileno() == 2
+        except (AttributeError, OSError, ValueError):  # sys.stderr replaced (a test capturing it)
+            direct = False
+        if direct:
+            os.write(saved, (line + "\n").encode())
+        else:
+            print(line, file=sys.stderr)
+
+    try:
+        yield say
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _run_ray(ray, target, files, fmt, task, column, pair_column, address, quiet, workers, threads, on_error,
+             output_format, empty_first, predict_kwargs, say) -> tuple[float, int]:
     started = time.perf_counter()
     own_ray = not ray.is_initialized()
     if own_ray:
         try:
             # A local Ray inherits this environment (PYTHONPATH included), so its workers import this minibert.
-            ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR" if quiet else "WARNING",
+                     log_to_driver=False)
         except Exception as e:  # Ray raises a bare Exception when its node times out starting (an overloaded machine)
             raise ConnectionError(f"cannot reach the Ray cluster at {address}: {e}" if address
                                   else f"cannot start a local Ray: {e}") from None
+    data_logger = logging.getLogger("ray.data")
+    data_level = data_logger.level
     try:
         ctx = ray.data.DataContext.get_current()  # this driver's settings for the datasets it runs
         ctx.execution_options.preserve_order = True  # output files in input order (see the README)
-        if quiet:
-            ctx.enable_progress_bars = False
-            logging.getLogger("ray.data").setLevel(logging.WARNING)  # its "Starting execution" lines
-        workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        # Progress bars in a terminal only: elsewhere Ray Data logs a dozen progress lines every 10 s.
+        ctx.enable_progress_bars = not quiet and sys.stdout.isatty() and sys.stderr.isatty()
+        # Its INFO lines (execution plans, "Starting execution"), its "progress bars disabled" warning and,
+        # on a failed row, its advice to set max_errored_blocks (minibert's answer is --on-error record)
+        # would come before minibert's own one line.
+        data_logger.setLevel(logging.CRITICAL)
+        workers = _check_cpus(ray, workers, threads, say)
         ray_started = time.perf_counter() - started
         ds = read(files, fmt, column, pair_column)
         ds = actor.predict(ds, task, workers, threads, on_error, column=column, pair_column=pair_column,
@@ -249,15 +299,66 @@ def _write(ray, target, files, fmt, task, column, pair_column, address, quiet, w
             fs, root = pafs.FileSystem.from_uri(target)
             if fs.get_file_info(root).type == pafs.FileType.Directory:
                 fs.delete_dir_contents(root)
-        write = ds.write_parquet if output_format == "parquet" else ds.write_json
         try:
-            write(target, ray_remote_args={"num_cpus": 0})
+            if output_format == "parquet":
+                ds.write_parquet(target, ray_remote_args={"num_cpus": 0})
+            else:
+                ds.write_datasink(_jsonl_sink(target), ray_remote_args={"num_cpus": 0})
         except Exception as e:
             raise _user_error(e) from None
     finally:
+        data_logger.setLevel(data_level)
         if own_ray:
             ray.shutdown()
     return ray_started, workers
+
+
+def _check_cpus(ray, workers: int | None, threads: int, say) -> int:
+    """The number of workers, refused when workers x threads asks for more CPUs than the cluster has
+    (Ray would wait forever for actors it cannot place), with a warning when they leave none for reading."""
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    given = workers is not None
+    workers = workers or max(1, cpus // threads)
+    if workers * threads > cpus:
+        raise ValueError(f"--workers {workers} x --threads {threads} asks for {workers * threads} CPUs, but the Ray "
+                         f"cluster has {cpus}: Ray would wait for them forever; ask for at most {cpus} in all")
+    if given and workers * threads == cpus and cpus > 1:
+        say(f"minibert: warning: --workers {workers} x --threads {threads} takes all {cpus} CPUs of the Ray cluster, "
+            "leaving none for reading the input; one worker fewer is often as fast")
+    return workers
+
+
+def _jsonl_sink(path: str):
+    """A Ray datasink writing `*.jsonl` files, one plain JSON object per line (`/` as it is, non-ASCII
+    as UTF-8, NaN as null): Ray's own `write_json` writes `*.json` through pandas, which escapes `/`."""
+    from ray.data.datasource import BlockBasedFileDatasink
+
+    class JsonLines(BlockBasedFileDatasink):
+        def __init__(self):
+            super().__init__(path, file_format="jsonl")
+
+        def write_block_to_file(self, block, file):
+            lines = [_json_line(row) for row in block.to_arrow().to_pylist()]
+            file.write("".join(lines).encode("utf-8"))
+
+    return JsonLines()
+
+
+def _json_line(row: dict) -> str:
+    try:
+        return json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError:  # NaN or infinity, which JSON cannot hold
+        return json.dumps(_finite(row), ensure_ascii=False) + "\n"
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _mark_remote(output: str, marker: dict) -> None:

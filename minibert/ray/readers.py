@@ -112,6 +112,9 @@ def _read_jsonl(f, path, column, text_columns, limit):
     def block():
         names = list(dict.fromkeys(k for r in records for k in r))  # every field, in order of appearance
         cols = {k: [r.get(k) for r in records] for k in names}
+        for name in names:
+            if name not in text_columns:
+                cols[name] = _json_column(path, name, cols[name], rows, errors)
         for name in text_columns:
             cols[name] = _str_array(cols.get(name, [None] * len(records)))
         return _table(path, rows, cols, errors)
@@ -126,6 +129,8 @@ def _read_jsonl(f, path, column, text_columns, limit):
                 record = json.loads(text)
             except json.JSONDecodeError as e:
                 error, record = f"not valid JSON ({e.msg} at column {e.colno})", {}
+            except RecursionError:
+                error, record = "JSON nested deeper than Python's reader goes", {}
         if error is None and not isinstance(record, dict):
             error, record = f"a JSON {type(record).__name__}, expected an object", {}
         for name in text_columns:
@@ -143,6 +148,42 @@ def _read_jsonl(f, path, column, text_columns, limit):
             rows, records, errors = [], [], []
     if rows:
         yield block()
+
+
+def _kind(value) -> str:
+    """A JSON value's kind, as an error names it."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _json_column(path, name, values, rows, errors):
+    """A JSON field other than the text columns as one Arrow column. A value whose kind differs from the
+    field's first value in the block (`"n": 1`, then `"n": "one"`) makes its row an error row, so one
+    row cannot stop the run with Arrow's message; a field Arrow still cannot hold (nesting past its
+    limit, objects of differing shapes) is kept as JSON text."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, RecursionError):
+        pass
+    first = next((i for i, v in enumerate(values) if v is not None), None)
+    kind = _kind(values[first])
+    values = list(values)
+    for i, v in enumerate(values):
+        if v is not None and _kind(v) != kind:
+            shown = json.dumps(v, ensure_ascii=False)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            errors[i] = errors[i] or (f"{path}, row {rows[i]}: field {name!r} is a {_kind(v)} ({shown}), but a "
+                                      f"{kind} in row {rows[first]}")
+            values[i] = None
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, RecursionError):
+        return _str_array([_as_text(v) for v in values])
 
 
 def _as_text(value) -> str | None:
@@ -311,7 +352,7 @@ def input_columns(path: str, fmt: str) -> list[str] | None:
             if text is not None and text.strip():
                 try:
                     record = json.loads(text)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     return None  # the row will carry its own error
                 return list(record) if isinstance(record, dict) else None
     return None
