@@ -383,6 +383,12 @@ class DebertaV2Config(BertConfig):
             raise ConfigError(f"max_relative_positions={self.relative_span} must exceed position_buckets / 2 + 1 "
                               f"({self.position_buckets // 2 + 1}): the log buckets divide by log((max - 1) / (buckets / 2))")
 
+    def to_dict(self) -> dict:
+        # transformers reads these with getattr(config, name, default): a written null would be used as is.
+        d = super().to_dict()
+        return {k: v for k, v in d.items() if not (v is None and k in ("embedding_size", "pooler_hidden_size",
+                                                                        "attention_head_size"))}
+
     @property
     def embedding_width(self) -> int:
         return self.embedding_size or self.hidden_size
