@@ -320,6 +320,107 @@ class ElectraConfig(BertConfig):
                                                       + self.type_vocab_size) * (self.hidden_size - e) + e * self.hidden_size
 
 
+@dataclass(repr=False)
+class DebertaV2Config(BertConfig):
+    """transformers' DebertaV2Config (deberta-v2-xlarge's sizes by default, as there). The keys only some
+    checkpoints write (`position_buckets`, `share_att_key`, `norm_rel_ebd`, `conv_*`, `embedding_size`,
+    `pooler_hidden_size`) default to what transformers reads when they are absent. deberta-v3 writes
+    `type_vocab_size` 0 (token types read but ignored), `relative_attention` true, `position_buckets` 256,
+    `position_biased_input` false (no absolute positions) and `pos_att_type` ["p2c", "c2p"]."""
+
+    model_type: ClassVar[str] = "deberta-v2"
+    # type_vocab_size may be 0 (no token-type table): checked in __post_init__ instead.
+    size_fields: ClassVar[tuple] = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                    "intermediate_size", "max_position_embeddings")
+    POS_ATT_TYPES: ClassVar[tuple] = ("c2p", "p2c")
+
+    vocab_size: int = 128100
+    hidden_size: int = 1536
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 24
+    intermediate_size: int = 6144
+    type_vocab_size: int = 0
+    layer_norm_eps: float = 1e-7
+    relative_attention: bool = False
+    max_relative_positions: int = -1
+    position_biased_input: bool = True
+    pos_att_type: Any = None  # a list of "c2p", "p2c", or the older "p2c|c2p" string
+    position_buckets: int = -1
+    share_att_key: bool = False
+    norm_rel_ebd: str = "none"
+    pooler_hidden_size: int | None = None  # None: hidden_size
+    pooler_dropout: float = 0.0
+    pooler_hidden_act: str = "gelu"
+    cls_dropout: float | None = None
+    embedding_size: int | None = None  # None: hidden_size
+    conv_kernel_size: int = 0
+    conv_groups: int = 1
+    conv_act: str = "tanh"
+    attention_head_size: int | None = None
+    legacy: bool = True  # masked LM head: `cls.predictions` (legacy) or `lm_predictions.lm_head`
+
+    def __post_init__(self, num_labels):
+        super().__post_init__(num_labels)
+        if isinstance(self.pos_att_type, str):  # transformers' backwards compatibility: "p2c|c2p"
+            self.pos_att_type = [x.strip() for x in self.pos_att_type.lower().split("|")]
+        self.pos_att_type = list(self.pos_att_type or [])
+        for kind in self.pos_att_type:
+            if kind not in self.POS_ATT_TYPES:
+                raise ConfigError(f"pos_att_type {kind!r} is not supported (DeBERTa-v2 has {list(self.POS_ATT_TYPES)})")
+        for kind in (x.strip() for x in str(self.norm_rel_ebd).lower().split("|")):
+            if kind not in ("none", "layer_norm"):
+                raise ConfigError(f"norm_rel_ebd {kind!r} is not supported (only 'layer_norm' or 'none')")
+        if not _is_int(self.type_vocab_size) or self.type_vocab_size < 0:
+            raise ConfigError(f"type_vocab_size must be a non-negative integer, not {self.type_vocab_size!r}")
+        for name in ("embedding_size", "pooler_hidden_size", "attention_head_size"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+        if self.pooler_hidden_size not in (None, self.hidden_size):
+            raise ConfigError(f"pooler_hidden_size={self.pooler_hidden_size} differs from hidden_size={self.hidden_size}: "
+                              "transformers' classifier reads the pooler at hidden_size")
+        if self.attention_head_size not in (None, self.hidden_size // self.num_attention_heads):
+            raise ConfigError(f"attention_head_size={self.attention_head_size} is not hidden_size / num_attention_heads "
+                              f"({self.hidden_size // self.num_attention_heads}): the attention output is hidden_size wide")
+        if self.conv_kernel_size and (not _is_int(self.conv_kernel_size) or self.conv_kernel_size < 0
+                                      or self.conv_kernel_size % 2 == 0):
+            raise ConfigError(f"conv_kernel_size={self.conv_kernel_size!r} is not supported (an odd width, or 0 for none)")
+        if self.conv_kernel_size and self.conv_groups != 1:
+            raise ConfigError(f"conv_groups={self.conv_groups!r} is not supported (only 1, as the Hub models have)")
+        if self.relative_attention and self.position_buckets > 0 and self.relative_span - 1 <= self.position_buckets // 2:
+            raise ConfigError(f"max_relative_positions={self.relative_span} must exceed position_buckets / 2 + 1 "
+                              f"({self.position_buckets // 2 + 1}): the log buckets divide by log((max - 1) / (buckets / 2))")
+
+    def to_dict(self) -> dict:
+        # transformers reads these with getattr(config, name, default): a written null would be used as is.
+        d = super().to_dict()
+        return {k: v for k, v in d.items() if not (v is None and k in ("embedding_size", "pooler_hidden_size",
+                                                                        "attention_head_size"))}
+
+    @property
+    def embedding_width(self) -> int:
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def relative_span(self) -> int:
+        """The largest relative distance told apart: max_relative_positions, or max_position_embeddings if unset."""
+        return self.max_relative_positions if self.max_relative_positions >= 1 else self.max_position_embeddings
+
+    @property
+    def pos_ebd_size(self) -> int:
+        """Half the rows of the relative-position table: position_buckets if set, else relative_span."""
+        return self.position_buckets if self.position_buckets > 0 else self.relative_span
+
+    def parameter_count(self, num_labels: int) -> int:
+        h, i, e = self.hidden_size, self.intermediate_size, self.embedding_width
+        positions = self.max_position_embeddings if self.position_biased_input else 0
+        embeddings = (self.vocab_size + positions + self.type_vocab_size) * e + (e * h if e != h else 0) + 2 * h
+        layer = 6 * (h * h + h) + (h * i + i) + (i * h + h) + 2 * 2 * h  # q k v (+ pos q k), out, ffn, 2 LayerNorms
+        relative = 2 * self.pos_ebd_size * h + 2 * h if self.relative_attention else 0
+        conv = self.conv_kernel_size * h * h + 3 * h
+        return embeddings + self.num_hidden_layers * layer + relative + conv + (h * h + h) + (h * num_labels + num_labels)
+
+
 # model_type -> config class: each registry line names its class ({prefix}Config), defined above.
 CONFIG_CLASSES = {model_type: globals()[f.config_name] for model_type, f in REGISTRY.items()}
 

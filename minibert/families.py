@@ -24,8 +24,11 @@ SPECIAL_TOKENS = {
                   "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
     "roberta": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
                 "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"},
+    # DeBERTa-v2/v3: WordPiece's bracketed tokens over a SentencePiece model, [CLS] and [SEP] also as bos/eos.
+    "deberta": {"bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]",
+                "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
 }
-POSITIONS = ("absolute", "from padding")
+POSITIONS = ("absolute", "from padding", "relative")
 # head name -> class-name suffix, as transformers names them (BertForMaskedLM).
 HEAD_SUFFIXES = {"model": "Model", "sequence-classification": "ForSequenceClassification",
                  "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
@@ -43,7 +46,7 @@ class Family:
     prefix: str  # of every class name: f"{prefix}Config", f"{prefix}Model", f"{prefix}ForMaskedLM", ...
     tokenizer: str  # "wordpiece" ([CLS] ... [SEP]) or "roberta" (<s> ... </s>): a key of SPECIAL_TOKENS
     token_types: bool  # whether the model reads token_type_ids, so its tokenizer returns them
-    positions: str  # "absolute" (0, 1, ...) or "from padding" (pad_token_id + 1, pad_token_id + 2, ...)
+    positions: str  # "absolute" (0, 1, ...), "from padding" (pad_token_id + 1, ...) or "relative" (query - key)
     tokenizer_classes: tuple[str, ...]  # tokenizer_config.json's tokenizer_class, less "Tokenizer"/"TokenizerFast"
     heads: tuple[str, ...] = SHARED_HEADS
 
@@ -74,6 +77,8 @@ REGISTRY = {f.model_type: f for f in (
     # ELECTRA's tokenizer is BERT's, token types included.
     Family("electra", "electra", "Electra", "wordpiece", True, "absolute", ("Electra",),
            heads=SHARED_HEADS + ("pretraining",)),
+    # DeBERTa-v2 and v3: disentangled attention over relative positions (v2 may add absolute ones too).
+    Family("deberta-v2", "deberta_v2", "DebertaV2", "deberta", True, "relative", ("DebertaV2",)),
 )}
 
 

@@ -145,7 +145,7 @@ class PreTrainedModel(keras.Model):
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {c.vocab_size})")
         n_types = c.type_vocab_size
         lo, hi = int(types.min()), int(types.max())
-        if lo < 0 or hi >= n_types:
+        if n_types and (lo < 0 or hi >= n_types):  # 0: the model has no token-type table and ignores them (DeBERTa-v3)
             raise ValueError(f"token_type_id {lo if lo < 0 else hi} is outside [0, {n_types}) (type_vocab_size)")
 
     # -- files ---------------------------------------------------------------------------------

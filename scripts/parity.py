@@ -32,12 +32,20 @@ SMALL = {
                         layer_norm_eps=1e-5),
     "electra": dict(hidden_size=64, embedding_size=32, num_attention_heads=4, intermediate_size=96,
                     num_hidden_layers=2, vocab_size=500),
+    # deberta-v3's settings with 8 position buckets, so that 16 tokens reach the log-bucketed distances
+    "deberta-v2": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
+                       relative_attention=True, position_buckets=8, share_att_key=True, norm_rel_ebd="layer_norm",
+                       position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0),
 }
-BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator
+BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator, ...
     "bert": {}, "distilbert": {},
     "roberta": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "xlm-roberta": dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "electra": dict(hidden_size=768, embedding_size=768, num_attention_heads=12, intermediate_size=3072),
+    "deberta-v2": dict(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,  # deberta-v3-base
+                       intermediate_size=3072, relative_attention=True, position_buckets=256, share_att_key=True,
+                       norm_rel_ebd="layer_norm", position_biased_input=False, pos_att_type=["p2c", "c2p"],
+                       type_vocab_size=0),
 }
 
 
@@ -96,7 +104,7 @@ def run_all(base: bool) -> bool:
             mask[2] = mask[2][::-1]  # and on the left: RoBERTa's positions depend on it
         ids = np.where(mask == 1, ids, pad)
         inputs = {"input_ids": ids, "attention_mask": mask}
-        if family in ("bert", "electra"):
+        if family in ("bert", "electra", "deberta-v2"):  # deberta-v3 takes them and ignores them
             inputs["token_type_ids"] = (np.arange(16)[None, :] >= 8).astype(int) * mask
         for head in heads:
             with tempfile.TemporaryDirectory() as folder:

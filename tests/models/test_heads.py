@@ -27,6 +27,11 @@ SMALL = {
                         layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
     "electra": dict(hidden_size=32, embedding_size=16, num_attention_heads=4, intermediate_size=37,
                     num_hidden_layers=2),
+    # deberta-v3's settings, its 256 position buckets scaled down to 4 so that 8 tokens reach the log buckets
+    "deberta-v2": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
+                       relative_attention=True, position_buckets=4, share_att_key=True, norm_rel_ebd="layer_norm",
+                       position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0,
+                       layer_norm_eps=1e-7),
 }
 ROBERTA_LIKE = ("roberta", "xlm-roberta")
 # RoBERTa: <s> 0 ... </s> 2, pads 1; rows padded on the right and on the left (positions depend on it).
@@ -51,7 +56,7 @@ def run_both(folder, family, head):
         types, flat_mask = MC_TYPES, np.asarray(mask).reshape(-1, 8)
     else:
         ids, mask, types, flat_mask = base_ids, base_mask, TYPES, base_mask
-    types = types if family in ("bert", "electra") else None
+    types = types if family in ("bert", "electra", "deberta-v2") else None  # deberta-v3 reads and ignores them
     ref = reference(folder, ids, mask, types, head=head)
     model = AUTO[head].from_pretrained(folder)
     assert type(model).__name__ == FAMILY_NAMES[family] + HEADS[head]
