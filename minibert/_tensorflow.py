@@ -24,7 +24,8 @@ import threading
 # logging starts, and the CPU-feature message's second line.
 _CHATTER = re.compile(r"[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] |"
                       r"WARNING: All log messages before absl::InitializeLog\(\) is called|"
-                      r"To enable the following instructions: .* rebuild TensorFlow")
+                      r"To enable the following instructions: .* rebuild TensorFlow|"
+                      r"INFO: Created TensorFlow Lite XNNPACK delegate")  # LiteRT's, on every interpreter
 _lock = threading.RLock()
 _done = False
 

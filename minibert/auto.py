@@ -51,6 +51,7 @@ class _AutoModel:
         from .modeling import matmul_dtype
 
         dtype = matmul_dtype(kwargs.pop("dtype", None))  # a bad value fails before anything is read
+        engine = kwargs.pop("engine", None)
         folder = resolve(name_or_path, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
         loading_info = kwargs.pop("output_loading_info", False)
         if config is None:
@@ -58,7 +59,7 @@ class _AutoModel:
         elif kwargs:
             raise TypeError(f"unexpected keyword arguments {sorted(kwargs)} next to config=")
         return model_class(config, cls.head).from_pretrained(folder, config=config, output_loading_info=loading_info,
-                                                             dtype=dtype)
+                                                             dtype=dtype, engine=engine)
 
 
 def _auto(suffix: str, head: str) -> type:

@@ -48,7 +48,7 @@ class CompiledForward:
         self.xla = tf.function(functools.partial(forward), input_signature=[spec] * 3, jit_compile=True)
         self.graph = tf.function(functools.partial(forward), input_signature=[spec] * 3)
         # The CPU's rule or MINIBERT_PATH (cpu.py); bfloat16 matmuls run faster in oneDNN's graph than under XLA.
-        self.use_xla = cpu.kernel_plan().small == "xla" and model.dtype_name == "float32"
+        self.use_xla = cpu.kernel_plan().small == "xla" and model.dtype_name != "bfloat16"  # int8 falls back in float32
 
     def bucket(self, batch: int, seq: int):
         """The padded XLA shape for this input, or None when it is not small (or the kernel plan runs no XLA)."""

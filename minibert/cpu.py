@@ -195,3 +195,14 @@ def bfloat16_matmuls() -> str | None:
     if p.matmuls != "onednn":
         return f"the path is {p} and bfloat16 matmuls need oneDNN"
     return None
+
+
+# The CPU's vector ISA -> the inference engine used when neither `engine=` nor MINIBERT_ENGINE says
+# (`engine.py`): LiteRT only where `scripts/bench.py --engines` measured it faster than the Keras path.
+# No CPU kind has a reliable measurement yet (only a shared, loaded machine), so every kind keeps Keras.
+ENGINE_RULE = {"amx": "keras", "avx512": "keras", "avx2": "keras", "other": "keras"}
+
+
+def default_engine() -> str:
+    """'keras' or 'litert': the engine this CPU runs inference on by default."""
+    return ENGINE_RULE.get(isa(), "keras")

@@ -40,7 +40,10 @@ def get_activation(name: str):
 
 def additive_attention_mask(attention_mask: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
     """(batch, seq) of 1/0 -> (batch, 1, 1, seq) of 0/-inf-ish, broadcast over heads and queries."""
-    mask = tf.cast(attention_mask, dtype)[:, None, None, :]  # (B, 1, 1, T)
+    B, T = tf.unstack(tf.shape(attention_mask))
+    # A reshape, not `[:, None, None, :]`: TensorFlow Lite's converter cannot lower a slice that adds axes
+    # when the shape is open.
+    mask = tf.reshape(tf.cast(attention_mask, dtype), (B, 1, 1, T))  # (B, T) -> (B, 1, 1, T)
     return (1.0 - mask) * dtype.min
 
 

@@ -85,9 +85,20 @@ class PreTrainedModel(keras.Model):
         return out if return_dict else out.to_tuple()
 
     def compiled_forward(self, output_hidden_states=False, output_attentions=False):
-        """The inference forward as compiled TensorFlow graphs, one `CompiledForward` per output choice."""
+        """The inference forward: the LiteRT engine's (`engine.py`) when this model's engine is 'litert' and it can
+        express the call, else compiled TensorFlow graphs, one `CompiledForward` per output choice.
+
+        Hidden states, attention maps and calls under a `GradientTape` run on the graphs of the Keras layers.
+        """
         key = (output_hidden_states, output_attentions)
         fns = self.__dict__.setdefault("_compiled", {})  # plain dict, kept out of Keras's tracking
+        if key == (False, False) and self.engine == "litert" and not _taping():
+            if "litert" not in fns:
+                from . import engine
+
+                fns["litert"] = engine.forward_for(self)  # None (said once) where it cannot run
+            if fns["litert"] is not None:
+                return fns["litert"]
         if key not in fns:
             from .compiled import CompiledForward
 
@@ -152,16 +163,21 @@ class PreTrainedModel(keras.Model):
     @classmethod
     def from_pretrained(cls, name_or_path, config: PretrainedConfig | None = None, *, revision=None,
                         local_files_only=False, cache_dir=None, token=None, output_loading_info=False,
-                        dtype=None, **config_overrides):
+                        dtype=None, engine=None, **config_overrides):
         """Build the model from `config.json` and load `model.safetensors` (or its shards).
 
         `name_or_path` is a local folder or a Hub id (resolved and cached by huggingface_hub).
-        `dtype="bfloat16"` is an opt-in (see `set_dtype`). Extra keyword arguments override config
-        fields, e.g. `num_labels=3`.
+        `dtype="bfloat16"` or `"int8"` is an opt-in (see `set_dtype`); `engine` picks what runs inference
+        ('keras' or 'litert', see `set_engine`). Extra keyword arguments override config fields, e.g. `num_labels=3`.
         """
         from . import checkpoint
+        from .engine import engine_name
 
-        dtype = matmul_dtype(dtype)  # a bad value fails before anything is read
+        dtype = matmul_dtype(dtype)  # bad values fail before anything is read
+        if engine is not None:
+            engine = engine_name(engine)
+            if engine == "keras" and dtype == "int8":
+                raise ValueError("dtype='int8' runs only on the litert engine; pass engine='litert' or leave engine out")
 
         folder = checkpoint.resolve(name_or_path, revision=revision, local_files_only=local_files_only,
                                     cache_dir=cache_dir, token=token)
@@ -182,11 +198,35 @@ class PreTrainedModel(keras.Model):
                 variables[name].assign(init(variables[name].shape))
         if dtype != "float32":
             model.set_dtype(dtype)
+        if engine is not None:
+            model.set_engine(engine)
         return (model, info) if output_loading_info else model
 
     @property
+    def engine(self) -> str:
+        """'keras' or 'litert' (`engine.py`): the engine inference calls run on. int8 exists only on LiteRT."""
+        if self.dtype_name == "int8":
+            return "litert"
+        if "_engine" not in self.__dict__:
+            from .engine import engine_name
+
+            self.__dict__["_engine"] = engine_name()  # the argument, MINIBERT_ENGINE or the CPU's default
+        return self.__dict__["_engine"]
+
+    def set_engine(self, engine=None) -> str:
+        """Run inference on 'keras' or 'litert' (None: MINIBERT_ENGINE, else the CPU's default); returns it."""
+        from .engine import engine_name
+
+        name = engine_name(engine)
+        if name == "keras" and self.dtype_name == "int8":
+            raise ValueError("dtype='int8' runs only on the litert engine; pass engine='litert' or a float32 model")
+        self.__dict__["_engine"] = name
+        self.__dict__.pop("_compiled", None)
+        return name
+
+    @property
     def dtype_name(self) -> str:
-        """The matmul weights' dtype: 'float32' (the default, held to parity) or 'bfloat16'."""
+        """The matmul weights' dtype: 'float32' (the default, held to parity), 'bfloat16' or 'int8' (LiteRT's)."""
         return self.__dict__.get("_matmul_dtype", "float32")
 
     def set_dtype(self, dtype) -> str:
@@ -199,6 +239,10 @@ class PreTrainedModel(keras.Model):
         AVX512_BF16 or AMX); elsewhere one warning says why and the model stays float32. Such a model
         runs as a plain graph at every size (XLA's CPU bfloat16 matmuls were slower than float32). The
         bfloat16 kernels are copies made here: after assigning new weights, call `set_dtype` again.
+
+        'int8' is the litert engine's dynamic-range quantisation (int8 weights, float32 activations; `engine.py`):
+        the model then runs on LiteRT, and what the engine cannot express (hidden states, attention maps,
+        gradients) runs on the float32 Keras layers.
         """
         import warnings
 
@@ -206,6 +250,8 @@ class PreTrainedModel(keras.Model):
         from .layers import Linear
 
         dtype = matmul_dtype(dtype)
+        if dtype == "int8" and self.__dict__.get("_engine") == "keras":
+            raise ValueError("dtype='int8' runs only on the litert engine; call set_engine('litert') first")
         if dtype == "bfloat16" and (why := cpu.bfloat16_matmuls()):
             warnings.warn(f"dtype='bfloat16': {why}; the model runs in float32", stacklevel=2)
             dtype = "float32"
@@ -228,14 +274,22 @@ class PreTrainedModel(keras.Model):
 
 
 def matmul_dtype(dtype) -> str:
-    """'float32' or 'bfloat16' from what a user may pass (None, a name, a NumPy or TensorFlow dtype)."""
+    """'float32', 'bfloat16' or 'int8' from what a user may pass (None, a name, a NumPy or TensorFlow dtype)."""
     if dtype is None:
         return "float32"
     name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype)
     name = name.removeprefix("tf.").removeprefix("torch.")
-    if name not in ("float32", "bfloat16"):
-        raise ValueError(f"dtype must be 'float32' or 'bfloat16' (bfloat16 matmul weights, an opt-in), got {dtype!r}")
+    if name not in ("float32", "bfloat16", "int8"):
+        raise ValueError("dtype must be 'float32', 'bfloat16' (bfloat16 matmul weights) or 'int8' (the litert "
+                         f"engine's int8 weights), got {dtype!r}")
     return name
+
+
+def _taping() -> bool:
+    """Whether a `GradientTape` may be recording: gradients need the TensorFlow graph, not a flatbuffer."""
+    from tensorflow.python.eager import record  # not exported; the one place TensorFlow tells
+
+    return record.could_possibly_record()
 
 
 def _as_int_array(x, name: str) -> np.ndarray:

@@ -212,9 +212,10 @@ def _built(enc: str, root: str, name: str) -> str:
     return folder
 
 
-def _intact(folder: str) -> bool:
-    """Every file the manifest written at assembly names is there with its size and sha256. A file whose
-    size and modification time are as recorded is taken as written; any other is hashed."""
+def _intact(folder: str, required=("model.safetensors", "config.json", *TOKENIZER_FILES)) -> bool:
+    """Every file the manifest written at assembly names is there with its size and sha256, and the manifest
+    names every `required` file. A file whose size and modification time are as recorded is taken as
+    written; any other is hashed."""
     try:
         with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
             manifest = json.load(f)
@@ -224,7 +225,7 @@ def _intact(folder: str) -> bool:
                 return False
             if st.st_mtime_ns != mtime_ns and _hash_once(os.path.join(folder, name), st.st_size, st.st_mtime_ns) != digest:
                 return False
-        return set(manifest) >= {"model.safetensors", "config.json", *TOKENIZER_FILES}
+        return set(manifest) >= set(required)
     except (OSError, ValueError, TypeError, AttributeError):
         return False
 
