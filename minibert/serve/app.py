@@ -202,7 +202,7 @@ class Server:
     def app(self) -> Starlette:
         routes = [("/embed", self.embed), ("/predict", self.predict), ("/rerank", self.rerank),
                   ("/v1/embeddings", self.openai_embeddings), ("/tokenize", self.tokenize)]
-        routes += [(f"/{verb}", self.task_route) for verb in self.served.task_routes()]
+        routes += [(f"/{verb}", self.task_route(task)) for verb, task in self.served.task_routes().items()]
         handlers = [Route(path, self.endpoint(path, fn), methods=["POST"]) for path, fn in routes]
         handlers += [Route("/health", self.endpoint("/health", self.health, model=False), methods=["GET"]),
                      Route("/info", self.endpoint("/info", self.info, model=False), methods=["GET"]),
@@ -380,7 +380,13 @@ class Server:
         return result
 
     # -- the other tasks ---------------------------------------------------------------------------
-    async def task_route(self, request: Request, ctx: Ctx):
+    def task_route(self, task: str):
+        async def route(request: Request, ctx: Ctx):
+            return await self.run_task(request, ctx, task)
+
+        return route
+
+    async def run_task(self, request: Request, ctx: Ctx, task: str):
         f = Fields(await read_json(request, self.limits.payload_limit), ("inputs", "parameters"))
         value, params = f.body.get("inputs"), f.body.get("parameters") or {}
         if value is None:
@@ -392,6 +398,7 @@ class Server:
         if not items:
             raise APIError("`inputs` cannot be empty", "Empty")
         check_count(len(items), self.limits.max_client_batch_size)
+        self.served.require(task, request.url.path)
         checked, params = self.served.check_task_inputs(items, params)  # ValueError/TypeError: 422
         ctx.inputs = len(items)
         await self.lengths(checked, True, ctx)  # the task's own pipeline decides about long inputs

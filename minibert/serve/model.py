@@ -45,8 +45,9 @@ class Served:
         self.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
 
     # -- which routes --------------------------------------------------------------------------
-    def task_routes(self) -> list[str]:
-        return [t.cli_verb for t in TASKS.values() if t.name not in TEI_TASKS]
+    def task_routes(self) -> dict[str, str]:
+        """route name (the task's `minibert` verb) -> task, for the tasks TEI's routes do not cover."""
+        return {t.cli_verb: t.name for t in TASKS.values() if t.name not in TEI_TASKS}
 
     def require(self, task: str, route: str) -> None:
         from .app import APIError
