@@ -386,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--head", type=int, help="only this head in the picture (0-based)")
     r.add_argument("--text-index", type=int, default=0, help="which text to draw (default 0)")
     r.set_defaults(func=cmd_trace)
+
+    from . import serve
+
+    s = sub.add_parser("serve", help="serve a model over HTTP with dynamic batching",
+                       description="An HTTP inference server (text-embeddings-inference's routes, OpenAI's "
+                                   "/v1/embeddings, a route per other task) that batches concurrent requests.")
+    serve.add_arguments(s)
+    s.set_defaults(func=serve.run)
     return p
 
 

@@ -1,0 +1,176 @@
+"""`minibert serve`: an HTTP inference server with dynamic batching (pip install "minibert-tf[serve]").
+
+Start-up, in the order a user would want to hear about problems: the port is bound first (in use:
+one line, before any model loads), then the model is resolved, loaded and warmed; only then does the
+server answer, so `/health` answers 200 only when requests will run at once. SIGTERM or SIGINT stops
+accepting connections, lets every admitted request finish, and exits 0 (a second SIGINT quits at once).
+
+The routes are in `app.py`, the batching in `batcher.py`, the model's side in `model.py`; this
+module holds the command line. Starlette and uvicorn are imported only when a server starts.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", "-m", metavar="MODEL", help="checkpoint folder or Hub id (default: the task's default model)")
+    p.add_argument("--task", help="the task to serve (default: from the checkpoint's head; a bare encoder serves "
+                                  "feature-extraction)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one, printed at start)")
+    p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` on every route but /health")
+    p.add_argument("--max-length", type=int, metavar="N", help="the longest input in tokens (default: the model's)")
+    g = p.add_argument_group("batching and limits")
+    g.add_argument("--max-batch-tokens", type=int, default=16384, metavar="N", help="tokens per model call (default 16384)")
+    g.add_argument("--max-batch-requests", type=int, default=64, metavar="N",
+                   help="inputs per model call (default 64)")
+    g.add_argument("--max-wait-ms", type=float, default=2.0, metavar="MS",
+                   help="how long a request waits for others to batch with when the model is idle (default 2)")
+    g.add_argument("--max-concurrent-requests", type=int, default=512, metavar="N",
+                   help="requests in the server at once; more get 429 at once (default 512)")
+    g.add_argument("--max-client-batch-size", type=int, default=32, metavar="N",
+                   help="inputs in one request; more get 413 (default 32)")
+    g.add_argument("--payload-limit", type=int, default=2_000_000, metavar="BYTES",
+                   help="the largest request body (default 2000000)")
+    g.add_argument("--auto-truncate", action="store_true",
+                   help="truncate inputs past the model's length instead of refusing them (413)")
+    g.add_argument("--no-batching", action="store_true", help="one request per model call (for comparison)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="info: one line per request (default)")
+
+
+def run(args) -> int:
+    from ..cli import CLIError, resolve_model
+
+    for name in ("max_batch_tokens", "max_batch_requests", "max_concurrent_requests", "max_client_batch_size",
+                 "payload_limit"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.max_wait_ms < 0:
+        raise CLIError(f"--max-wait-ms must be at least 0, got {args.max_wait_ms}")
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port must be between 0 and 65535, got {args.port}")
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise CLIError(f"minibert serve needs {e.name}: pip install 'minibert-tf[serve]'") from None
+    from ..pipelines import get_task
+
+    task = get_task(args.task) if args.task else None
+    _configure_logging(args.log_level)
+    sock = _listen(args.host, args.port)
+    try:
+        return _serve(args, task, sock, resolve_model)
+    finally:
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before loading anything, so a port in use is one line at once; connections made while the
+    model loads wait in the backlog."""
+    from ..cli import CLIError
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        raise CLIError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+def _serve(args, task, sock, resolve_model) -> int:
+    import os
+
+    from .._tensorflow import load_tensorflow_quietly
+    from ..cli import CLIError
+    from ..pipelines import pipeline
+    from .model import Served, detect_task
+
+    if args.model is None:
+        if task is None:
+            task = get_default_task()
+        if task.default_model is None:
+            raise CLIError(f"{task.name} has no offline default model: pass --model, for example {task.example_model}")
+        args.model = task.default_model()
+    model_id = args.model
+    resolve_model(args)
+    if task is None:
+        from ..pipelines import get_task
+
+        task = get_task(detect_task(args.model))
+    load_tensorflow_quietly()
+    pipe = pipeline(task.name, model=args.model, batch_size=args.max_batch_requests, max_length=args.max_length)
+    served = Served(pipe, task.name, model_id if not os.path.isdir(model_id) else os.path.basename(os.path.abspath(model_id)),
+                    args.model)
+    served.warm_up()
+
+    import uvicorn
+
+    from .app import Limits, Server
+
+    limits = Limits(args.max_batch_tokens, args.max_batch_requests, args.max_wait_ms, args.max_concurrent_requests,
+                    args.max_client_batch_size, args.auto_truncate, args.payload_limit, args.api_key,
+                    not args.no_batching)
+    app = Server(served, limits).app()
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                            log_level="warning" if args.log_level != "debug" else "debug")
+    ready = f"minibert serve: {task.name} model {served.model_id} on http://{host}:{port}"
+    _GracefulServer(config, ready).run(sockets=[sock])
+    return 0
+
+
+def get_default_task():
+    from ..pipelines import get_task
+
+    return get_task("text-classification")
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log = logging.getLogger("minibert.serve")
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False
+
+
+def _graceful_server_class():
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, which re-raises a caught SIGTERM/SIGINT after its graceful shutdown (so the
+        process would die of the signal); here the shutdown is the answer to the signal, and the exit is 0."""
+
+        def __init__(self, config, ready: str):
+            super().__init__(config)
+            self.ready = ready
+
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.started:
+                print(self.ready, file=sys.stderr, flush=True)
+
+        def capture_signals(self):
+            import contextlib
+
+            @contextlib.contextmanager
+            def captured():
+                with uvicorn.Server.capture_signals(self):
+                    yield
+                    self._captured_signals.clear()
+
+            return captured()
+
+    return GracefulServer
+
+
+def _GracefulServer(config, ready):  # noqa: N802 - builds the class on first use: uvicorn is optional
+    return _graceful_server_class()(config, ready)

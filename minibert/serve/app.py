@@ -1,0 +1,451 @@
+"""The HTTP routes: text-embeddings-inference's (TEI's) request and response JSON for what minibert has,
+OpenAI's `/v1/embeddings`, and one route per other task.
+
+- `/embed` {inputs, normalize, truncate, prompt_name, dimensions} -> [[float]]  (feature extraction)
+- `/predict` {inputs: text | [text, pair] | [[text], [text, pair], ...], raw_scores, truncate}
+  -> [{label, score}] for one input, [[...]] for a batch: every label, best first (text classification)
+- `/rerank` {query, texts, raw_scores, return_text, truncate} -> [{index, score[, text]}], best first
+  (a one-label pair classifier: a cross-encoder)
+- `/v1/embeddings` {input, model, encoding_format, dimensions} -> OpenAI's list object, with usage
+- `/ner`, `/qa`, `/fill-mask`, `/zero-shot` {inputs, parameters} -> the task's record per input
+  (`Task.record`), parameters as the pipeline's call options
+- `/tokenize`, `/health`, `/info`, `/metrics` (Prometheus text)
+Errors are TEI's `{"error", "error_type"}` with its statuses: 413 for a request over a limit
+(Validation), 422 for a body or argument the route cannot read, 400 for empty inputs, 429 when
+overloaded, 401 without the API key, 404/405 for an unknown route or method.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import __version__
+from .batcher import Batcher, Overloaded
+from .metrics import Metrics
+from .model import Served
+
+log = logging.getLogger("minibert.serve")
+
+STATUS = {"Validation": 413, "Unprocessable": 422, "Empty": 400, "Overloaded": 429, "Unauthorized": 401,
+          "NotFound": 404, "MethodNotAllowed": 405, "Backend": 424, "Unhealthy": 503}
+
+
+class APIError(Exception):
+    def __init__(self, message: str, error_type: str = "Unprocessable", status: int | None = None):
+        super().__init__(message)
+        self.error_type, self.status = error_type, status or STATUS[error_type]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+@dataclass
+class Limits:
+    max_batch_tokens: int = 16384
+    max_batch_requests: int = 64  # inputs per model call
+    max_wait_ms: float = 2.0
+    max_concurrent_requests: int = 512
+    max_client_batch_size: int = 32
+    auto_truncate: bool = False
+    payload_limit: int = 2_000_000
+    api_key: str | None = None
+    batching: bool = True
+
+
+@dataclass
+class Ctx:
+    """What a request's log line and metrics report, filled in as the route learns it."""
+    inputs: int = 0
+    tokens: int = 0
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def json_response(payload, status: int = 200) -> Response:
+    try:
+        body = json.dumps(payload, default=_json_default, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # NaN or infinity: JSON has none, and a client cannot read it
+        raise APIError("the model produced NaN or infinite numbers: are its weights broken?", "Backend") from None
+    return Response(body, status, media_type="application/json")
+
+
+def error_response(message: str, error_type: str, status: int) -> Response:
+    return Response(json.dumps({"error": message, "error_type": error_type}), status, media_type="application/json")
+
+
+# -- reading a request ----------------------------------------------------------------------------
+async def read_json(request: Request, limit: int):
+    """The body as JSON, read no further than `limit` bytes."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise APIError(f"the request body is {int(length)} bytes, more than the {limit} this server takes "
+                       "(--payload-limit)", "Validation")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(f"the request body is more than the {limit} bytes this server takes (--payload-limit)",
+                           "Validation")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise APIError("the request has no body: send a JSON object")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise APIError(f"the body is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise APIError(f"the body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise APIError(f"the body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+class Fields:
+    """A request's JSON object, read field by field with TEI's defaults; unknown fields are refused by name."""
+
+    def __init__(self, body: dict, known: tuple[str, ...]):
+        unknown = sorted(set(body) - set(known))
+        if unknown:
+            raise APIError(f"unknown field(s) {', '.join(unknown)}; this route takes {', '.join(known)}")
+        self.body = body
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.body.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise APIError(f"`{name}` must be true or false, got {json.dumps(value)[:80]}")
+        return value
+
+    def str(self, name: str, default=None, required=False):
+        value = self.body.get(name)
+        if value is None:
+            if required:
+                raise APIError(f"`{name}` is missing")
+            return default
+        if not isinstance(value, str):
+            raise APIError(f"`{name}` must be a string, got {type(value).__name__}")
+        return value
+
+    def int(self, name: str, minimum: int = 1):
+        value = self.body.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise APIError(f"`{name}` must be an integer of at least {minimum}, got {json.dumps(value)[:80]}")
+        return value
+
+    def texts(self, name: str, max_count: int) -> tuple[list[str], bool]:
+        """A string or a list of strings: (the list, whether one string was sent)."""
+        value = self.body.get(name)
+        if value is None:
+            raise APIError(f"`{name}` is missing: send a string or a list of strings")
+        single = isinstance(value, str)
+        items = [value] if single else value
+        if not isinstance(items, list):
+            raise APIError(f"`{name}` must be a string or a list of strings, got {type(value).__name__}")
+        if not items:
+            raise APIError(f"`{name}` cannot be empty", "Empty")
+        check_count(len(items), max_count)
+        for i, x in enumerate(items):
+            if not isinstance(x, str):
+                raise APIError(f"`{name}`[{i}] must be a string, got {type(x).__name__}")
+        return items, single
+
+
+def check_count(n: int, max_count: int) -> None:
+    if n > max_count:
+        raise APIError(f"batch size {n} > maximum allowed batch size {max_count} (--max-client-batch-size)",
+                       "Validation")
+
+
+def truncation_direction(fields: Fields) -> None:
+    direction = fields.str("truncation_direction", "right")
+    if direction.lower() != "right":
+        raise APIError(f"truncation_direction={direction!r}: only 'Right' is supported")
+
+
+# -- the application ------------------------------------------------------------------------------
+class Server:
+    """The routes over one served model and its batcher."""
+
+    def __init__(self, served: Served, limits: Limits):
+        self.served, self.limits, self.metrics = served, limits, Metrics()
+        self.batcher = Batcher(self.metrics, limits.max_batch_tokens, limits.max_batch_requests, limits.max_wait_ms,
+                               limits.max_concurrent_requests, limits.batching)
+        self.metrics.in_flight = lambda: self.batcher.admitted
+
+    def app(self) -> Starlette:
+        routes = [("/embed", self.embed), ("/predict", self.predict), ("/rerank", self.rerank),
+                  ("/v1/embeddings", self.openai_embeddings), ("/tokenize", self.tokenize)]
+        routes += [(f"/{verb}", self.task_route(task)) for verb, task in self.served.task_routes().items()]
+        handlers = [Route(path, self.endpoint(path, fn), methods=["POST"]) for path, fn in routes]
+        handlers += [Route("/health", self.endpoint("/health", self.health, model=False), methods=["GET"]),
+                     Route("/info", self.endpoint("/info", self.info, model=False), methods=["GET"]),
+                     Route("/metrics", self.endpoint("/metrics", self.prometheus, model=False), methods=["GET"])]
+
+        async def not_found(request, exc: HTTPException):
+            error_type = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "Unprocessable")
+            detail = (f"no route {request.url.path}" if exc.status_code == 404 else
+                      f"{request.method} is not allowed on {request.url.path}" if exc.status_code == 405 else exc.detail)
+            self.metrics.observe_request("other", exc.status_code, error_type, 0.0, 0, 0)
+            log.info("%s %s %d", request.method, request.url.path[:100], exc.status_code)
+            return error_response(detail, error_type, exc.status_code)
+
+        return Starlette(routes=handlers, exception_handlers={HTTPException: not_found}, lifespan=self.lifespan)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        self.batcher.start()
+        yield
+        await self.batcher.close()  # the connections are closed by now: this runs what is left and stops
+
+    def endpoint(self, route: str, fn, model: bool = True):
+        """Authorization, admission (the concurrency bound), errors, the log line and the metrics around a route."""
+
+        async def handle(request: Request) -> Response:
+            start, ctx, error_type = time.perf_counter(), Ctx(), None
+            try:
+                if self.limits.api_key is not None and route != "/health":
+                    if request.headers.get("authorization", "") != f"Bearer {self.limits.api_key}":
+                        raise APIError("a valid `Authorization: Bearer` API key is required", "Unauthorized")
+                if model:
+                    try:
+                        self.batcher.admit()
+                    except Overloaded as e:
+                        raise APIError(str(e), "Overloaded") from None
+                    try:
+                        response = await fn(request, ctx)
+                    finally:
+                        self.batcher.release()
+                else:
+                    response = await fn(request, ctx)
+                if not isinstance(response, Response):
+                    response = json_response(response)
+            except APIError as e:
+                error_type, response = e.error_type, error_response(str(e), e.error_type, e.status)
+            except (ClientDisconnect, ClientGone):
+                error_type, response = "Disconnected", Response(status_code=499)  # nobody reads it
+            except (ValueError, TypeError) as e:  # the pipeline's own checks of inputs and options
+                error_type, response = "Unprocessable", error_response(str(e), "Unprocessable", 422)
+            except Exception as e:  # noqa: BLE001 - a bug or a model failure: one line, the server stays up
+                log.exception("%s %s failed", request.method, route)
+                error_type, response = "Backend", error_response(f"{type(e).__name__}: {e}", "Backend", 424)
+            seconds = time.perf_counter() - start
+            self.metrics.observe_request(route, response.status_code, error_type, seconds, ctx.inputs, ctx.tokens)
+            log.info("%s %s %d inputs=%d tokens=%d ms=%.1f", request.method, route, response.status_code,
+                     ctx.inputs, ctx.tokens, seconds * 1000)
+            return response
+
+        return handle
+
+    async def batched(self, request: Request, key: tuple, run, inputs: list, tokens: int) -> list:
+        """Queue the inputs for the model and wait for their results, or drop them if the client leaves."""
+        job = self.batcher.submit(key, run, inputs, tokens)
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({job.future, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not job.future.done():
+            job.cancelled = True
+            job.future.add_done_callback(lambda f: f.cancelled() or f.exception())  # its error, if any, is nobody's
+            raise ClientGone()
+        return job.future.result()
+
+    async def lengths(self, items: list, truncate: bool, ctx: Ctx) -> list[int]:
+        """Each input's token count (off the event loop: a text may be a megabyte); past the model's length
+        it is an error unless truncation was asked for."""
+        lengths = await run_in_threadpool(self.served.count_tokens, items)
+        limit = self.served.max_input_length
+        if not truncate:
+            for i, n in enumerate(lengths):
+                if n > limit:
+                    raise APIError(f"input {i} is {n} tokens long, more than the {limit} this model takes: send "
+                                   "truncate=true, or start the server with --auto-truncate", "Validation")
+        lengths = [min(n, limit) for n in lengths]
+        ctx.tokens = sum(lengths)
+        return lengths
+
+    # -- TEI's routes ------------------------------------------------------------------------------
+    async def embed(self, request: Request, ctx: Ctx):
+        f = Fields(await read_json(request, self.limits.payload_limit),
+                   ("inputs", "normalize", "truncate", "truncation_direction", "prompt_name", "dimensions"))
+        texts, _ = f.texts("inputs", self.limits.max_client_batch_size)
+        normalize, truncate = f.bool("normalize", True), f.bool("truncate", self.limits.auto_truncate)
+        truncation_direction(f)
+        dims = self.checked_dimensions(f.int("dimensions"))
+        self.served.require("feature-extraction", "/embed")
+        texts = self.served.with_prompt(texts, f.str("prompt_name"))
+        ctx.inputs = len(texts)
+        await self.lengths(texts, truncate, ctx)
+        vectors = await self.batched(request, ("embed", normalize, truncate, dims),
+                                     lambda xs: self.served.embed(xs, normalize, truncate, dims), texts, ctx.tokens)
+        return [np.asarray(v).tolist() for v in vectors]
+
+    def checked_dimensions(self, dims):
+        if dims is not None and dims > self.served.dimension:
+            raise APIError(f"dimensions={dims} is more than the model's {self.served.dimension}")
+        return dims
+
+    async def openai_embeddings(self, request: Request, ctx: Ctx):
+        f = Fields(await read_json(request, self.limits.payload_limit),
+                   ("input", "model", "encoding_format", "dimensions", "user"))
+        value = f.body.get("input")
+        if isinstance(value, list) and value and not isinstance(value[0], str):
+            raise APIError("`input` must be a string or a list of strings: token ids are not accepted")
+        texts, _ = f.texts("input", self.limits.max_client_batch_size)
+        f.str("model"), f.str("user")
+        encoding = f.str("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise APIError(f"encoding_format={encoding!r}; use 'float' or 'base64'")
+        dims = self.checked_dimensions(f.int("dimensions"))
+        self.served.require("feature-extraction", "/v1/embeddings")
+        ctx.inputs = len(texts)
+        truncate = self.limits.auto_truncate
+        lengths = await self.lengths(texts, truncate, ctx)
+        vectors = await self.batched(request, ("embed", True, truncate, dims),
+                                     lambda xs: self.served.embed(xs, True, truncate, dims), texts, ctx.tokens)
+        data = []
+        for i, v in enumerate(vectors):
+            v = np.asarray(v, np.float32)
+            value = base64.b64encode(v.astype("<f4").tobytes()).decode() if encoding == "base64" else v.tolist()
+            data.append({"object": "embedding", "embedding": value, "index": i})
+        return {"object": "list", "data": data, "model": self.served.model_id,
+                "usage": {"prompt_tokens": sum(lengths), "total_tokens": sum(lengths)}}
+
+    async def predict(self, request: Request, ctx: Ctx):
+        f = Fields(await read_json(request, self.limits.payload_limit),
+                   ("inputs", "raw_scores", "truncate", "truncation_direction"))
+        items, single = predict_inputs(f.body.get("inputs"), self.limits.max_client_batch_size)
+        raw, truncate = f.bool("raw_scores", False), f.bool("truncate", self.limits.auto_truncate)
+        truncation_direction(f)
+        self.served.require("text-classification", "/predict")
+        ctx.inputs = len(items)
+        await self.lengths(items, truncate, ctx)
+        results = await self.batched(request, ("predict", raw, truncate), lambda xs: self.served.predict(xs, raw, truncate),
+                                     items, ctx.tokens)
+        return results[0] if single else results
+
+    async def rerank(self, request: Request, ctx: Ctx):
+        f = Fields(await read_json(request, self.limits.payload_limit),
+                   ("query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"))
+        query = f.str("query", required=True)
+        texts, _ = f.texts("texts", self.limits.max_client_batch_size)
+        raw, return_text = f.bool("raw_scores", False), f.bool("return_text", False)
+        truncate = f.bool("truncate", self.limits.auto_truncate)
+        truncation_direction(f)
+        self.served.require_reranker()
+        pairs = [(query, t) for t in texts]
+        ctx.inputs = len(pairs)
+        await self.lengths(pairs, truncate, ctx)
+        scores = await self.batched(request, ("rerank", raw, truncate), lambda xs: self.served.rerank(xs, raw, truncate),
+                                    pairs, ctx.tokens)
+        ranks = [{"index": i, "score": float(s), **({"text": texts[i]} if return_text else {})}
+                 for i, s in enumerate(scores)]
+        return sorted(ranks, key=lambda r: -r["score"])
+
+    async def tokenize(self, request: Request, ctx: Ctx):
+        f = Fields(await read_json(request, self.limits.payload_limit), ("inputs", "add_special_tokens", "prompt_name"))
+        texts, _ = f.texts("inputs", self.limits.max_client_batch_size)
+        special = f.bool("add_special_tokens", True)
+        texts = self.served.with_prompt(texts, f.str("prompt_name"))
+        ctx.inputs = len(texts)
+        result = await run_in_threadpool(self.served.tokenize, texts, special)
+        ctx.tokens = sum(len(r) for r in result)
+        return result
+
+    # -- the other tasks ---------------------------------------------------------------------------
+    def task_route(self, task: str):
+        async def route(request: Request, ctx: Ctx):
+            return await self.run_task(request, ctx, task)
+
+        return route
+
+    async def run_task(self, request: Request, ctx: Ctx, task: str):
+        f = Fields(await read_json(request, self.limits.payload_limit), ("inputs", "parameters"))
+        value, params = f.body.get("inputs"), f.body.get("parameters") or {}
+        if value is None:
+            raise APIError("`inputs` is missing")
+        if not isinstance(params, dict):
+            raise APIError(f"`parameters` must be an object of the pipeline's options, got {type(params).__name__}")
+        single = not isinstance(value, list)
+        items = [value] if single else value
+        if not items:
+            raise APIError("`inputs` cannot be empty", "Empty")
+        check_count(len(items), self.limits.max_client_batch_size)
+        self.served.require(task, request.url.path)
+        checked, params = self.served.check_task_inputs(items, params)  # ValueError/TypeError: 422
+        ctx.inputs = len(items)
+        await self.lengths(checked, True, ctx)  # the task's own pipeline decides about long inputs
+        records = await self.batched(request, ("task", json.dumps(params, sort_keys=True)),
+                                     lambda xs: self.served.task_records(xs, params), items, ctx.tokens)
+        return records[0] if single else records
+
+    # -- about the server --------------------------------------------------------------------------
+    async def health(self, request: Request, ctx: Ctx):
+        return Response(status_code=200)  # routes answer only once the model is loaded and warmed
+
+    async def info(self, request: Request, ctx: Ctx):
+        lim = self.limits
+        return {**self.served.info(), "max_concurrent_requests": lim.max_concurrent_requests,
+                "max_input_length": self.served.max_input_length, "max_batch_tokens": lim.max_batch_tokens,
+                "max_batch_requests": lim.max_batch_requests, "max_client_batch_size": lim.max_client_batch_size,
+                "max_wait_ms": lim.max_wait_ms, "auto_truncate": lim.auto_truncate, "payload_limit": lim.payload_limit,
+                "batching": lim.batching, "version": __version__}
+
+    async def prometheus(self, request: Request, ctx: Ctx):
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (after the body is read, the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0)
+
+
+def predict_inputs(value, max_count: int) -> tuple[list, bool]:
+    """TEI's predict input: "text", ["text", "pair"], or a batch [["text"], ["text", "pair"], ...].
+    Returns the pipeline inputs (a text, or a (text, pair) tuple) and whether one input was sent."""
+    shape = 'a string, a pair ["text", "text pair"] or a batch [["text"], ["text", "text pair"], ...]'
+    if isinstance(value, str):
+        return [value], True
+    if not isinstance(value, list):
+        raise APIError(f"`inputs` must be {shape}, got {type(value).__name__ if value is not None else 'nothing'}")
+    if not value:
+        raise APIError("`inputs` cannot be empty", "Empty")
+    if isinstance(value[0], str):
+        if len(value) > 2 or not all(isinstance(x, str) for x in value):
+            raise APIError(f"`inputs` must be {shape}; a list of strings is one text or one pair, got {len(value)} items")
+        return [value[0] if len(value) == 1 else (value[0], value[1])], True
+    check_count(len(value), max_count)
+    items = []
+    for i, x in enumerate(value):
+        if not isinstance(x, list) or len(x) not in (1, 2) or not all(isinstance(s, str) for s in x):
+            raise APIError(f"`inputs`[{i}] must be [\"text\"] or [\"text\", \"text pair\"]")
+        items.append(x[0] if len(x) == 1 else (x[0], x[1]))
+    return items, False

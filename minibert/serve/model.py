@@ -1,0 +1,176 @@
+"""The served model: its pipeline, what each route asks of it, and the warm-up.
+
+`embed` and `rerank` are the two places that decide how sentence embeddings and cross-encoder scores
+are made; both read as sentence-transformers defines them (mean or [CLS] pooling as the folder's
+`1_Pooling/config.json` says, prompts from `config_sentence_transformers.json`; a one-label
+cross-encoder's logit through a sigmoid), on minibert's pipelines.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ..pipelines import TASKS, get_task
+
+# A checkpoint's `architectures` suffix -> the task it serves when --task is not given.
+HEAD_TASKS = {"ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification",
+              "ForQuestionAnswering": "question-answering", "ForMaskedLM": "fill-mask"}
+TEI_TASKS = ("text-classification", "feature-extraction")  # served by TEI's routes; the others by their verb
+
+
+def detect_task(folder: str) -> str:
+    """The task a checkpoint folder's head serves: its config's `architectures`, else the bare encoder."""
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            architectures = json.load(f).get("architectures") or []
+    except (OSError, ValueError):
+        return "feature-extraction"
+    for arch in architectures:
+        for suffix, task in HEAD_TASKS.items():
+            if arch.endswith(suffix):
+                return task
+    return "feature-extraction"
+
+
+class Served:
+    def __init__(self, pipe, task: str, model_id: str, folder: str):
+        self.pipe, self.task, self.model_id, self.folder = pipe, get_task(task), model_id, folder
+        config = pipe.model.config
+        self.max_input_length = int(min(pipe._limit({}), config.max_sequence_length))
+        self.dimension = config.hidden_size
+        self.prompts = _st_json(folder, "config_sentence_transformers.json").get("prompts") or {}
+        pooling = _st_json(folder, os.path.join("1_Pooling", "config.json"))
+        self.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+
+    # -- which routes --------------------------------------------------------------------------
+    def task_routes(self) -> dict[str, str]:
+        """route name (the task's `minibert` verb) -> task, for the tasks TEI's routes do not cover."""
+        return {t.cli_verb: t.name for t in TASKS.values() if t.name not in TEI_TASKS}
+
+    def require(self, task: str, route: str) -> None:
+        from .app import APIError
+
+        if self.task.name != task:
+            raise APIError(f"{route} needs a {task} model; this server runs {self.task.name} ({self.model_id}): "
+                           f"use {self.route_hint()}", "Validation", 400)
+
+    def require_reranker(self) -> None:
+        from .app import APIError
+
+        self.require("text-classification", "/rerank")
+        if self.pipe.model.config.num_labels != 1:
+            raise APIError(f"/rerank needs a cross-encoder (one output label); {self.model_id} has "
+                           f"{self.pipe.model.config.num_labels} labels: use /predict", "Validation", 400)
+
+    def route_hint(self) -> str:
+        if self.task.name == "feature-extraction":
+            return "/embed or /v1/embeddings"
+        if self.task.name == "text-classification":
+            return "/predict" + (" or /rerank" if self.pipe.model.config.num_labels == 1 else "")
+        return f"/{self.task.cli_verb}"
+
+    # -- tokens --------------------------------------------------------------------------------
+    def count_tokens(self, items: list) -> list[int]:
+        """Tokens per input (a text or a (text, pair) tuple), special tokens included, untruncated."""
+        return [len(e.ids) for e in self.pipe.tokenizer(items, truncation=False).encodings]
+
+    def tokenize(self, texts: list[str], add_special_tokens: bool) -> list[list[dict]]:
+        """TEI's tokens: id, text (the input's own characters; the token itself for special tokens),
+        special, start and stop (character offsets; null for special tokens)."""
+        out = []
+        for text, e in zip(texts, self.pipe.tokenizer(texts, add_special_tokens=add_special_tokens).encodings):
+            tokens = []
+            for i, (ident, token, (start, stop), special) in enumerate(zip(e.ids, e.tokens, e.offsets,
+                                                                         e.special_tokens_mask)):
+                if special:
+                    tokens.append({"id": ident, "text": token, "special": True, "start": None, "stop": None})
+                else:
+                    tokens.append({"id": ident, "text": text[start:stop], "special": False, "start": start, "stop": stop})
+            out.append(tokens)
+        return out
+
+    def with_prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
+        """sentence-transformers' prompts: the named prompt's text put before every input."""
+        if prompt_name is None:
+            return texts
+        from .app import APIError
+
+        if prompt_name not in self.prompts:
+            known = ", ".join(repr(p) for p in self.prompts) or "none (the folder's config_sentence_transformers.json has no prompts)"
+            raise APIError(f"prompt_name={prompt_name!r} is not one of this model's prompts: {known}")
+        return [self.prompts[prompt_name] + t for t in texts]
+
+    # -- the model calls (on the model thread) -----------------------------------------------------
+    def embed(self, texts: list[str], normalize: bool, truncate: bool, dimensions: int | None) -> list:
+        """Sentence embeddings as sentence-transformers' encode gives them: pooled, cut to `dimensions`
+        (Matryoshka), then normalised if asked."""
+        vectors = self.pipe.results_for(texts, pooling=self.pooling, normalize=normalize and dimensions is None,
+                                        truncation=truncate, max_length=self.max_input_length)
+        if dimensions is None:
+            return vectors
+        cut = np.stack(vectors)[:, :dimensions]  # (n, dimensions)
+        if normalize:
+            cut = cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+        return list(cut)
+
+    def rerank(self, pairs: list[tuple[str, str]], raw: bool, truncate: bool) -> list[float]:
+        """A cross-encoder's scores as sentence-transformers' CrossEncoder.predict gives them: the one
+        logit through a sigmoid, or the logit itself with `raw`."""
+        results = self.pipe.results_for([{"text": q, "text_pair": t} for q, t in pairs], top_k=1,
+                                        function_to_apply="none" if raw else "sigmoid",
+                                        truncation=truncate, max_length=self.max_input_length)
+        return [r[0]["score"] for r in results]
+
+    def predict(self, items: list, raw: bool, truncate: bool) -> list[list[dict]]:
+        """Every label, best first, for each text or (text, pair): the pipeline's scores, or logits with `raw`."""
+        inputs = [{"text": x[0], "text_pair": x[1]} if isinstance(x, tuple) else x for x in items]
+        return self.pipe.results_for(inputs, top_k=None, function_to_apply="none" if raw else None,
+                                     truncation=truncate, max_length=self.max_input_length)
+
+    def check_task_inputs(self, items: list, params: dict) -> tuple[list, dict]:
+        """Another task's inputs and options, checked by its pipeline before anything is queued."""
+        if "batch_size" in params:
+            raise ValueError("`parameters` cannot set batch_size: the server batches requests itself")
+        self.pipe._options(params)
+        return [self.pipe.check_input(x, i) for i, x in enumerate(items)], params
+
+    def task_records(self, items: list, params: dict) -> list[dict]:
+        return [self.task.record(r, params) for r in self.pipe.results_for(items, **params)]
+
+    # -- start-up ----------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Compile the forwards before the first request: every small-input XLA shape the model can meet
+        (the buckets `compiled.py` pads to) and the open-shape graph that larger batches run."""
+        from ..compiled import XLA_BATCHES, XLA_SEQS
+
+        seqs = sorted({min(t, self.max_input_length) for t in XLA_SEQS})
+        tok = self.pipe.tokenizer
+        for t in seqs:
+            enc = tok([" ".join(["hello"] * t)], truncation=True, max_length=t).encodings
+            for rows in XLA_BATCHES:
+                self.pipe.model(self.pipe._pad(enc * rows))
+        self.pipe.model(self.pipe._pad(enc * (max(XLA_BATCHES) + 1)))  # past the buckets: the graph
+
+    def info(self) -> dict:
+        config = self.pipe.model.config
+        if self.task.name == "feature-extraction":
+            model_type = {"embedding": {"pooling": self.pooling}}
+        elif self.task.name == "text-classification":
+            labels = {"id2label": {str(k): v for k, v in config.id2label.items()},
+                      "label2id": {v: k for k, v in config.id2label.items()}}
+            model_type = {"reranker" if config.num_labels == 1 else "classifier": labels}
+        else:
+            model_type = {self.task.name: {}}
+        return {"model_id": self.model_id, "model_sha": None, "model_dtype": "float32", "model_type": model_type,
+                "task": self.task.name, "prompts": self.prompts or None}
+
+
+def _st_json(folder: str, name: str) -> dict:
+    try:
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
