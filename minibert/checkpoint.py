@@ -176,6 +176,8 @@ def _shard_files(folder: str, index: str) -> list[str]:
             data = json.load(f)
     except ValueError as e:  # bad JSON or bad UTF-8
         raise CheckpointError(f"{index} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"{index} is nested too deeply to be a shard index") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{index} must hold a JSON object with a weight_map, not {type(data).__name__}")
     weight_map = data.get("weight_map")
