@@ -88,8 +88,9 @@ class Tensors(Mapping):
             info = handle.get_slice(key)
             dtype = info.get_dtype()
             if dtype not in _FLOATS and not key.endswith(_IGNORED):  # the int position_ids buffer is never loaded
-                raise CheckpointError(f"tensor {key} in {path} is {_DTYPE_NAMES.get(dtype, dtype)}, not floating point: "
-                                      "it cannot be a weight")
+                why = ("not floating point: it cannot be a weight" if dtype in _DTYPE_NAMES else
+                       "a dtype minibert does not read (float32, bfloat16, float16 or float64)")
+                raise CheckpointError(f"tensor {key} in {path} is {_DTYPE_NAMES.get(dtype, dtype)}, {why}")
             self.path[key], self.shapes[key], self.dtypes[key] = path, tuple(info.get_shape()), dtype
         self._files[path] = handle
 
