@@ -88,8 +88,9 @@ class Tensors(Mapping):
             info = handle.get_slice(key)
             dtype = info.get_dtype()
             if dtype not in _FLOATS and not key.endswith(_IGNORED):  # the int position_ids buffer is never loaded
-                raise CheckpointError(f"tensor {key} in {path} is {_DTYPE_NAMES.get(dtype, dtype)}, not floating point: "
-                                      "it cannot be a weight")
+                why = ("not floating point: it cannot be a weight" if dtype in _DTYPE_NAMES else
+                       "a dtype minibert does not read (float32, bfloat16, float16 or float64)")
+                raise CheckpointError(f"tensor {key} in {path} is {_DTYPE_NAMES.get(dtype, dtype)}, {why}")
             self.path[key], self.shapes[key], self.dtypes[key] = path, tuple(info.get_shape()), dtype
         self._files[path] = handle
 
@@ -176,6 +177,8 @@ def _shard_files(folder: str, index: str) -> list[str]:
             data = json.load(f)
     except ValueError as e:  # bad JSON or bad UTF-8
         raise CheckpointError(f"{index} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"{index} is nested too deeply to be a shard index") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{index} must hold a JSON object with a weight_map, not {type(data).__name__}")
     weight_map = data.get("weight_map")

@@ -38,7 +38,7 @@ class TokenizerError(OSError):
 
 
 class TokenizerPanic(ValueError):
-    """The Rust tokenizer gave up on an input (it panicked): the input and the file are named."""
+    """The Rust tokenizer gave up on an input (it panicked), said as one error naming its file."""
 
 
 class BatchEncoding(dict):

@@ -12,6 +12,7 @@ input before it are done.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -211,6 +212,7 @@ class Pipeline:
             with self.device_scope():  # around the forward only: the caller's code runs between yields
                 out = self.model(self._pad([rows[i][1] for i in idx]))
             arrays = {name: getattr(out, name).numpy() for name in self.OUTPUTS}
+            self._warn_non_finite(arrays, [first + rows[i][0] for i in idx])
             for j, i in enumerate(idx):
                 results[i] = (take(arrays, j, rows[i][1]),)  # a 1-tuple: a result may itself be None
             end = done
@@ -232,6 +234,20 @@ class Pipeline:
             if len(enc.ids) > limit:
                 raise ValueError(f"input {first + k} is {len(enc.ids)} tokens long, more than the {limit} this model "
                                  f"takes{self._too_long_hint}")
+
+    def _warn_non_finite(self, arrays: dict, inputs: list) -> None:
+        """Warn once per pipeline when the model's outputs hold NaN or infinity (finite weights can still
+        overflow float32): the results made of them are not numbers, and nothing downstream says so."""
+        if self.__dict__.get("_warned_non_finite"):
+            return
+        for name, a in arrays.items():
+            finite = np.isfinite(a.reshape(len(a), -1)).all(axis=1)  # (B,): one flag per row
+            if not finite.all():
+                self.__dict__["_warned_non_finite"] = True
+                warnings.warn(f"{self.task} pipeline: the model's {name} for input {inputs[int(np.argmin(finite))]} "
+                              "hold NaN or infinite values, so its results are not numbers: are the model's weights "
+                              "broken? (said once per pipeline)", RuntimeWarning, stacklevel=2)
+                return
 
     def _pad(self, encodings: list) -> dict:
         """The model's inputs for a batch: (B, T) arrays, T the longest row, padding masked out."""

@@ -64,8 +64,11 @@ def sentence_transformers_max_length(folder):
     """A sentence-transformers folder states the length its embeddings were trained with (256 for MiniLM)."""
     path = os.path.join(str(folder), "sentence_bert_config.json")
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except RecursionError:
+            raise ValueError(f"{path} is nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}")
         return data.get("max_seq_length")

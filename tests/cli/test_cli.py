@@ -220,7 +220,8 @@ def test_missing_model_folder_fails_before_tensorflow_loads():
 
 @pytest.fixture(scope="module")
 def nan_model(tmp_path_factory, minilm):
-    """A small sentiment checkpoint whose last LayerNorm weights are NaN: every score and vector is NaN."""
+    """A small sentiment checkpoint whose last LayerNorm weights are finite but overflow float32 (NaN weights are
+    refused at load): every score and vector is NaN."""
     import shutil
 
     from safetensors.numpy import load_file, save_file
@@ -234,7 +235,7 @@ def nan_model(tmp_path_factory, minilm):
     path = os.path.join(folder, "model.safetensors")
     weights = load_file(path)
     key = "distilbert.transformer.layer.0.output_layer_norm.weight"
-    weights[key] = np.full_like(weights[key], np.nan)
+    weights[key] = np.full_like(weights[key], 3e38)  # times a normalised value past 1: infinity
     save_file(weights, path, metadata={"format": "pt"})
     return folder
 
@@ -264,6 +265,27 @@ def test_nan_note_names_file_lines(nan_model, tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     assert [strict_json(line)["score"] for line in p.stdout.decode().splitlines()] == [None, None]
     assert "line 1, line 2" in p.stderr.decode()
+
+
+def test_non_finite_outputs_warn_once_in_python_and_for_embed_output(nan_model, tmp_path):
+    """The Python pipeline says once that its scores are not numbers; `embed --output` (a .npy, where NaN can
+    be written) says so too instead of writing NaN vectors silently."""
+    import warnings
+
+    import minibert.cli
+
+    pipe = minibert.pipeline("text-classification", model=nan_model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = pipe(["good", "bad"]), pipe("good")
+    assert all(np.isnan(r["score"]) for r in first + second)
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert said == ["text-classification pipeline: the model's logits for input 0 hold NaN or infinite values, so "
+                    "its results are not numbers: are the model's weights broken? (said once per pipeline)"]
+    with pytest.warns(RuntimeWarning, match=r"feature-extraction pipeline: the model's last_hidden_state for input 0 "
+                                            r"hold NaN or infinite values"):
+        assert minibert.cli.main(["embed", "--model", nan_model, "--output", str(tmp_path / "e.npy"), "good"]) == 0
+    assert np.isnan(np.load(tmp_path / "e.npy")).all()
 
 
 # -- hostile inputs, in this process: each refused in one line before any model loads -------------

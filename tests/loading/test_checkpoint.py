@@ -231,6 +231,10 @@ def test_index_that_is_not_an_object(tmp_path, tiny_bert_base):
     write_index(folder, [1, 2])
     with pytest.raises(CheckpointError, match=r"index\.json must hold a JSON object with a weight_map, not list"):
         minibert.AutoModel.from_pretrained(folder)
+    with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+        f.write("[" * 100_000 + "]" * 100_000)  # valid JSON deeper than Python's parser goes
+    with pytest.raises(CheckpointError, match=r"index\.json is nested too deeply to be a shard index$"):
+        minibert.AutoModel.from_pretrained(folder)
 
 
 def test_missing_shard_names_it(tmp_path, tiny_bert_base):
