@@ -170,6 +170,12 @@ def cmd_task(args) -> int:
     from .pipelines import pipeline
 
     pipe = pipeline(spec.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
+    positions = pipe.model.config.max_sequence_length
+    if args.max_length and args.max_length > positions:  # before any input runs
+        raise CLIError(f"--max-length {args.max_length} is more than the {positions} tokens this model takes: give "
+                       f"--max-length {positions} or less")
+    if pipe.max_length is None and pipe.tokenizer.model_max_length > positions:
+        pipe.max_length = positions  # --max-length's default is the model's limit, not a larger one of its tokenizer
     names = spec.output_columns(options)
     fmt = output_format(args, cmd.formats)
     rows, vectors, jsonl = [], [], JsonLines(from_file)
@@ -318,6 +324,8 @@ def load_any_model(name):
 
 def cmd_trace(args) -> int:
     texts, _ = read_texts(args)
+    if args.attention_png and not 0 <= args.text_index < len(texts):  # before the model loads
+        raise CLIError(f"--text-index {args.text_index} is out of range: {len(texts)} text(s) given")
     if args.attention_png:
         import importlib.util
 
@@ -335,8 +343,6 @@ def cmd_trace(args) -> int:
     model, tok = load_any_model(args.model), AutoTokenizer.from_pretrained(args.model)
     result = tr.trace(texts, model, tok, max_length=args.max_length)
     if args.attention_png:
-        if not 0 <= args.text_index < len(texts):
-            raise CLIError(f"--text-index {args.text_index} is out of range: {len(texts)} text(s) given")
         tr.plot_attention(result, args.attention_png, args.text_index, args.layer, args.head)
         print(f"wrote attention maps to {args.attention_png}", file=sys.stderr)
     if (args.format or ("text" if sys.stdout.isatty() else "json")) == "json":
@@ -354,11 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"minibert {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def common(sp, formats, default_model):
+    def common(sp, formats, default_model, max_length="the model's limit"):
         sp.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (or use --file)")
         sp.add_argument("--file", "-f", metavar="PATH", help="read one text per line from PATH (- for stdin)")
         sp.add_argument("--model", "-m", metavar="MODEL", help=f"checkpoint folder or Hub id (default: {default_model})")
-        sp.add_argument("--max-length", type=int, metavar="N", help="truncate texts to N tokens (default: the model's limit)")
+        sp.add_argument("--max-length", type=int, metavar="N", help=f"truncate texts to N tokens (default: {max_length})")
         default = f"{formats[0]} on a terminal, else {'json' if 'json' in formats else 'jsonl'}" if len(formats) > 1 \
             else formats[0]
         sp.add_argument("--format", choices=formats, help=f"output format (default: {default})")
@@ -374,13 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=cmd_task, task=spec)
 
     t = sub.add_parser("tokenize", help="show tokens and ids", description="Tokens (with special tokens) and ids.")
-    common(t, ["table", "jsonl", "tsv"], "the uncased MiniLM/DistilBERT vocabulary")
+    common(t, ["table", "jsonl", "tsv"], "the uncased MiniLM/DistilBERT vocabulary", max_length="no truncation")
     t.set_defaults(func=cmd_tokenize)
 
     r = sub.add_parser("trace", help="show every stage inside the model for some texts",
                        description="Tokens, ids, attention mask, each layer's output, the head's input, logits, "
                                    "softmax and labels: the course's Behind-the-pipeline walkthrough with real numbers.")
-    common(r, ["text", "json"], "minibert's offline SST-2 sentiment model")
+    common(r, ["text", "json"], "minibert's offline SST-2 sentiment model",
+           max_length="the model's limit; a trace keeps every attention map, at most 1 GiB of them: about 512 "
+                      "tokens of one text for a BERT-base model")
     r.add_argument("--attention-png", metavar="FILE", help="draw the attention maps (needs matplotlib)")
     r.add_argument("--layer", type=int, help="only this layer in the picture (0-based)")
     r.add_argument("--head", type=int, help="only this head in the picture (0-based)")

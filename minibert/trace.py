@@ -3,7 +3,9 @@
 `trace(texts, model, tokenizer)` returns a plain dict (JSON-ready) with the tokens, ids, attention
 mask, a summary of the embedding output and of every layer's output, the vector fed to the head,
 the logits, the softmax probabilities and the labels. `format_trace` prints it for a terminal, and
-`plot_attention` draws the attention maps.
+`plot_attention` draws the attention maps. Every attention map is kept (layers x heads x T x T weights
+per text), so a trace holds at most MAX_ATTENTION_BYTES of them: about 512 tokens for one text of a
+BERT-base model; a longer trace is refused before the model runs.
 """
 from __future__ import annotations
 
@@ -21,10 +23,14 @@ def _summary(name: str, x: np.ndarray, mask: np.ndarray | None = None, n_values:
             "first_values": [round(float(v), 4) for v in first[:n_values]]}
 
 
+MAX_ATTENTION_BYTES = 1 << 30  # the attention maps one trace keeps: 12 layers x 12 heads x 1 x 512 x 512 is 151 MB
+
+
 def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> dict:
     """Every stage for `texts` (a multiple-choice model reads them as the choices of one question)."""
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
     mask = enc["attention_mask"]
+    check_attention_size(model.config, *mask.shape)
     inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
     if model.takes_choices:
         inputs = {k: v[None] for k, v in inputs.items()}  # (N, T) -> (1, N, T)
@@ -50,6 +56,16 @@ def trace(texts: list[str], model, tokenizer, max_length: int | None = None) -> 
         result.update(LAST_STAGES[head].compute(out, result["tokens"], mask, model.config, tokenizer))
     result["_attentions"] = [a.numpy() for a in out.attentions]  # for plotting; dropped from JSON
     return result
+
+
+def check_attention_size(config, texts: int, tokens: int) -> None:
+    """Refuse a trace whose attention maps (float32) would pass MAX_ATTENTION_BYTES, before the model runs."""
+    L, H = config.num_hidden_layers, config.num_attention_heads
+    size = 4 * L * H * texts * tokens * tokens
+    if size > MAX_ATTENTION_BYTES:
+        raise ValueError(f"a trace of {texts} text(s) of {tokens} tokens keeps {L} layers x {H} heads x {tokens} x "
+                         f"{tokens} attention weights per text, {size / 2**30:.1f} GiB, more than the "
+                         f"{MAX_ATTENTION_BYTES / 2**30:.0f} GiB trace allows: trace fewer or shorter texts (--max-length)")
 
 
 def head_of(model) -> str:

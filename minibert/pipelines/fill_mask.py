@@ -23,7 +23,14 @@ class FillMaskPipeline(Pipeline):
     task = "fill-mask"
     OPTIONS = {"top_k": 5, "targets": None, "tokenizer_kwargs": None, "batch_size": None}
     OUTPUTS = ("logits",)
-    _too_long_hint = "; pass tokenizer_kwargs={'truncation': True}"
+
+    def _too_long_hint(self, opts, positions):
+        kw = opts["tokenizer_kwargs"]
+        if not kw.get("truncation"):
+            return "; pass tokenizer_kwargs={'truncation': True}"
+        source = f"max_length={kw['max_length']}" if kw.get("max_length") else \
+            f"the tokenizer's model_max_length={self.tokenizer.model_max_length}"
+        return f"; truncation is on, but to {source}: pass tokenizer_kwargs={{'truncation': True, 'max_length': {positions}}}"
 
     def _sanitize(self, opts, call):
         opts["top_k"] = int_option("top_k", opts["top_k"], 1)

@@ -29,7 +29,9 @@ class QuestionAnsweringPipeline(Pipeline):
     OUTPUTS = ("start_logits", "end_logits")
     INPUT = ('question= and context= (strings or lists), a {"question": ..., "context": ...} dict, '
              'a list of them or an iterator of them')
-    _too_long_hint = "; lower max_seq_len"
+
+    def _too_long_hint(self, opts, positions):
+        return f"; its windows are max_seq_len={opts['max_seq_len']} tokens: pass max_seq_len={positions} or less"
 
     def __call__(self, *args, **kwargs):
         question, context = kwargs.pop("question", None), kwargs.pop("context", None)
@@ -83,7 +85,7 @@ class QuestionAnsweringPipeline(Pipeline):
         opts["top_k"] = int_option("top_k", opts["top_k"], 1)
         opts["max_answer_len"] = int_option("max_answer_len", opts["max_answer_len"], 1)
         max_seq_len = int_option("max_seq_len", opts["max_seq_len"], 1, "min(model_max_length, 384)")
-        opts["max_seq_len"] = max_seq_len = max_seq_len or min(self.tokenizer.model_max_length, 384)
+        opts["max_seq_len"] = max_seq_len = max_seq_len or min(self.max_length or self.tokenizer.model_max_length, 384)
         stride = int_option("doc_stride", opts["doc_stride"], 0, "min(max_seq_len // 2, 128)")
         opts["doc_stride"] = stride = min(max_seq_len // 2, 128) if stride is None else stride
         if stride > max_seq_len:
@@ -254,6 +256,13 @@ def _options(args) -> dict:
     return options
 
 
+def _cells(rec, args) -> list:
+    """The best span; with --top-k, every span asked for, best first, joined by " | " as fill-mask's candidates."""
+    spans = rec.get("answers") or [rec]
+    return [" | ".join(a["answer"] for a in spans), " | ".join(f"{a['score']:.4f}" for a in spans),
+            " | ".join(f"{a['start']}:{a['end']}" for a in spans)]
+
+
 def _make_input(args):
     if args.context is None:
         raise ValueError("qa needs --context FILE (the text the answers come from; - for stdin)")
@@ -285,8 +294,8 @@ TASK = Task(
     Command("qa", "answer questions from a context (extractive QA)",
             "Each TEXT (or line) is a question; answers are spans of the --context file. One result per input, "
             "in order.", "none: pass a question-answering checkpoint", _arguments, _options,
-            cells=lambda rec, args: [rec["answer"], f"{rec['score']:.4f}", f"{rec['start']}:{rec['end']}"],
-            header=lambda args: ["answer", "score", "span"], make_input=_make_input, input_name="question"),
+            cells=_cells,
+            header=lambda args: ["answers, best first" if args.top_k and args.top_k > 1 else "answer", "score", "span"], make_input=_make_input, input_name="question"),
     columns, record, TraceStage("question-answering", "answer spans: start and end logits, the best span", _trace,
                                 _trace_lines),
     column="question", pair_column="context", pair_keys=("question", "context"),

@@ -24,7 +24,6 @@ class ZeroShotClassificationPipeline(Pipeline):
     OPTIONS = {"candidate_labels": None, "hypothesis_template": "This example is {}.", "multi_label": False,
                "batch_size": None}
     OUTPUTS = ("logits",)
-    _too_long_hint = ""
 
     def __call__(self, inputs, *args, **kwargs):
         if len(args) == 1 and "candidate_labels" not in kwargs:

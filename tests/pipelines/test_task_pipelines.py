@@ -340,6 +340,19 @@ def test_fill_mask_bad_input(mlm_dirs):
     assert len(pipe("a [MASK].")) == 5
 
 
+def test_fill_mask_top_k_past_the_vocabulary(mlm_dirs):
+    """Every candidate of every mask is a decoded sequence each: top_k past the vocabulary is refused before
+    any work (transformers fails there too); the whole vocabulary gives each token once, best first."""
+    pipe = ours("fill-mask", mlm_dirs[0])
+    vocab = pipe.model.config.vocab_size
+    refused_before_work(pipe, lambda p: p(" ".join(["[MASK]"] * 30), top_k=10**9), ValueError,
+                        rf"top_k=1000000000 is more than the {vocab} tokens of the model's vocabulary")
+    every = pipe("Paris is the [MASK] of France.", top_k=vocab)
+    assert sorted(c["token"] for c in every) == list(range(vocab))
+    assert_same(every[:4], pipe("Paris is the [MASK] of France.", top_k=4))
+    assert len(pipe("a [MASK].", targets=["city", "dog"], top_k=10**9)) == 2  # cut to the targets, as transformers
+
+
 # -- token classification ------------------------------------------------------------------------
 NER_TEXTS = ["Zoë Dubois met Ana Müller in São Paulo.", "Angela works for Siemens in Munich 🙂 today",
              "東京 and 北京 are far from Berlin.", "no entities here at all", ""]
@@ -417,6 +430,67 @@ def test_question_answering_bad_input(qa_dir):
     ]:
         refused_before_work(pipe, call, error, match)
     assert set(pipe(question="Who?", context=CONTEXT)) == {"score", "start", "end", "answer"}
+
+
+def test_question_answering_top_k_past_the_possible_spans(qa_dir):
+    """top_k=10**9 gives every span that can be an answer, as transformers does less the zero-scored spans it
+    pads with (spans that end before they start), and on a context of thousands of tokens it finishes in
+    seconds, not the hours of comparing every one of the T x T pairs of every window with every other."""
+    ref, pipe = reference("question-answering", qa_dir), ours("question-answering", qa_dir)
+    for question in QUESTIONS[:2]:
+        want = [a for a in ref(question=question, context=CONTEXT, top_k=10**9) if a["score"] > 0]
+        assert_same(pipe(question=question, context=CONTEXT, top_k=10**9), want)
+    long_context = " ".join([LONG] * 16)
+    assert len(pipe.tokenizer.tokenize(long_context)) > 3000
+    done = []
+    worker = threading.Thread(target=lambda: done.append(pipe(question="Who flew?", context=long_context, top_k=10**9)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=120)  # a bound for a hang, not a speed check: it takes seconds
+    assert done, "top_k=10**9 on a long context did not finish in 2 minutes"
+    answers = done[0]
+    assert all(a["score"] > 0 for a in answers)
+    assert [a["score"] for a in answers] == sorted((a["score"] for a in answers), reverse=True)
+    assert len({a["answer"].lower() for a in answers}) == len(answers)  # one entry per answer text
+
+
+def test_question_answering_long_question_is_refused(qa_dir):
+    """Every window repeats the question: a long one leaves each window a few context tokens and a long
+    context thousands of windows. Past max_question_len (64 tokens, transformers' default) it is refused."""
+    pipe = ours("question-answering", qa_dir)
+    n = len(pipe.tokenizer.tokenize("Who " * 70 + "?"))
+    refused_before_work(pipe, lambda p: p(question="Who " * 70 + "?", context=LONG), ValueError,
+                        rf"input 0: the question is {n} tokens long, more than max_question_len=64; ask a shorter "
+                        "question, or raise max_question_len")
+    refused_before_work(pipe, lambda p: p(question="Who flew from Paris?", context=LONG, max_question_len=3),
+                        ValueError, "more than max_question_len=3")
+    refused_before_work(pipe, lambda p: p(question="Who?", context=LONG, max_question_len=0), ValueError,
+                        "max_question_len=0")
+    assert set(pipe(question="Who?", context=CONTEXT, max_question_len=None)) == {"score", "start", "end", "answer"}
+
+
+def test_too_long_hints_say_what_to_change(tmp_path_factory, uncased_dir):
+    """A tokenizer that allows more tokens than the model has positions: truncation is on, and the hint
+    names the length to pass instead of "pass truncation=True"."""
+    folder = checkpoint(tmp_path_factory, "wide_tokenizer", "bert", "sequence-classification", uncased_dir)
+    config = os.path.join(folder, "tokenizer_config.json")
+    with open(config, encoding="utf-8") as f:
+        settings = json.load(f)
+    with open(config, "w", encoding="utf-8") as f:
+        json.dump({**settings, "model_max_length": 512}, f)
+    pipe = pipeline("text-classification", model=folder)
+    for call, match in [
+        (lambda p: p(LONG), r"more than the 40 this model takes; truncation is on, but to the tokenizer's "
+                            r"model_max_length=512: pass max_length=40 or less"),
+        (lambda p: p(LONG, max_length=100), r"truncation is on, but to max_length=100: pass max_length=40 or less"),
+        (lambda p: p(LONG, truncation=False), r"more than the 40 this model takes; pass truncation=True$"),
+    ]:
+        refused_before_work(pipe, call, ValueError, match)
+    assert pipe(LONG, max_length=40)[0]["label"]
+    mlm = ours("fill-mask", checkpoint(tmp_path_factory, "wide_mlm", "bert", "masked-lm", folder))
+    refused_before_work(mlm, lambda p: p(LONG + " [MASK]", tokenizer_kwargs={"truncation": True}), ValueError,
+                        r"truncation is on, but to the tokenizer's model_max_length=512: pass "
+                        r"tokenizer_kwargs=\{'truncation': True, 'max_length': 40\}")
 
 
 # -- feature extraction --------------------------------------------------------------------------
