@@ -21,7 +21,8 @@ import numpy as np
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 HUB_FILES = ["config.json", SAFE_WEIGHTS, SAFE_INDEX, "model-*.safetensors", "tokenizer.json",
-             "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]
+             "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
+             "spm.model", "sentencepiece.bpe.model"]
 
 # The keyword arguments every `from_pretrained` passes on to `resolve` (huggingface_hub's).
 HUB_KWARGS = ("revision", "local_files_only", "cache_dir", "token")

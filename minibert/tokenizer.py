@@ -17,6 +17,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE, WordPiece
 
+from . import spm
 from .config import CONFIG_CLASSES
 from .families import REGISTRY, SPECIAL_TOKENS
 
@@ -31,6 +32,7 @@ FAMILY_OF_TYPE = {model_type: f.tokenizer for model_type, f in REGISTRY.items()}
 # The families whose models take no token types, so that their tokenizers return none.
 UNTYPED_CLASSES = tuple(name for f in REGISTRY.values() if not f.token_types for name in f.tokenizer_classes)
 UNTYPED_TYPES = tuple(model_type for model_type, f in REGISTRY.items() if not f.token_types)
+SPM_FAMILY = {"spm.model": "deberta", "sentencepiece.bpe.model": "roberta"}  # a bare SentencePiece folder's convention
 
 
 class TokenizerError(OSError):
@@ -98,14 +100,23 @@ def _read_json(path: str) -> dict:
 
 
 # -- the steps of from_pretrained -----------------------------------------------------------------
-def _family(cfg: dict, model_cfg: dict) -> str:
-    """"wordpiece" (BERT's conventions) or "roberta" (<s> ... </s>): the tokenizer class transformers would
-    pick. An unknown or absent class gets BERT's, the commonest: the convention only fills in what the
-    folder's own files leave unsaid (the special tokens they do not name, the clean-up default)."""
+def _class_name(cfg: dict) -> str:
+    """tokenizer_config.json's tokenizer_class less "Tokenizer"/"TokenizerFast": "Bert", "XLMRoberta", ..."""
     name = str(cfg.get("tokenizer_class") or "")
     name = name[:-4] if name.endswith("Fast") else name
-    name = name[:-9] if name.endswith("Tokenizer") else name
-    return FAMILY_OF_CLASS.get(name) or FAMILY_OF_TYPE.get(model_cfg.get("model_type"), "wordpiece")
+    return name[:-9] if name.endswith("Tokenizer") else name
+
+
+def _family(cfg: dict, model_cfg: dict, folder: str = "") -> str:
+    """"wordpiece" (BERT's conventions), "roberta" (<s> ... </s>) or "deberta" ([CLS] ... [SEP] as bos/eos too):
+    the tokenizer class transformers would pick. An unknown or absent class gets BERT's, the commonest,
+    unless the folder holds only a SentencePiece model, whose file name says whose it is: the convention only
+    fills in what the folder's own files leave unsaid (the special tokens they do not name, the clean-up default)."""
+    known = FAMILY_OF_CLASS.get(_class_name(cfg)) or FAMILY_OF_TYPE.get(model_cfg.get("model_type"))
+    if known is None and folder and not any(os.path.isfile(os.path.join(folder, f))
+                                            for f in ("tokenizer.json", "vocab.txt", "vocab.json")):
+        known = next((SPM_FAMILY[f] for f in spm.FILES if os.path.isfile(os.path.join(folder, f))), None)
+    return known or "wordpiece"
 
 
 def _special_tokens(cfg: dict, special_map: dict, family: str) -> dict:
@@ -141,13 +152,15 @@ def _prefix_space(tok: Tokenizer, cfg: dict, family: str) -> None:
         tok.post_processor = kind(**{**state, **changes})
 
 
-def _backend(folder: str, cfg: dict, special: dict) -> tuple[Tokenizer, str]:
+def _backend(folder: str, cfg: dict, special: dict, model_cfg: dict) -> tuple[Tokenizer, str]:
     """The Rust tokenizer and the file it came from: tokenizer.json as written, else a WordPiece built from
-    vocab.txt, else a byte-level BPE built from vocab.json + merges.txt (older RoBERTa folders)."""
+    vocab.txt, else a byte-level BPE built from vocab.json + merges.txt (older RoBERTa folders), else the
+    SentencePiece model converted as transformers converts it (spm.model, sentencepiece.bpe.model)."""
     from .checkpoint import is_rust_panic
 
     tok_json, vocab = os.path.join(folder, "tokenizer.json"), os.path.join(folder, "vocab.txt")
     bpe_vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
+    sp_model = next((os.path.join(folder, f) for f in spm.FILES if os.path.isfile(os.path.join(folder, f))), None)
     try:
         if os.path.isfile(tok_json):
             tok = Tokenizer.from_file(tok_json)
@@ -159,8 +172,10 @@ def _backend(folder: str, cfg: dict, special: dict) -> tuple[Tokenizer, str]:
             return _wordpiece_from_vocab(vocab, cfg, special), vocab
         if os.path.isfile(bpe_vocab) and os.path.isfile(merges):
             return _byte_level_bpe_from_files(bpe_vocab, merges, special), bpe_vocab
-    except TokenizerError:
-        raise
+        if sp_model is not None:
+            return spm.convert(sp_model, _spm_kind(sp_model, cfg, model_cfg), cfg, special), sp_model
+    except (spm.SentencePieceError, TokenizerError) as e:
+        raise TokenizerError(str(e)) from None
     except Exception as e:  # the Rust side reports a bad file as a plain Exception
         raise TokenizerError(f"cannot read the tokenizer in {folder}: {e}") from None
     except BaseException as e:
@@ -168,7 +183,20 @@ def _backend(folder: str, cfg: dict, special: dict) -> tuple[Tokenizer, str]:
             raise
         raise TokenizerError(f"cannot read the tokenizer in {folder}: the tokenizers library failed ({_first_line(e)})") from None
     present = ", ".join(sorted(os.listdir(folder))) or "nothing"
-    raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder}, nor vocab.json + merges.txt (it contains: {present})")
+    raise TokenizerError(f"no tokenizer.json or vocab.txt in {folder}, nor vocab.json + merges.txt, nor a SentencePiece "
+                         f"model ({' or '.join(spm.FILES)}) (it contains: {present})")
+
+
+def _spm_kind(path: str, cfg: dict, model_cfg: dict) -> str:
+    """Which of transformers' converters a SentencePiece file goes through: tokenizer_class, else model_type,
+    else the file's name."""
+    name, model_type = _class_name(cfg), model_cfg.get("model_type")
+    kind = spm.KINDS.get(name) or spm.KINDS.get(model_type)
+    if kind is None and (name or model_type):
+        where = f"tokenizer_class {cfg['tokenizer_class']!r}" if name else f"model_type {model_type!r}"
+        raise TokenizerError(f"{path}: no SentencePiece conversion for {where} (minibert converts those of "
+                             f"DeBERTa-v2, XLM-RoBERTa and CamemBERT); save the tokenizer with tokenizer.json")
+    return kind or spm.KIND_OF_FILE[os.path.basename(path)]
 
 
 def _check_vocab_file(vocab_file: str, unk_token: str) -> None:
@@ -262,12 +290,15 @@ def _max_length(cfg: dict, model_cfg: dict, folder: str, kwargs: dict) -> int:
     return int(value)
 
 
-def _input_names(cfg: dict, model_cfg: dict) -> list[str]:
-    """What the model takes: DistilBERT and RoBERTa have no token types, so their tokenizers return none."""
+def _input_names(cfg: dict, model_cfg: dict, family: str = "wordpiece") -> list[str]:
+    """What the model takes: DistilBERT and RoBERTa have no token types, so their tokenizers return none
+    (nor does a sentencepiece.bpe.model folder, XLM-R's or CamemBERT's, whose family only the file name tells)."""
     names = cfg.get("model_input_names")
     if names is None:
         untyped = (str(cfg.get("tokenizer_class", "")).startswith(UNTYPED_CLASSES)
-                   or model_cfg.get("model_type") in UNTYPED_TYPES)
+                   or model_cfg.get("model_type") in UNTYPED_TYPES
+                   or family == "roberta" and FAMILY_OF_CLASS.get(_class_name(cfg)) is None
+                   and FAMILY_OF_TYPE.get(model_cfg.get("model_type")) is None)
         names = ["input_ids", "attention_mask"] if untyped else ["input_ids", "token_type_ids", "attention_mask"]
     return list(names)
 
@@ -344,15 +375,15 @@ class PreTrainedTokenizer:
                          cache_dir=cache_dir, token=token)
         cfg = {**_read_json(os.path.join(folder, "tokenizer_config.json")), **kwargs}
         model_cfg = _read_json(os.path.join(folder, "config.json"))
-        family = _family(cfg, model_cfg)
+        family = _family(cfg, model_cfg, folder)
         special = _special_tokens(cfg, _read_json(os.path.join(folder, "special_tokens_map.json")), family)
-        backend, vocab_file = _backend(folder, cfg, special)
+        backend, vocab_file = _backend(folder, cfg, special, model_cfg)
         _prefix_space(backend, cfg, family)
         # With nothing written: True for the WordPiece tokenizers (BertTokenizer's long-standing default,
         # which gives the seed's "i've"), False for RoBERTa/XLM-R, as transformers' classes have it.
         clean_up = cfg.get("clean_up_tokenization_spaces", family == "wordpiece")
         return cls(backend, model_max_length=_max_length(cfg, model_cfg, folder, kwargs),
-                   model_input_names=_input_names(cfg, model_cfg), name_or_path=str(name_or_path),
+                   model_input_names=_input_names(cfg, model_cfg, family), name_or_path=str(name_or_path),
                    clean_up_tokenization_spaces=clean_up, family=family, vocab_file=vocab_file, **special)
 
     def save_pretrained(self, save_directory) -> None:

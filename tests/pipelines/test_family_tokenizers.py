@@ -49,6 +49,25 @@ def corpus():
     return lines + [line.title() for line in lines[:500]] + TEXTS[2:5] * 5
 
 
+def train_sentencepiece(path, **options):
+    """A SentencePiece model trained on the corpus, written to `path` (sentencepiece is a test-only dependency)."""
+    import io
+
+    import sentencepiece
+
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(corpus()), model_writer=out, vocab_size=2000,
+                                             minloglevel=2, **options)
+    with open(path, "wb") as f:
+        f.write(out.getvalue())
+    return str(path)
+
+
+# deberta-v3's spm.model: [PAD] [CLS] [SEP] [UNK] first ([MASK] is added by the tokenizer class)
+DEBERTA_SPM = dict(model_type="unigram", pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2,
+                   eos_piece="[SEP]", unk_id=3, unk_piece="[UNK]")
+
+
 @pytest.fixture(scope="module")
 def bpe():
     """A byte-level BPE as RoBERTa's: <s> <pad> </s> <unk> <mask> first, RobertaProcessing (</s></s> in pairs)."""
@@ -332,6 +351,9 @@ def test_vocabulary_larger_than_the_model_is_refused(tmp_path_factory, folders):
 NLI = dict(id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
            label2id={"contradiction": 0, "neutral": 1, "entailment": 2})
 NER = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+# deberta-v3's settings, its 256 position buckets scaled down to 8
+DEBERTA_V3 = dict(relative_attention=True, position_buckets=8, share_att_key=True, norm_rel_ebd="layer_norm",
+                  position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0, layer_norm_eps=1e-7)
 CONTEXT = " ".join(TEXTS[:5] + [b for _, b in PAIRS]) * 2  # far beyond 40 tokens: read in windows
 QUESTIONS = ["Who flew to Zürich?", "Where is 東京?", "What is naïve?"]
 
@@ -340,9 +362,13 @@ QUESTIONS = ["Who flew to Zürich?", "Where is 東京?", "What is naïve?"]
 def task_tokenizers(tmp_path_factory, bpe, unigram, electra_tokenizer):
     """family -> a tokenizer folder limited to 40 tokens (without a limit transformers' pipelines would run
     past the tiny models' position tables), saved by transformers."""
-    from transformers import RobertaTokenizerFast, XLMRobertaTokenizerFast
+    from transformers import DebertaV2TokenizerFast, RobertaTokenizerFast, XLMRobertaTokenizerFast
 
     out = {}
+    folder = str(tmp_path_factory.mktemp("deberta_task_tok"))  # tokenizer.json (and spm.model), as deberta-v3 ships
+    spm_model = train_sentencepiece(tmp_path_factory.mktemp("deberta_spm") / "spm.model", **DEBERTA_SPM)
+    DebertaV2TokenizerFast(vocab_file=spm_model, model_max_length=POSITIONS - 2).save_pretrained(folder)
+    out["deberta-v2"] = folder
     for family, cls, tok in (("roberta", RobertaTokenizerFast, bpe), ("xlm-roberta", XLMRobertaTokenizerFast, unigram)):
         folder = str(tmp_path_factory.mktemp(f"{family}_task_tok"))
         cls(tokenizer_object=tok, model_max_length=POSITIONS - 2).save_pretrained(folder)
@@ -361,17 +387,24 @@ TASK_HEADS = {"text-classification": ("sequence-classification", NLI), "zero-sho
               "feature-extraction": ("model", {})}
 
 
-@pytest.mark.parametrize("task", sorted(TASK_HEADS))
-@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "electra"])
+# DeBERTa through the tasks whose code paths its tokenizer and heads change (feature extraction and single-text
+# classification read the same encoder and pooler the model tests cover).
+FAMILY_TASKS = [(f, t) for f in ("roberta", "xlm-roberta", "electra") for t in sorted(TASK_HEADS)] + \
+    [("deberta-v2", t) for t in ("fill-mask", "question-answering", "token-classification", "zero-shot-classification")]
+
+
+@pytest.mark.parametrize("family,task", FAMILY_TASKS)
 def test_every_task_equals_transformers_pipeline(tmp_path_factory, task_tokenizers, family, task):
     """minibert's pipeline and transformers 4.57's on the same folder: a byte-level BPE (RoBERTa), a Unigram
-    (XLM-R) and ELECTRA's WordPiece, each with every task's head; accents, CJK, emoji, pairs, long inputs."""
+    (XLM-R), ELECTRA's WordPiece and deberta-v3's SentencePiece with [CLS]/[SEP] and token types, each with
+    every task's head; accents, CJK, emoji, pairs, long inputs."""
     import transformers
 
     head, config = TASK_HEADS[task]
     # Weights 10x the default scale: the scores of a random model then depend on the text enough that the
     # ranks of labels and answers are not near-ties decided by float rounding.
-    extra = dict(initializer_range=0.2, **(dict(embedding_size=16) if family == "electra" else {}))
+    extra = dict(initializer_range=0.2, **(dict(embedding_size=16) if family == "electra" else {}),
+                 **(DEBERTA_V3 if family == "deberta-v2" else {}))
     folder = model_folder(tmp_path_factory, f"{family}_{head}", family, head, task_tokenizers[family],
                           seed=sorted(TASK_HEADS).index(task), **config, **extra)
     with warnings.catch_warnings():
