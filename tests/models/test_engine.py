@@ -260,3 +260,30 @@ def test_int8_is_close_to_float32(tiny):
     got = logits(model)
     assert 0 < np.abs(got - f32).max() <= 1e-2  # quantised weights: close, not equal
     assert entry(model) != entry(minibert.AutoModelForSequenceClassification.from_pretrained(tiny, engine="litert"))
+
+
+def test_a_converted_model_runs_without_tensorflow(tiny, tmp_path):
+    """A pipeline over a folder converted before starts without importing TensorFlow, with the same results."""
+    import json
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "classifier"
+    shutil.copytree(tiny, folder)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(_minilm(), name), folder)
+    texts = ["a gripping film", "dull and far too long, with nothing to say"]
+    pipe = minibert.pipeline("text-classification", model=str(folder), engine="litert", top_k=None)
+    assert isinstance(pipe.model.compiled_forward(), engine.LiteRTForward)  # converted here, and recorded
+    want = pipe(texts)
+    code = ("import json, sys, minibert; p = minibert.pipeline('text-classification', model=sys.argv[1], top_k=None); "
+            "print(json.dumps([type(p.model).__name__, 'tensorflow' in sys.modules, p(sys.argv[2:])]))")
+    env = {**os.environ, "MINIBERT_ENGINE": "litert", "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", code, str(folder), *texts], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    cls, imported_tf, got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert cls == "RuntimeModel" and not imported_tf
+    for a, b in zip(got, want):
+        assert [r["label"] for r in a] == [r["label"] for r in b]
+        assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) <= 1e-6
