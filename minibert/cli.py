@@ -166,7 +166,10 @@ def cmd_task(args) -> int:
             raise CLIError(f"cannot write {args.output}: no folder {folder}")
     _check_default_model(spec, args)
     resolve_model(args)
-    load_tensorflow_quietly()
+    from .engine import engine_name
+
+    if engine_name() != "litert":  # on LiteRT a model converted before runs without TensorFlow (runtime.py)
+        load_tensorflow_quietly()
     from .pipelines import pipeline
 
     pipe = pipeline(spec.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)

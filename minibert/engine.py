@@ -114,22 +114,22 @@ class LiteRTForward:
         if shape in cache:
             cache.move_to_end(shape)
             return cache[shape]
-        if len(cache) >= PREPARED_PER_THREAD:
-            _, entry = cache.popitem(last=False)  # re-plan it: no second copy of the weights
-        else:
-            from ._tensorflow import _fd2_filtered
+        from ._tensorflow import _fd2_filtered
 
-            with _fd2_filtered():  # LiteRT announces its XNNPACK delegate on stderr
+        with _fd2_filtered():  # LiteRT announces its XNNPACK delegate on stderr when it applies it
+            if len(cache) >= PREPARED_PER_THREAD:
+                _, entry = cache.popitem(last=False)  # re-plan it: no second copy of the weights
+            else:
                 it = self._interpreter_cls(model_path=self.path, num_threads=self.threads)
-            runner = it.get_signature_runner(SIGNATURE)
-            inputs = {k: d["index"] for k, d in runner.get_input_details().items()}
-            outputs = {k: d["index"] for k, d in runner.get_output_details().items()}
-            del runner  # it holds views of the interpreter's buffers, which block a resize
-            entry = (it, inputs, outputs)
-        it, inputs, _ = entry
-        for index in inputs.values():
-            it.resize_tensor_input(index, list(shape), strict=False)
-        it.allocate_tensors()
+                runner = it.get_signature_runner(SIGNATURE)
+                inputs = {k: d["index"] for k, d in runner.get_input_details().items()}
+                outputs = {k: d["index"] for k, d in runner.get_output_details().items()}
+                del runner  # it holds views of the interpreter's buffers, which block a resize
+                entry = (it, inputs, outputs)
+            it, inputs, _ = entry
+            for index in inputs.values():
+                it.resize_tensor_input(index, list(shape), strict=False)
+            it.allocate_tensors()
         cache[shape] = entry
         self.shapes.add(shape)
         return entry

@@ -214,7 +214,11 @@ class PreTrainedModel(keras.Model):
         return self.__dict__["_engine"]
 
     def set_engine(self, engine=None) -> str:
-        """Run inference on 'keras' or 'litert' (None: MINIBERT_ENGINE, else the CPU's default); returns it."""
+        """Run inference on 'keras' or 'litert' (None: MINIBERT_ENGINE, else the CPU's default); returns it.
+
+        The litert engine converts the weights as they are at the first call: after assigning new weights,
+        call `set_engine` again (as `set_dtype` asks for bfloat16).
+        """
         from .engine import engine_name
 
         name = engine_name(engine)

@@ -2,7 +2,7 @@
 """minibert against its peers on this machine, in one run: latency, corpus, big batch, load, the limit.
 
     python scripts/bench.py [--json bench.json] [--data data/sst2] [--paths | --paths-only] [--bf16 | --bf16-only]
-                            [--cpu avx2]
+                            [--engines-only] [--cpu avx2]
 
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
 depend on them), written once into a temp folder; then a roberta-base-sized one (written by transformers,
@@ -177,6 +177,47 @@ def worker_bf16(folder, data, n):
     return res
 
 
+def worker_engine(folder, data, n, dtype="float32"):
+    """minibert on the LiteRT engine (minibert/engine.py) in float32 or int8: the conversion (into an empty
+    cache), latency, the big batch and the corpus; and on the default sentiment model (trained) its SST-2 dev
+    accuracy in this dtype and how often its label agrees with the Keras path's float32 one."""
+    import numpy as np
+
+    os.environ["MINIBERT_CACHE"] = cache = tempfile.mkdtemp(prefix="minibert-bench-cache-")
+    try:
+        import minibert
+        from minibert import default_model
+        from minibert.engine import LiteRTForward
+
+        model = minibert.AutoModelForSequenceClassification.from_pretrained(folder, engine="litert", dtype=dtype)
+        t = time.perf_counter()
+        if not isinstance(model.compiled_forward(), LiteRTForward):
+            return {"error": "the engine fell back to Keras (see the warning)"}
+        res = {"convert_s": time.perf_counter() - t}
+        tok = minibert.AutoTokenizer.from_pretrained(folder)
+        one, big = tok(SENTENCE_16, return_tensors="np"), token_batch(32, 128)
+        res["latency"] = timed(lambda: model(one).logits.numpy(), n)
+        res["big_batch"] = timed(lambda: model(big).logits.numpy(), 3, warmup=1)
+        gold, texts = read_labelled(data)
+        pipe = minibert.pipeline("sentiment-analysis", model=model, tokenizer=tok)
+        res["corpus"] = timed(lambda: pipe(texts), 1, warmup=1)
+        labels = {}
+        for engine in ("keras", "litert"):
+            p = minibert.pipeline("sentiment-analysis", model=default_model.path(), engine=engine,
+                                  model_kwargs={"dtype": dtype if engine == "litert" else "float32"})
+            labels[engine] = np.array([int(r["label"] == "POSITIVE") for r in p(texts)])
+        res["sst2_dev_accuracy"] = float(np.mean(labels["litert"] == np.array(gold)))
+        res["sst2_dev_accuracy_keras_float32"] = float(np.mean(labels["keras"] == np.array(gold)))
+        res["label_agreement"] = float(np.mean(labels["litert"] == labels["keras"]))
+        return res
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def worker_engine_int8(folder, data, n):
+    return worker_engine(folder, data, n, "int8")
+
+
 def worker_transformers(folder, data, n):
     import torch
     import transformers as tr
@@ -201,7 +242,9 @@ def worker_transformers(folder, data, n):
     return res
 
 
-def worker_onnxruntime(folder, data, n):
+def worker_onnxruntime(folder, data, n, quantized=False):
+    """ONNX Runtime on the PyTorch model exported to ONNX; `quantized`: after its own `quantize_dynamic` (int8,
+    per channel), the int8 peer of the LiteRT engine's dynamic-range quantisation."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -214,6 +257,13 @@ def worker_onnxruntime(folder, data, n):
         torch.onnx.export(model, (ids, ids), path, input_names=["input_ids", "attention_mask"], output_names=["logits"],
                           dynamic_axes={k: {0: "batch", 1: "seq"} for k in ("input_ids", "attention_mask")},
                           opset_version=17, dynamo=False)
+    if quantized:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        path_int8 = os.path.join(folder, "model.int8.onnx")
+        if not os.path.exists(path_int8):
+            quantize_dynamic(path, path_int8, per_channel=True, weight_type=QuantType.QInt8)
+        path = path_int8
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     tok = tr.AutoTokenizer.from_pretrained(folder)
     one = {k: v.astype(np.int64) for k, v in tok(SENTENCE_16, return_tensors="np").items() if k != "token_type_ids"}
@@ -273,7 +323,12 @@ def worker_corpus_tokens(folder, data):
     return {"tokens": sum(len(x) for x in tok(texts, truncation=True)["input_ids"]), "texts": len(texts)}
 
 
-WORKERS = {"minibert": worker_minibert, "path": worker_path, "bf16": worker_bf16, "transformers": worker_transformers, "onnxruntime": worker_onnxruntime,
+def worker_onnxruntime_int8(folder, data, n):
+    return worker_onnxruntime(folder, data, n, quantized=True)
+
+
+WORKERS = {"engine": worker_engine, "engine_int8": worker_engine_int8, "onnxruntime_int8": worker_onnxruntime_int8,
+           "minibert": worker_minibert, "path": worker_path, "bf16": worker_bf16, "transformers": worker_transformers, "onnxruntime": worker_onnxruntime,
            "sgemm": worker_sgemm, "tokens": worker_corpus_tokens, "make_roberta": worker_make_roberta}
 
 
@@ -338,6 +393,9 @@ def main(argv=None):
                    help="also time minibert with dtype='bfloat16' (opt-in), with its SST-2 dev accuracy and label agreement")
     p.add_argument("--bf16-only", action="store_true", help="time only minibert in float32 and bfloat16 (--bf16), no peers")
     p.add_argument("--paths-only", action="store_true", help="time only minibert's paths (--paths), no peers")
+    p.add_argument("--engines-only", action="store_true",
+                   help="time only the engines: minibert on Keras and on LiteRT (float32, int8) against ONNX Runtime "
+                        "(float32, int8), latency, big batch, one corpus pass, conversion, SST-2 dev accuracy")
     p.add_argument("--cpu", choices=["native", "avx2"], default="native",
                    help="avx2: hold TensorFlow, PyTorch and numpy to AVX2 code on an AVX-512 machine (flags; onnxruntime is not held)")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -350,7 +408,8 @@ def main(argv=None):
     if args.worker:
         name, *rest = args.worker
         fn = WORKERS[name]
-        rest = [rest[0], args.data, args.calls] if name in ("minibert", "path", "bf16", "transformers", "onnxruntime") else \
+        rest = [rest[0], args.data, args.calls] if name in ("minibert", "path", "bf16", "transformers", "onnxruntime",
+                                                             "engine", "engine_int8", "onnxruntime_int8") else \
                [rest[0], args.data] if name in ("tokens", "make_roberta") else [args.data]
         print(json.dumps(fn(*rest)))
         return 0
@@ -364,6 +423,14 @@ def main(argv=None):
 
         results = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                                "isa": cpu.isa(), "held_to": args.cpu, "date": time.strftime("%Y-%m-%d")}}
+        if args.engines_only:
+            for name in ENGINE_ROWS:
+                print(f"running {name} ...", file=sys.stderr, flush=True)
+                results[name] = run_worker(name if name != "keras" else "path", folder)
+            report_engines(results)
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+            return 0
         for name in ("sgemm", "tokens", "minibert", "transformers", "onnxruntime"):
             if args.paths_only or (args.bf16_only and name != "minibert"):
                 continue
@@ -493,6 +560,33 @@ def report_bf16(r):
               f"{f[key]['min_s'] / b[key]['min_s']:.2f}x faster)")
     print(f"  default sentiment model on SST-2 dev: accuracy {b['sst2_dev_accuracy_bfloat16']:.1%} in bfloat16, "
           f"{b['sst2_dev_accuracy_float32']:.1%} in float32; the same label on {b['label_agreement']:.1%} of the texts")
+
+
+ENGINE_ROWS = ("keras", "engine", "engine_int8", "onnxruntime", "onnxruntime_int8")
+ENGINE_NAMES = {"keras": "minibert, Keras path (TF)", "engine": "minibert, LiteRT fp32", "engine_int8": "minibert, LiteRT int8",
+                "onnxruntime": "ONNX Runtime fp32", "onnxruntime_int8": "ONNX Runtime int8"}
+
+
+def report_engines(r):
+    """The engine rows: each variant in its own process, in one run, on this machine."""
+    m = r["machine"]
+    print(f"\nengines on {m['cpu']} ({m['cores']} cores, {m['isa']}, held to {m['held_to']}), one run:")
+    print(f"{'variant':<28} {'1x16':>9} {'32x128':>9} {'corpus':>8} {'convert':>8} {'SST-2 dev':>10} {'same label':>10}")
+    ref = r.get("onnxruntime", {}).get("latency", {}).get("min_s")
+    for name in ENGINE_ROWS:
+        v = r[name]
+        if "error" in v:
+            print(f"{ENGINE_NAMES[name]:<28} failed: {v['error']}")
+            continue
+        corpus = f"{v['corpus']['min_s']:.2f} s" if "corpus" in v else "-"
+        convert = f"{v['convert_s']:.0f} s" if "convert_s" in v else "-"
+        acc = f"{v['sst2_dev_accuracy']:.2%}" if "sst2_dev_accuracy" in v else "-"
+        agree = f"{v['label_agreement']:.1%}" if "label_agreement" in v else "-"
+        vs = f" ({v['latency']['min_s'] / ref:.2f}x ORT fp32)" if ref else ""
+        print(f"{ENGINE_NAMES[name]:<28} {v['latency']['min_s'] * 1e3:>6.1f} ms {v['big_batch']['min_s']:>7.2f} s "
+              f"{corpus:>8} {convert:>8} {acc:>10} {agree:>10}{vs}")
+    if "sst2_dev_accuracy_keras_float32" in r.get("engine", {}):
+        print(f"  (the Keras path's float32 accuracy on SST-2 dev: {r['engine']['sst2_dev_accuracy_keras_float32']:.2%})")
 
 
 def report_paths(r):

@@ -54,7 +54,7 @@ def get_task(name: str) -> Task:
 
 
 def pipeline(task: str, model=None, tokenizer=None, *, batch_size=None, max_length=None, device=None,
-             model_kwargs=None, **kwargs) -> Pipeline:
+             model_kwargs=None, engine=None, **kwargs) -> Pipeline:
     """Build a pipeline like `transformers.pipeline`.
 
     task: a name from TASKS or an alias ("sentiment-analysis", "ner").
@@ -63,8 +63,9 @@ def pipeline(task: str, model=None, tokenizer=None, *, batch_size=None, max_leng
     all-MiniLM-L6-v2 encoder; other tasks need one.
     Other keyword arguments: the Hub's `revision`, `token`, `cache_dir`, `local_files_only`; the task's
     call options as defaults for every call (`top_k=3`, `aggregation_strategy="simple"`, ...);
-    `model_kwargs` for `from_pretrained` (config overrides); `device` ("cpu", "cuda:0", -1, 0, or a
-    TensorFlow device name). Anything else is refused.
+    `model_kwargs` for `from_pretrained` (config overrides, `dtype`); `device` ("cpu", "cuda:0", -1, 0, or a
+    TensorFlow device name); `engine` ("keras" or "litert": what runs the model, see `minibert.engine`; it is
+    set on a model object passed in). Anything else is refused.
     """
     from ..checkpoint import HUB_KWARGS
 
@@ -80,11 +81,19 @@ def pipeline(task: str, model=None, tokenizer=None, *, batch_size=None, max_leng
     int_option("batch_size", batch_size, 1, "the default")  # numbers and the device checked before loading
     int_option("max_length", max_length, 1, "the tokenizer's model_max_length")
     tf_device(device)
+    if engine is not None:
+        from ..engine import engine_name
+
+        engine = engine_name(engine)
     if model is None:
         if spec.default_model is None:
             raise ValueError(f"{spec.name} has no offline default model: pass model= a checkpoint folder or a Hub "
                              f"id (for example {spec.example_model})")
         model = spec.default_model()
+    if engine is not None and (isinstance(model, str) or hasattr(model, "__fspath__")):
+        model_kwargs = {**(model_kwargs or {}), "engine": engine}
+    elif engine is not None:
+        model.set_engine(engine)
     model_source = "the model's config"
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         if tokenizer is None:

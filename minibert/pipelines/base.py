@@ -374,9 +374,20 @@ class Task:
         return self.trace.shows if self.trace else ""
 
     def load_model(self, name_or_path, **kwargs):
-        from .. import auto
+        """The task's model from a folder or Hub id; on the litert engine a model converted before runs without
+        TensorFlow (`runtime.py`)."""
+        from .. import runtime
 
-        return getattr(auto, self.model_class).from_pretrained(name_or_path, **kwargs)
+        model = runtime.load(name_or_path, self.model_class, kwargs)
+        if model is not None:
+            return model
+        from .. import auto
+        from .._tensorflow import load_tensorflow_quietly
+
+        load_tensorflow_quietly()
+        model = getattr(auto, self.model_class).from_pretrained(name_or_path, **kwargs)
+        runtime.remember(name_or_path, self.model_class, kwargs, model)
+        return model
 
     def output_columns(self, options: dict) -> list[str]:
         """The names of the columns this task adds with these call options."""
