@@ -67,7 +67,7 @@ class Server:
             for line in self.proc.stderr:
                 self.lines.append(line)
                 if line.startswith("minibert serve:"):
-                    self.url = line.split(" on ", 1)[1].strip()
+                    self.url = line.split(" on ", 1)[1].split()[0]
                     ready.set()
             ready.set()
 
@@ -103,19 +103,34 @@ async def load(url: str, route: str, texts: list[str], clients: int) -> tuple[fl
     return len(texts) / elapsed, latencies
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--embed", action="store_true", help="the MiniLM embedder on /embed (default: sentiment on /predict)")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     p.add_argument("--requests", type=int, default=1000, help="requests per measurement (default 1000)")
+    p.add_argument("--ray", type=int, metavar="N", help="also measure `--ray --replicas N` (Ray Serve, one thread each)")
+    p.add_argument("--only", choices=["batching", "no batching", "ray"], nargs="+", help="measure only these servers")
     args = p.parse_args()
     task, route = ("feature-extraction", "/embed") if args.embed else ("text-classification", "/predict")
     texts = dev_texts(args.requests)
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {task}, {len(texts)} SST-2 dev texts")
-    base = pipeline_throughput(task, texts)
+    base = pipeline_throughput(task, texts)  # while no server runs
     print(f"one-process pipeline, corpus at once: {base:.0f} texts/s")
     print("server        clients  texts/s  of pipeline  p50 ms  p99 ms")
-    for name, extra in (("batching", []), ("no batching", ["--no-batching"])):
+    servers = [("batching", []), ("no batching", ["--no-batching"])]
+    if args.ray:
+        servers.append((f"ray x{args.ray}", ["--ray", "--replicas", str(args.ray), "--port", str(free_port())]))
+    for name, extra in servers:
+        if args.only and name.split(" x")[0] not in args.only:
+            continue
         server = Server("--task", task, *extra)
         try:
             asyncio.run(load(server.url, route, texts[:64], 8))  # warm the connection pool and the shapes

@@ -27,6 +27,8 @@ def add_arguments(p) -> None:
     g.add_argument("--max-batch-tokens", type=int, default=16384, metavar="N", help="tokens per model call (default 16384)")
     g.add_argument("--max-batch-requests", type=int, default=64, metavar="N",
                    help="inputs per model call (default 64)")
+    g.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="texts per forward inside a model call, after sorting by length (default 16)")
     g.add_argument("--max-wait-ms", type=float, default=2.0, metavar="MS",
                    help="how long a request waits for others to batch with when the model is idle (default 2)")
     g.add_argument("--max-concurrent-requests", type=int, default=512, metavar="N",
@@ -52,7 +54,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..cli import CLIError
 
-    for name in ("max_batch_tokens", "max_batch_requests", "max_concurrent_requests", "max_client_batch_size",
+    for name in ("batch_size", "max_batch_tokens", "max_batch_requests", "max_concurrent_requests", "max_client_batch_size",
                  "payload_limit", "replicas", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -136,7 +138,7 @@ def _serve(args, task, sock) -> int:
 
     task, model_id = _resolve(args, task)
     load_tensorflow_quietly()
-    pipe = pipeline(task.name, model=args.model, batch_size=args.max_batch_requests, max_length=args.max_length)
+    pipe = pipeline(task.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
     served = Served(pipe, task.name, model_id, args.model)
     if not args.no_warm_up:
         logging.getLogger("minibert.serve").info("warming up: compiling the model's input shapes")

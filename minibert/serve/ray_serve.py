@@ -27,7 +27,7 @@ def run_on_ray(args, task_name: str, model: str, model_id: str, limits) -> int:
     if started:
         ray.init(address=args.address, logging_level=logging.WARNING, log_to_driver=False,
                  include_dashboard=False)
-    options = {"task": task_name, "model": model, "model_id": model_id, "limits": limits,
+    options = {"batch_size": args.batch_size, "task": task_name, "model": model, "model_id": model_id, "limits": limits,
                "max_length": args.max_length, "threads": args.threads, "warm_up": not args.no_warm_up,
                "log_level": args.log_level}
 
@@ -64,7 +64,7 @@ def _replica_app(options: dict):
     _configure_logging(options["log_level"])
     _limit_threads(options["threads"])
     limits = options["limits"]
-    pipe = pipeline(options["task"], model=options["model"], batch_size=limits.max_batch_requests,
+    pipe = pipeline(options["task"], model=options["model"], batch_size=options["batch_size"],
                     max_length=options["max_length"])
     served = Served(pipe, options["task"], options["model_id"], options["model"])
     if options["warm_up"]:
