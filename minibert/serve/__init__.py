@@ -27,6 +27,8 @@ def add_arguments(p) -> None:
     g.add_argument("--max-batch-tokens", type=int, default=16384, metavar="N", help="tokens per model call (default 16384)")
     g.add_argument("--max-batch-requests", type=int, default=64, metavar="N",
                    help="inputs per model call (default 64)")
+    g.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="texts per forward inside a model call, after sorting by length (default 16)")
     g.add_argument("--max-wait-ms", type=float, default=2.0, metavar="MS",
                    help="how long a request waits for others to batch with when the model is idle (default 2)")
     g.add_argument("--max-concurrent-requests", type=int, default=512, metavar="N",
@@ -38,21 +40,30 @@ def add_arguments(p) -> None:
     g.add_argument("--auto-truncate", action="store_true",
                    help="truncate inputs past the model's length instead of refusing them (413)")
     g.add_argument("--no-batching", action="store_true", help="one request per model call (for comparison)")
+    r = p.add_argument_group("more than one machine: Ray Serve (pip install 'ray[serve]')")
+    r.add_argument("--ray", action="store_true", help="serve the same app on Ray Serve, one model and batcher per replica")
+    r.add_argument("--replicas", type=int, metavar="N", help="with --ray: copies of the model (default 1)")
+    r.add_argument("--threads", type=int, default=1, metavar="N", help="with --ray: CPUs (TensorFlow threads) per replica (default 1)")
+    r.add_argument("--address", metavar="HEAD:6379", help="with --ray: join this Ray cluster (default: start a local one)")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="answer at once and compile each input shape on its first use (for development)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="info: one line per request (default)")
 
 
 def run(args) -> int:
-    from ..cli import CLIError, resolve_model
+    from ..cli import CLIError
 
-    for name in ("max_batch_tokens", "max_batch_requests", "max_concurrent_requests", "max_client_batch_size",
-                 "payload_limit"):
-        if getattr(args, name) < 1:
+    for name in ("batch_size", "max_batch_tokens", "max_batch_requests", "max_concurrent_requests", "max_client_batch_size",
+                 "payload_limit", "replicas", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.max_wait_ms < 0:
         raise CLIError(f"--max-wait-ms must be at least 0, got {args.max_wait_ms}")
-    if not 0 <= args.port <= 65535:
-        raise CLIError(f"--port must be between 0 and 65535, got {args.port}")
+    if not 0 <= args.port <= 65535 or (args.ray and args.port == 0):
+        raise CLIError(f"--port must be between {1 if args.ray else 0} and 65535, got {args.port}")
+    if not args.ray and (args.replicas is not None or args.address is not None):
+        raise CLIError("--replicas and --address go with --ray")
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
@@ -62,9 +73,15 @@ def run(args) -> int:
 
     task = get_task(args.task) if args.task else None
     _configure_logging(args.log_level)
-    sock = _listen(args.host, args.port)
+    if args.ray:
+        from .ray_serve import run_on_ray
+
+        task, model_id = _resolve(args, task)
+        args.replicas = args.replicas or 1
+        return run_on_ray(args, task.name, args.model, model_id, _limits(args))
+    sock = _listen(args.host, args.port)  # before the model: a port in use is one line at once
     try:
-        return _serve(args, task, sock, resolve_model)
+        return _serve(args, task, sock)
     finally:
         sock.close()
 
@@ -85,52 +102,59 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(args, task, sock, resolve_model) -> int:
+def _resolve(args, task):
+    """The checkpoint folder (args.model, resolved: not found is one line, before TensorFlow loads), the
+    task it serves and the model's name for /info."""
     import os
 
-    from .._tensorflow import load_tensorflow_quietly
-    from ..cli import CLIError
-    from ..pipelines import pipeline
-    from .model import Served, detect_task
+    from ..cli import CLIError, resolve_model
+    from ..pipelines import get_task
+    from .model import detect_task
 
     if args.model is None:
-        if task is None:
-            task = get_default_task()
+        task = task or get_task("text-classification")
         if task.default_model is None:
             raise CLIError(f"{task.name} has no offline default model: pass --model, for example {task.example_model}")
         args.model = task.default_model()
-    model_id = args.model
+    given = args.model
     resolve_model(args)
-    if task is None:
-        from ..pipelines import get_task
+    task = task or get_task(detect_task(args.model))
+    model_id = os.path.basename(os.path.abspath(given)) if os.path.isdir(given) else given
+    return task, model_id
 
-        task = get_task(detect_task(args.model))
+
+def _limits(args):
+    from .app import Limits
+
+    return Limits(args.max_batch_tokens, args.max_batch_requests, args.max_wait_ms, args.max_concurrent_requests,
+                  args.max_client_batch_size, args.auto_truncate, args.payload_limit, args.api_key,
+                  not args.no_batching)
+
+
+def _serve(args, task, sock) -> int:
+    from .._tensorflow import load_tensorflow_quietly
+    from ..pipelines import pipeline
+    from .model import Served
+
+    task, model_id = _resolve(args, task)
     load_tensorflow_quietly()
-    pipe = pipeline(task.name, model=args.model, batch_size=args.max_batch_requests, max_length=args.max_length)
-    served = Served(pipe, task.name, model_id if not os.path.isdir(model_id) else os.path.basename(os.path.abspath(model_id)),
-                    args.model)
-    served.warm_up()
+    pipe = pipeline(task.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
+    served = Served(pipe, task.name, model_id, args.model)
+    if not args.no_warm_up:
+        logging.getLogger("minibert.serve").info("warming up: compiling the model's input shapes")
+        served.warm_up()
 
     import uvicorn
 
-    from .app import Limits, Server
+    from .app import Server
 
-    limits = Limits(args.max_batch_tokens, args.max_batch_requests, args.max_wait_ms, args.max_concurrent_requests,
-                    args.max_client_batch_size, args.auto_truncate, args.payload_limit, args.api_key,
-                    not args.no_batching)
-    app = Server(served, limits).app()
+    app = Server(served, _limits(args)).app()
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             log_level="warning" if args.log_level != "debug" else "debug")
     ready = f"minibert serve: {task.name} model {served.model_id} on http://{host}:{port}"
     _GracefulServer(config, ready).run(sockets=[sock])
     return 0
-
-
-def get_default_task():
-    from ..pipelines import get_task
-
-    return get_task("text-classification")
 
 
 def _configure_logging(level: str) -> None:

@@ -76,6 +76,8 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
     def submit(self, key: tuple, run: Callable[[list], list], inputs: list, tokens: int) -> Job:
+        if self._task is None:  # a host that runs no ASGI lifespan (Ray Serve may not): start on first use
+            self.start()
         job = Job(key, run, inputs, tokens, asyncio.get_running_loop().create_future())
         self.queue.append(job)
         self.metrics.queue_depth = len(self.queue)

@@ -46,7 +46,7 @@ class Server:
         for line in self.proc.stderr:
             self.lines.append(line.rstrip("\n"))
             if line.startswith("minibert serve:") and " on http://" in line:
-                self.url = line.split(" on ", 1)[1].strip()
+                self.url = line.split(" on ", 1)[1].split()[0]
                 self._ready.set()
         self._ready.set()  # the process ended
 
