@@ -187,7 +187,11 @@ def _arguments(p):
     p.add_argument("--pooling", choices=[m for m in POOLINGS if m != "none"], default=None,
                    help="replace the folder's sentence-transformers modules with this pooling (default: the "
                         "folder's modules; a folder without them: mean, L2-normalised)")
-    p.add_argument("--no-normalize", action="store_true",
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--normalize", action="store_true", default=None,
+                   help="L2-normalise at the end (after --truncate-dim; default: as the folder's modules do, and "
+                        "a folder without them: yes)")
+    g.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="do not L2-normalise (a sentence-transformers folder's own Normalize module still applies)")
     p.add_argument("--prompt-name", metavar="NAME", help="put the folder's prompt NAME (e.g. query) before each text")
     p.add_argument("--prompt", metavar="TEXT", help='put TEXT (e.g. "query: ") before each text')
@@ -196,8 +200,8 @@ def _arguments(p):
 
 def _options(args) -> dict:
     options = {"pooling": args.pooling or "auto"}
-    if args.no_normalize:
-        options["normalize"] = False
+    if args.normalize is not None:
+        options["normalize"] = args.normalize
     for name in ("prompt_name", "prompt", "truncate_dim"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)

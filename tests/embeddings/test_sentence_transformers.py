@@ -204,3 +204,169 @@ def test_6x_layout_residual_dense(tmp_path, base, reference, ours):
     y = torch.nn.functional.gelu(h @ d2["linear.weight"].T + d2["linear.bias"]) + h @ residual.T
     want = torch.nn.functional.normalize(y, p=2, dim=1).numpy()
     close(ours(folder).encode(TEXTS, batch_size=3), want)
+
+
+def test_real_minilm_with_no_options(minilm, reference, capsys, monkeypatch):
+    """all-MiniLM-L6-v2 as shipped (2.x layout: mean pooling, Normalize, max_seq_length 256) through the class,
+    the pipeline and `minibert embed`, none told how to pool: sentence-transformers' vectors."""
+    import minibert.cli
+
+    texts = TEXTS + ["word " * 300]  # beyond 256 tokens
+    want = reference(minilm).encode(texts)
+    close(minibert.SentenceTransformer(minilm).encode(texts), want)
+    close(minibert.pipeline("feature-extraction", model=minilm)(texts), want)
+    monkeypatch.setattr("sys.stdin", open(os.devnull))
+    assert minibert.cli.main(["embed", "--model", minilm, *texts[:2]]) == 0
+    got = np.array([json.loads(line)["embedding"] for line in capsys.readouterr().out.splitlines()], np.float32)
+    close(got, want[:2], 1e-6)  # JSON keeps 7 decimals
+
+
+def test_pipeline_and_embed_follow_the_folder_and_say_when_overridden(legacy, reference, capsys, caplog, tmp_path):
+    import minibert.cli
+
+    pipe = minibert.pipeline("feature-extraction", model=legacy)
+    want = reference(legacy).encode(TEXTS)
+    close(pipe(TEXTS), want)
+    close(pipe(TEXTS, prompt_name="query", truncate_dim=4), reference(legacy).encode(TEXTS, truncate_dim=4))
+    with caplog.at_level("WARNING", logger="minibert"):
+        plain = pipe(TEXTS, pooling="mean")  # the pipeline's own mean pooling, over the prompt too
+    assert plain.shape == (len(TEXTS), 32)
+    assert "pooling='mean' replaces the sentence-transformers modules" in caplog.text
+    out = tmp_path / "e.npy"
+    assert minibert.cli.main(["embed", "--model", legacy, "--prompt-name", "query", "--truncate-dim", "4",
+                              "--normalize", "--output", str(out), *TEXTS[:3]]) == 0
+    close(np.load(out), reference(legacy).encode(TEXTS[:3], truncate_dim=4, normalize_embeddings=True))
+    assert minibert.cli.main(["embed", "--model", legacy, "--prompt", "", "--no-normalize", "--output", str(out),
+                              *TEXTS[:3]]) == 0
+    close(np.load(out), reference(legacy).encode(TEXTS[:3], prompt=""))
+
+
+# -- CrossEncoder -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cross_encoders(tmp_path_factory):
+    """A one-label cross-encoder as a plain transformers folder (as ms-marco's ship) and a three-label one saved by
+    sentence-transformers' CrossEncoder (modules.json, config_sentence_transformers.json with its activation)."""
+    from sentence_transformers import CrossEncoder
+
+    one = with_tokenizer(make_checkpoint(tmp_path_factory.mktemp("ce1"), "bert", "sequence-classification",
+                                         num_labels=1, seed=3, **TINY))
+    three_base = with_tokenizer(make_checkpoint(tmp_path_factory.mktemp("ce3_base"), "bert",
+                                                "sequence-classification", num_labels=3, seed=4, **TINY))
+    three = str(tmp_path_factory.mktemp("ce3"))
+    CrossEncoder(three_base, max_length=20, device="cpu").save(three)
+    assert read(os.path.join(three, "config_sentence_transformers.json"))["activation_fn"].endswith("Identity")
+    return {"one": one, "three": three}
+
+
+QUERY = "which film is a masterpiece?"
+PAIRS = [(QUERY, t) for t in TEXTS] + [("a b c " * 20, "d e f " * 20)]  # the last beyond both limits
+
+
+def test_cross_encoder_predict_and_rank(cross_encoders):
+    from sentence_transformers import CrossEncoder
+
+    for name, folder in cross_encoders.items():
+        ref, ours = CrossEncoder(folder, device="cpu"), minibert.CrossEncoder(folder)
+        assert ours.max_length == ref.max_length and ours.num_labels == ref.num_labels
+        want, got = ref.predict(PAIRS, batch_size=3), ours.predict(PAIRS, batch_size=3)
+        close(got, want)
+        close(ours.predict(PAIRS, apply_softmax=True), ref.predict(PAIRS, apply_softmax=True))
+        close(np.asarray(ours.predict(PAIRS[0])), ref.predict(PAIRS[0]))
+    ref, ours = CrossEncoder(cross_encoders["one"], device="cpu"), minibert.CrossEncoder(cross_encoders["one"])
+    assert ours.activation_fn == "Sigmoid"
+    docs = [t for _, t in PAIRS]
+    want, got = ref.rank(QUERY, docs, return_documents=True), ours.rank(QUERY, docs, return_documents=True)
+    assert [r["corpus_id"] for r in got] == [r["corpus_id"] for r in want]
+    assert [r["text"] for r in got] == [r["text"] for r in want]
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(got, want)) <= TOL
+    assert [r["corpus_id"] for r in ours.rank(QUERY, docs, top_k=2)] == [r["corpus_id"] for r in want[:2]]
+    close(ours.predict(PAIRS, activation_fn="identity"),
+          CrossEncoder(cross_encoders["one"], device="cpu", activation_fn=__import__("torch").nn.Identity()).predict(PAIRS))
+    with pytest.raises(ValueError, match="num_labels=1"):
+        minibert.CrossEncoder(cross_encoders["three"]).rank(QUERY, docs)
+
+
+def test_rerank_pipeline_and_command(cross_encoders, tmp_path, capsys, monkeypatch):
+    import minibert.cli
+
+    folder = cross_encoders["one"]
+    docs = [t for _, t in PAIRS[:-1] if t]
+    ranked = minibert.CrossEncoder(folder).rank(QUERY, docs)
+    scores = minibert.pipeline("rerank", model=folder)(docs, query=QUERY)
+    assert [round(s["score"], 6) for s in scores] == [round(float(minibert.CrossEncoder(folder).predict((QUERY, d))), 6)
+                                                       for d in docs]
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    assert minibert.cli.main(["rerank", "--model", folder, "--query", QUERY, "--file", str(path), "--top-k", "3"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in records] == [docs[r["corpus_id"]] for r in ranked[:3]]
+    assert max(abs(r["score"] - float(w["score"])) for r, w in zip(records, ranked)) <= TOL
+
+
+# -- bad input: one line, before any model work -------------------------------------------------------------
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return str(dst)
+
+
+def test_bad_folders_fail_before_the_model_loads(legacy, tmp_path, monkeypatch):
+    from minibert import auto
+
+    monkeypatch.setattr(auto.AutoModel, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    cases = []
+    f = _copy(legacy, tmp_path / "mode")
+    cfg = read(os.path.join(f, "1_Pooling", "config.json"))
+    write(os.path.join(f, "1_Pooling", "config.json"), {"word_embedding_dimension": 32, "pooling_mode": "median"})
+    cases.append((f, "1_Pooling/config.json: unknown pooling mode 'median'"))
+    f = _copy(legacy, tmp_path / "dense")
+    write(os.path.join(f, "2_Dense", "config.json"), {**read(os.path.join(f, "2_Dense", "config.json")), "in_features": 32})
+    cases.append((f, "2_Dense/config.json: in_features=32 but the module before it gives vectors of 96"))
+    f = _copy(legacy, tmp_path / "pickle")
+    os.rename(os.path.join(f, "2_Dense", "model.safetensors"), os.path.join(f, "2_Dense", "pytorch_model.bin"))
+    cases.append((f, "has its Dense weights only as pytorch_model.bin"))
+    f = _copy(legacy, tmp_path / "unknown")
+    modules = read(os.path.join(f, "modules.json"))
+    modules[2]["type"] = "sentence_transformers.models.LSTM"
+    write(os.path.join(f, "modules.json"), modules)
+    cases.append((f, "has type 'sentence_transformers.models.LSTM', which minibert does not implement"))
+    for folder, message in cases:
+        for load in (minibert.SentenceTransformer, lambda m: minibert.pipeline("feature-extraction", model=m)):
+            with pytest.raises(mst.SentenceFolderError) as e:
+                load(folder)
+            assert message in str(e.value).replace(os.sep, "/") and "\n" not in str(e.value), str(e.value)
+    assert cfg["pooling_mode_cls_token"]
+
+
+def test_bad_options_fail_before_any_forward(legacy, cross_encoders, ours, monkeypatch):
+    model = ours(legacy)
+    ce = minibert.CrossEncoder(cross_encoders["one"])
+    for obj in (model._pipe, ce._pipe):
+        monkeypatch.setattr(obj, "model", _NoForward(obj.model))
+    for kwargs, message in [(dict(prompt_name="passage"), "prompt_name='passage' is not a prompt of"),
+                            (dict(truncate_dim=17), "truncate_dim=17 is more than the 16 dimensions"),
+                            (dict(truncate_dim=0), "truncate_dim=0; it must be at least 1"),
+                            (dict(precision="int4"), "precision='int4'")]:
+        with pytest.raises(ValueError, match=message):
+            model.encode(TEXTS, **kwargs)
+    with pytest.raises(ValueError, match="truncate_dim=99 is more than"):
+        minibert.SentenceTransformer(legacy, truncate_dim=99)
+    with pytest.raises(ValueError, match="query is empty"):
+        ce.rank("  ", ["a"])
+    with pytest.raises(ValueError, match="documents is empty"):
+        ce.rank("q", [])
+
+
+class _NoForward:
+    def __init__(self, model):
+        self.config = model.config
+
+    def __call__(self, *a, **k):
+        pytest.fail("the model ran")
+
+
+def test_quantized_embeddings_match(all_modes, reference, ours):
+    for precision in ("int8", "ubinary"):
+        want = reference(all_modes).encode(TEXTS, precision=precision)
+        got = ours(all_modes).encode(TEXTS, precision=precision)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= (1 if precision == "int8" else 0)
