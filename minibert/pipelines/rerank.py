@@ -156,7 +156,7 @@ def _arrange(results: list, args) -> list:
 
 
 TASK = Task(
-    "rerank", ("text-ranking",), "AutoModelForSequenceClassification", RerankPipeline,
+    "rerank", (), "AutoModelForSequenceClassification", RerankPipeline,
     Command("rerank", "rank documents against a query with a cross-encoder",
             "Score each document (one per input line) against --query with a cross-encoder (a sentence-transformers "
             "CrossEncoder folder or any one-label sequence classifier); print them best first.",
