@@ -175,12 +175,10 @@ def run_embeddings(results):
 def report_embeddings(r):
     e = r["embeddings"]
     if any("error" in v for v in e.values()):
-        print("
-embeddings: not measured (" + "; ".join(f"{k}: {v['error']}" for k, v in e.items() if "error" in v) + ")")
+        print("\nembeddings: not measured (" + "; ".join(f"{k}: {v['error']}" for k, v in e.items() if "error" in v) + ")")
         return
     ours, peer = e["minibert"]["corpus"]["min_s"], e["sentence_transformers"]["corpus"]["min_s"]
-    print(f"
-embeddings: all-MiniLM-L6-v2, 872 SST-2 dev sentences, batch {EMBED_BATCH} (min of 3): minibert "
+    print(f"\nembeddings: all-MiniLM-L6-v2, 872 SST-2 dev sentences, batch {EMBED_BATCH} (min of 3): minibert "
           f"SentenceTransformer.encode {ours:.2f} s, sentence-transformers {e['sentence_transformers']['version']} "
           f"encode {peer:.2f} s: {peer / ours:.2f}x")
 
