@@ -20,6 +20,7 @@ _LAZY = {
     "AutoTokenizer": "tokenizer", "PreTrainedTokenizer": "tokenizer", "BatchEncoding": "tokenizer",
     "ModelOutput": "outputs",
     "pipeline": "pipelines",
+    "SentenceTransformer": "sentence_transformers", "CrossEncoder": "sentence_transformers",
     **{f"AutoModel{_families.HEAD_SUFFIXES[head].removeprefix('Model')}": "auto" for head in _families.SHARED_HEADS},
     **{f.class_name(head): f"models.{f.module}" for f in _families.REGISTRY.values() for head in f.heads},
 }

@@ -22,7 +22,11 @@ SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 HUB_FILES = ["config.json", SAFE_WEIGHTS, SAFE_INDEX, "model-*.safetensors", "tokenizer.json",
              "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
-             "spm.model", "sentencepiece.bpe.model"]
+             "spm.model", "sentencepiece.bpe.model",
+             # sentence-transformers folders: the module chain, its settings and its modules' own files
+             "modules.json", "sentence_*config.json", "config_sentence_transformers.json", "*/config.json",
+             "*/model.safetensors", "*/tokenizer.json", "*/tokenizer_config.json", "*/special_tokens_map.json",
+             "*/vocab.txt"]
 
 # The keyword arguments every `from_pretrained` passes on to `resolve` (huggingface_hub's).
 HUB_KWARGS = ("revision", "local_files_only", "cache_dir", "token")

