@@ -9,16 +9,16 @@ value comes from transformers on the same folder.
 import functools
 import os
 import shutil
-import warnings
 
 import numpy as np
 import pytest
 
 import minibert
-from minibert import pipeline
-from reference import assert_same, make_checkpoint, minilm_dir
-from test_family_tokenizers import (CALLS, CONTEXT, ONE_SIDE, PAIR_CALLS, PAIRS, POSITIONS, QUESTIONS, SPECIALS,
-                                    TASK_HEADS, TEXTS, TINY, as_lists, corpus, edit_config, model_folder)
+from reference import make_checkpoint, minilm_dir
+from test_family_tokenizers import (CALLS, ONE_SIDE, PAIR_CALLS, PAIRS, POSITIONS, SPECIALS, TASK_HEADS, TEXTS, TINY,
+                                    as_lists, corpus, edit_config)
+# the other families' every-task comparison, run here on MPNet's and CamemBERT's folders (an alias pytest does not collect)
+from test_family_tokenizers import test_every_task_equals_transformers_pipeline as run_task_comparison
 
 # the texts again, upper-cased and with MPNet's specials written inside (matched whole, never lower-cased)
 MORE_TEXTS = ["HELLO <s> World </s> and [UNK] or [CLS]", "the MOVIE is <mask>, REALLY <pad>"]
@@ -155,3 +155,25 @@ def test_tokenizer_and_model_equal_transformers(folders, name):
     with torch.no_grad():
         want = ref_model.eval()(**ref_enc).logits.numpy()
     assert np.abs(model(enc).logits.numpy() - want).max() <= 1e-5
+
+
+# -- every pipeline task ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def task_tokenizers(tmp_path_factory, folders):
+    """family -> its tokenizer folder limited to 40 tokens, as the other families' task tests have them."""
+    out = {}
+    for family in ("mpnet", "camembert"):
+        folder = str(tmp_path_factory.mktemp(f"{family}_task_tok"))
+        for file in os.listdir(folders[family]):
+            if not file.startswith(("config", "model")):
+                shutil.copy(os.path.join(folders[family], file), folder)
+        out[family] = edit_config(folder, model_max_length=POSITIONS - 2)
+    return out
+
+
+# CamemBERT runs RoBERTa's pipelines code on its own Unigram: the tasks that read words and masks from it.
+@pytest.mark.parametrize("family,task", [("mpnet", task) for task in sorted(TASK_HEADS)]
+                         + [("camembert", "fill-mask"), ("camembert", "token-classification")])
+def test_every_task_equals_transformers_pipeline(tmp_path_factory, task_tokenizers, family, task):
+    """minibert's pipeline and transformers 4.57's on the same folder, as for the other families."""
+    run_task_comparison(tmp_path_factory, task_tokenizers, family, task)
