@@ -177,3 +177,19 @@ def task_tokenizers(tmp_path_factory, folders):
 def test_every_task_equals_transformers_pipeline(tmp_path_factory, task_tokenizers, family, task):
     """minibert's pipeline and transformers 4.57's on the same folder, as for the other families."""
     run_task_comparison(tmp_path_factory, task_tokenizers, family, task)
+
+
+def test_trace_of_an_mpnet_classifier(folders):
+    """`trace` shows MPNet's stages: no token types, the classifier's own input, the model's logits."""
+    from minibert import trace as tr
+
+    folder = folders["mpnet"]
+    model, tok = minibert.AutoModelForSequenceClassification.from_pretrained(folder), tokenizers(folder)[0]
+    texts = ["Hello world!", "a longer text, padded to the other"]
+    r = tr.trace(texts, model, tok)
+    assert r["tokens"][0][:4] == ["<s>", "hello", "world", "!"] and "token_type_ids" not in r
+    assert r["head_input"]["stage"] == "<s> hidden state -> classifier.dense -> tanh" and r["head_input"]["shape"] == [2, 32]
+    assert len(r["stages"]) == 1 + model.config.num_hidden_layers and r["attentions"]["shape"][:2] == [2, 4]
+    want = model(tok(texts, padding=True, return_tensors="np")).logits.numpy()
+    assert np.abs(np.asarray(r["logits"]) - want).max() <= 1e-4  # rounded for display
+    assert "<s> hidden state" in tr.format_trace(r)
