@@ -419,6 +419,70 @@ class DebertaV2Config(BertConfig):
         relative = 2 * self.pos_ebd_size * h + 2 * h if self.relative_attention else 0
         conv = self.conv_kernel_size * h * h + 3 * h
         return embeddings + self.num_hidden_layers * layer + relative + conv + (h * h + h) + (h * num_labels + num_labels)
+class CamembertConfig(RobertaConfig):
+    """The RoBERTa architecture under CamemBERT's type name (French SentencePiece vocabulary); transformers'
+    CamembertConfig keeps BERT's default vocabulary size."""
+
+    model_type: ClassVar[str] = "camembert"
+
+    vocab_size: int = 30522
+
+
+@dataclass(repr=False)
+class MPNetConfig(PretrainedConfig):
+    """transformers' MPNetConfig (all-mpnet-base-v2's sizes by default): BERT's sizes without token types,
+    plus `relative_attention_num_buckets`, the rows of the relative position bias shared by every layer."""
+
+    model_type: ClassVar[str] = "mpnet"
+    size_fields: ClassVar[tuple] = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                    "intermediate_size", "max_position_embeddings", "relative_attention_num_buckets")
+    # transformers' MPNetEmbeddings counts positions from token id 1 whatever pad_token_id says, and its
+    # encoder always buckets relative positions into 32 (compute_position_bias's default), not the config's count.
+    padding_idx: ClassVar[int] = 1
+    position_buckets: ClassVar[int] = 32
+
+    vocab_size: int = 30527
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    relative_attention_num_buckets: int = 32
+    pad_token_id: int | None = 1
+    bos_token_id: int | None = 0
+    eos_token_id: int | None = 2
+
+    def __post_init__(self, num_labels):
+        super().__post_init__(num_labels)
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_attention_heads}"
+            )
+        if self.relative_attention_num_buckets < self.position_buckets:
+            raise ConfigError(f"relative_attention_num_buckets={self.relative_attention_num_buckets} is too few: "
+                              f"MPNet buckets relative positions into {self.position_buckets}, one row each")
+        if self.max_position_embeddings <= self.padding_idx + 1:
+            raise ConfigError(f"max_position_embeddings={self.max_position_embeddings} leaves no position for a "
+                              f"token: MPNet's positions start at {self.padding_idx + 1}")
+
+    # MPNet has no token types: only type 0 is valid.
+    type_vocab_size = property(lambda self: 1)
+
+    @property
+    def max_sequence_length(self) -> int:
+        return self.max_position_embeddings - self.padding_idx - 1  # positions 2, 3, ...: rows 0 and 1 are no token's
+
+    def parameter_count(self, num_labels: int) -> int:
+        h, i = self.hidden_size, self.intermediate_size
+        embeddings = (self.vocab_size + self.max_position_embeddings) * h + 2 * h
+        layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 2 * 2 * h  # q k v o, ffn, 2 LayerNorms
+        bias = self.relative_attention_num_buckets * self.num_attention_heads
+        return embeddings + bias + self.num_hidden_layers * layer + 2 * (h * h + h) + (h * num_labels + num_labels)
 
 
 # model_type -> config class: each registry line names its class ({prefix}Config), defined above.

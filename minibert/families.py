@@ -27,6 +27,9 @@ SPECIAL_TOKENS = {
     # DeBERTa-v2/v3: WordPiece's bracketed tokens over a SentencePiece model, [CLS] and [SEP] also as bos/eos.
     "deberta": {"bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]",
                 "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
+    # MPNet's WordPiece with RoBERTa's layout (<s> A </s></s> B </s>) but BERT's [UNK].
+    "mpnet": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "[UNK]", "sep_token": "</s>",
+              "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"},
 }
 POSITIONS = ("absolute", "from padding", "relative")
 # head name -> class-name suffix, as transformers names them (BertForMaskedLM).
@@ -44,7 +47,7 @@ class Family:
     model_type: str  # config.json's model_type
     module: str  # the module under minibert.models that defines the classes
     prefix: str  # of every class name: f"{prefix}Config", f"{prefix}Model", f"{prefix}ForMaskedLM", ...
-    tokenizer: str  # "wordpiece" ([CLS] ... [SEP]) or "roberta" (<s> ... </s>): a key of SPECIAL_TOKENS
+    tokenizer: str  # "wordpiece" or "deberta" ([CLS] ... [SEP]), "roberta" or "mpnet" (<s> ... </s>): a key of SPECIAL_TOKENS
     token_types: bool  # whether the model reads token_type_ids, so its tokenizer returns them
     positions: str  # "absolute" (0, 1, ...), "from padding" (pad_token_id + 1, ...) or "relative" (query - key)
     tokenizer_classes: tuple[str, ...]  # tokenizer_config.json's tokenizer_class, less "Tokenizer"/"TokenizerFast"
@@ -74,11 +77,15 @@ REGISTRY = {f.model_type: f for f in (
     Family("roberta", "roberta", "Roberta", "roberta", False, "from padding", ("Roberta",)),
     # RoBERTa's architecture and classes under transformers' XLM-R names (SentencePiece vocabulary).
     Family("xlm-roberta", "roberta", "XLMRoberta", "roberta", False, "from padding", ("XLMRoberta",)),
+    # The same again under CamemBERT's names (transformers' Camembert classes are RoBERTa's, copied).
+    Family("camembert", "roberta", "Camembert", "roberta", False, "from padding", ("Camembert",)),
     # ELECTRA's tokenizer is BERT's, token types included.
     Family("electra", "electra", "Electra", "wordpiece", True, "absolute", ("Electra",),
            heads=SHARED_HEADS + ("pretraining",)),
     # DeBERTa-v2 and v3: disentangled attention over relative positions (v2 may add absolute ones too).
     Family("deberta-v2", "deberta_v2", "DebertaV2", "deberta", True, "relative", ("DebertaV2",)),
+    # Relative position bias shared by every layer, positions as RoBERTa's, no token types.
+    Family("mpnet", "mpnet", "MPNet", "mpnet", False, "from padding", ("MPNet",)),
 )}
 
 

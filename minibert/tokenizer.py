@@ -24,7 +24,7 @@ from .families import REGISTRY, SPECIAL_TOKENS
 VERY_LARGE = int(1e29)  # transformers writes int(1e30) when a tokenizer has no length limit
 # transformers' order (SPECIAL_TOKENS_ATTRIBUTES): all_special_tokens lists them so.
 SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-# tokenizer class prefix / model_type -> convention: "wordpiece" or "roberta", the keys of SPECIAL_TOKENS (the
+# tokenizer class prefix / model_type -> convention: "wordpiece", "roberta" or "mpnet", the keys of SPECIAL_TOKENS (the
 # defaults for folders that do not name their special tokens). transformers' AutoTokenizer picks the class from
 # tokenizer_config.json's tokenizer_class first, then from config.json's model_type; so do we.
 FAMILY_OF_CLASS = {name: f.tokenizer for f in REGISTRY.values() for name in f.tokenizer_classes}
@@ -108,7 +108,7 @@ def _class_name(cfg: dict) -> str:
 
 
 def _family(cfg: dict, model_cfg: dict, folder: str = "") -> str:
-    """"wordpiece" (BERT's conventions), "roberta" (<s> ... </s>) or "deberta" ([CLS] ... [SEP] as bos/eos too):
+    """"wordpiece" (BERT's conventions), "roberta" or "mpnet" (<s> ... </s>), or "deberta" ([CLS] ... [SEP] as bos/eos too):
     the tokenizer class transformers would pick. An unknown or absent class gets BERT's, the commonest,
     unless the folder holds only a SentencePiece model, whose file name says whose it is: the convention only
     fills in what the folder's own files leave unsaid (the special tokens they do not name, the clean-up default)."""
@@ -125,6 +125,11 @@ def _special_tokens(cfg: dict, special_map: dict, family: str) -> dict:
     for key in SPECIAL:
         value = cfg.get(key, special_map.get(key, SPECIAL_TOKENS[family][key]))
         special[key] = value["content"] if isinstance(value, dict) else value  # {"content": "[CLS]", ...} form
+    # CamemBERT's <s>NOTUSED and the like: special (skipped when decoding, listed in all_special_tokens)
+    extra = cfg.get("additional_special_tokens", special_map.get("additional_special_tokens")) or []
+    if not isinstance(extra, list):
+        raise TokenizerError(f"additional_special_tokens must be a list of tokens, not {type(extra).__name__}")
+    special["additional_special_tokens"] = [t["content"] if isinstance(t, dict) else str(t) for t in extra]
     return special
 
 
@@ -152,7 +157,7 @@ def _prefix_space(tok: Tokenizer, cfg: dict, family: str) -> None:
         tok.post_processor = kind(**{**state, **changes})
 
 
-def _backend(folder: str, cfg: dict, special: dict, model_cfg: dict) -> tuple[Tokenizer, str]:
+def _backend(folder: str, cfg: dict, special: dict, model_cfg: dict, family: str = "wordpiece") -> tuple[Tokenizer, str]:
     """The Rust tokenizer and the file it came from: tokenizer.json as written, else a WordPiece built from
     vocab.txt, else a byte-level BPE built from vocab.json + merges.txt (older RoBERTa folders), else the
     SentencePiece model converted as transformers converts it (spm.model, sentencepiece.bpe.model)."""
@@ -169,7 +174,7 @@ def _backend(folder: str, cfg: dict, special: dict, model_cfg: dict) -> tuple[To
             return tok, tok_json
         if os.path.isfile(vocab):
             _check_vocab_file(vocab, special["unk_token"])
-            return _wordpiece_from_vocab(vocab, cfg, special), vocab
+            return _wordpiece_from_vocab(vocab, cfg, special, family), vocab
         if os.path.isfile(bpe_vocab) and os.path.isfile(merges):
             return _byte_level_bpe_from_files(bpe_vocab, merges, special), bpe_vocab
         if sp_model is not None:
@@ -303,8 +308,8 @@ def _input_names(cfg: dict, model_cfg: dict, family: str = "wordpiece") -> list[
     return list(names)
 
 
-def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict) -> Tokenizer:
-    """What transformers' BertTokenizerFast builds from a bare vocab.txt."""
+def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict, family: str = "wordpiece") -> Tokenizer:
+    """What transformers' BertTokenizerFast (or MPNetTokenizerFast) builds from a bare vocab.txt."""
     lower = cfg.get("do_lower_case", True)
     tok = Tokenizer(WordPiece.from_file(vocab_file, unk_token=special["unk_token"]))
     tok.normalizer = normalizers.BertNormalizer(
@@ -313,15 +318,35 @@ def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict) -> Tokenize
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls, sep = special["cls_token"], special["sep_token"]
+    # MPNet separates a pair with two </s>, as RoBERTa does (transformers' MPNetConverter)
+    pair = f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:1 {sep}:1" if family == "mpnet" else f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1"
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        single=f"{cls}:0 $A:0 {sep}:0", pair=pair,
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
     tok.decoder = decoders.WordPiece(prefix="##")
-    # transformers adds the special tokens as such, so "[MASK]" in a text is one token, not "[", "mask", "]".
-    tokens = [special[k] for k in SPECIAL if special[k] is not None]
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys(tokens)])
+    if family == "mpnet":  # its special tokens are matched whole, <mask> with the space before it
+        tok.add_special_tokens(_added_specials(cfg, special, lstrip={special["mask_token"]}))
+    else:
+        # transformers adds the special tokens as such, so "[MASK]" in a text is one token, not "[", "mask", "]".
+        tokens = [special[k] for k in SPECIAL if special[k] is not None]
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys(tokens)])
     return tok
+
+
+def _added_specials(cfg: dict, special: dict, lstrip: set) -> list[AddedToken]:
+    """The special tokens as transformers adds them to a tokenizer it builds from vocabulary files: with the
+    flags tokenizer_config.json's added_tokens_decoder writes, else the class's (normalized, `lstrip` ones
+    taking the space before them)."""
+    written = {v["content"]: v for v in (cfg.get("added_tokens_decoder") or {}).values()
+               if isinstance(v, dict) and isinstance(v.get("content"), str)}
+    out = []
+    for token in dict.fromkeys(t for t in (special[k] for k in SPECIAL) if t is not None):
+        flags = written.get(token, {})
+        out.append(AddedToken(token, special=True, normalized=flags.get("normalized", True),
+                              lstrip=flags.get("lstrip", token in lstrip), rstrip=flags.get("rstrip", False),
+                              single_word=flags.get("single_word", False)))
+    return out
 
 
 def _byte_level_bpe_from_files(vocab_file: str, merges_file: str, special: dict) -> Tokenizer:
@@ -358,6 +383,7 @@ class PreTrainedTokenizer:
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         for key in SPECIAL:
             setattr(self, key, special_tokens.get(key, SPECIAL_TOKENS[family][key]))
+        self.additional_special_tokens = list(special_tokens.get("additional_special_tokens") or [])
         self._configured: dict = {}  # (truncation, padding) settings -> a configured copy of the tokenizer
         self._lock = threading.Lock()
 
@@ -377,7 +403,7 @@ class PreTrainedTokenizer:
         model_cfg = _read_json(os.path.join(folder, "config.json"))
         family = _family(cfg, model_cfg, folder)
         special = _special_tokens(cfg, _read_json(os.path.join(folder, "special_tokens_map.json")), family)
-        backend, vocab_file = _backend(folder, cfg, special, model_cfg)
+        backend, vocab_file = _backend(folder, cfg, special, model_cfg, family)
         _prefix_space(backend, cfg, family)
         # With nothing written: True for the WordPiece tokenizers (BertTokenizer's long-standing default,
         # which gives the seed's "i've"), False for RoBERTa/XLM-R, as transformers' classes have it.
@@ -390,6 +416,8 @@ class PreTrainedTokenizer:
         os.makedirs(save_directory, exist_ok=True)
         self._tokenizer.save(os.path.join(save_directory, "tokenizer.json"))
         cfg = {k: getattr(self, k) for k in SPECIAL if getattr(self, k) is not None}
+        if self.additional_special_tokens:
+            cfg["additional_special_tokens"] = self.additional_special_tokens
         cfg.update(model_max_length=self.model_max_length, model_input_names=self.model_input_names,
                    clean_up_tokenization_spaces=self.clean_up_tokenization_spaces)
         with open(os.path.join(save_directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
@@ -604,8 +632,10 @@ class PreTrainedTokenizer:
 
     @property
     def all_special_tokens(self) -> list[str]:
-        """bos, eos, unk, sep, pad, cls, mask, each once, the unset ones left out (transformers' order)."""
-        return list(dict.fromkeys(t for t in (getattr(self, k) for k in SPECIAL) if t is not None))
+        """bos, eos, unk, sep, pad, cls, mask, then the additional ones, each once, the unset ones left out
+        (transformers' order)."""
+        named = (getattr(self, k) for k in SPECIAL)
+        return list(dict.fromkeys(t for t in (*named, *self.additional_special_tokens) if t is not None))
 
     @property
     def all_special_ids(self) -> list[int]:

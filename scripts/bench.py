@@ -7,9 +7,11 @@
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
 depend on them), written once into a temp folder; then a roberta-base-sized one (written by transformers,
 with a byte-level BPE trained by `tokenizers` on SST-2 train) is timed the same way, latency and corpus,
-so the RoBERTa family's speed is seen too. The embeddings line times minibert's SentenceTransformer.encode
-against sentence-transformers' encode on the all-MiniLM-L6-v2 folder and the SST-2 dev sentences. Every measurement runs in its own subprocess, so
-TensorFlow and PyTorch never share a process, a thread pool or a peak-memory figure.
+so the RoBERTa family's speed is seen too, and likewise an all-mpnet-base-v2-sized MPNet (FAMILY_BENCHES).
+The embeddings line times minibert's SentenceTransformer.encode against sentence-transformers' encode on
+the all-MiniLM-L6-v2 folder and the SST-2 dev sentences.
+Every measurement runs in its own subprocess, so TensorFlow and PyTorch never share a process, a thread
+pool or a peak-memory figure.
 
 Peers: transformers on PyTorch eager (needs the test extras), and ONNX Runtime on a graph exported
 from the same PyTorch model (when `onnxruntime` and `onnx` are installed). Speed is judged here, as
@@ -361,6 +363,42 @@ def worker_make_roberta(folder, data):
     return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
 
 
+def worker_make_mpnet(folder, data):
+    """all-mpnet-base-v2's shapes (12 x 768, vocab 30527, 514 positions, eps 1e-5), random weights, saved by
+    transformers, with the MiniLM uncased vocabulary laid out as MPNet's (<s> <pad> </s> <unk> first, <mask>
+    last) and saved as MPNetTokenizerFast."""
+    import torch
+    import transformers as tr
+
+    import minibert
+
+    torch.manual_seed(0)
+    config = tr.MPNetConfig(max_position_embeddings=514, layer_norm_eps=1e-5,
+                            id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = tr.MPNetForSequenceClassification(config)
+    model.save_pretrained(folder)
+    from minibert import default_model
+
+    with open(os.path.join(default_model.encoder_dir(), "vocab.txt"), encoding="utf-8") as f:
+        words = f.read().splitlines()
+    vocab = os.path.join(folder, "mpnet_vocab.txt")
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.write("\n".join(["<s>", "<pad>", "</s>", "<unk>", *words, "<mask>"]) + "\n")
+    tok = tr.MPNetTokenizerFast(vocab, model_max_length=512)
+    os.remove(vocab)
+    tok.save_pretrained(folder)
+    assert len(minibert.AutoTokenizer.from_pretrained(folder)) == config.vocab_size
+    return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
+
+
+# The families timed after the distilbert table, each at its Hub base size: name -> (checkpoint writer, what it is).
+FAMILY_BENCHES = {
+    "roberta": (worker_make_roberta, "roberta-base-sized classifier (random weights, byte-level BPE trained on SST-2 train)"),
+    "mpnet": (worker_make_mpnet, "all-mpnet-base-v2-sized classifier (random weights, the MiniLM uncased vocabulary as "
+                                 "MPNet's)"),
+}
+
+
 def worker_corpus_tokens(folder, data):
     import minibert
 
@@ -375,8 +413,9 @@ def worker_onnxruntime_int8(folder, data, n):
 
 WORKERS = {"engine": worker_engine, "engine_int8": worker_engine_int8, "onnxruntime_int8": worker_onnxruntime_int8,
            "minibert": worker_minibert, "path": worker_path, "bf16": worker_bf16, "transformers": worker_transformers, "onnxruntime": worker_onnxruntime,
-           "sgemm": worker_sgemm, "tokens": worker_corpus_tokens, "make_roberta": worker_make_roberta,
-           "embed_minibert": worker_embed_minibert, "embed_st": worker_embed_st}
+           "sgemm": worker_sgemm, "tokens": worker_corpus_tokens,
+           "embed_minibert": worker_embed_minibert, "embed_st": worker_embed_st,
+           **{f"make_{name}": make for name, (make, _) in FAMILY_BENCHES.items()}}
 
 
 PATH_ROUNDS = 3
@@ -459,7 +498,7 @@ def main(argv=None):
         fn = WORKERS[name]
         rest = [rest[0], args.data, args.calls] if name in ("minibert", "path", "bf16", "transformers", "onnxruntime",
                                                              "engine", "engine_int8", "onnxruntime_int8") else \
-               [rest[0], args.data] if name in ("tokens", "make_roberta") else [args.data]  # sgemm, embed_*
+               [rest[0], args.data] if name == "tokens" or name.startswith("make_") else [args.data]  # sgemm, embed_*
         print(json.dumps(fn(*rest)))
         return 0
 
@@ -523,23 +562,25 @@ def main(argv=None):
             json.dump(results, f, indent=2)
         return 0
     run_embeddings(results)
-    folder = tempfile.mkdtemp(prefix="minibert-bench-roberta-")
-    try:
-        print("writing the roberta-base-sized checkpoint ...", file=sys.stderr, flush=True)
-        results["roberta"] = {"checkpoint": run_worker("make_roberta", folder)}
-        if "error" not in results["roberta"]["checkpoint"]:
-            for name in ("minibert", "transformers"):
-                print(f"running {name} on roberta-base ...", file=sys.stderr, flush=True)
-                results["roberta"][name] = run_worker(name, folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    for family in FAMILY_BENCHES:
+        folder = tempfile.mkdtemp(prefix=f"minibert-bench-{family}-")
+        try:
+            print(f"writing the {family} checkpoint ...", file=sys.stderr, flush=True)
+            results[family] = {"checkpoint": run_worker(f"make_{family}", folder)}
+            if "error" not in results[family]["checkpoint"]:
+                for name in ("minibert", "transformers"):
+                    print(f"running {name} on {family} ...", file=sys.stderr, flush=True)
+                    results[family][name] = run_worker(name, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     report_embeddings(results)
     report(results)
     if "bf16" in results:
         report_bf16(results)
     if "paths" in results:
         report_paths(results)
-    report_roberta(results["roberta"])
+    for family, (_, what) in FAMILY_BENCHES.items():
+        report_family(what, results[family])
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nwrote {args.json}", file=sys.stderr)
@@ -667,9 +708,9 @@ def report_paths(r):
               f"{v['big_batch']['min_s']:>11.2f} s{'   <- chosen' if path == chosen else ''}{ran}")
 
 
-def report_roberta(r):
-    """The roberta-base-sized rows, under the distilbert table: minibert against transformers, latency and corpus."""
-    print("\nroberta-base-sized classifier (random weights, byte-level BPE trained on SST-2 train):")
+def report_family(what, r):
+    """A family's base-sized rows, under the distilbert table: minibert against transformers, latency and corpus."""
+    print(f"\n{what}:")
     mb, hf = r.get("minibert", {}), r.get("transformers", {})
     for what, v in (("checkpoint", r["checkpoint"]), ("minibert", mb), ("transformers", hf)):
         if "error" in v:

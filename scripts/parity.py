@@ -2,7 +2,7 @@
 """Max |difference| between minibert and transformers (PyTorch, eager attention) for any local checkpoint.
 
     python scripts/parity.py CHECKPOINT_DIR [--text "..." ...]
-    python scripts/parity.py --all [--base]    # every family x head, on checkpoints transformers writes
+    python scripts/parity.py --all [--base] [--family mpnet ...]    # every family x head, on checkpoints transformers writes
 
 Runs both on the same padded batch and prints one line per output. Any head works: the class is the
 one config.json's `architectures` names (a multiple-choice model reads the texts as the choices of one
@@ -36,8 +36,13 @@ SMALL = {
     "deberta-v2": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
                        relative_attention=True, position_buckets=8, share_att_key=True, norm_rel_ebd="layer_norm",
                        position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0),
+    "camembert": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
+                      max_position_embeddings=130, pad_token_id=1, type_vocab_size=1, layer_norm_eps=1e-5),
+    "mpnet": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
+                  max_position_embeddings=130, layer_norm_eps=1e-5),
 }
-BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator, ...
+BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator,
+    # deberta-v3-base, camembert-base, all-mpnet-base-v2
     "bert": {}, "distilbert": {},
     "roberta": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "xlm-roberta": dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
@@ -46,6 +51,8 @@ BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-robert
                        intermediate_size=3072, relative_attention=True, position_buckets=256, share_att_key=True,
                        norm_rel_ebd="layer_norm", position_biased_input=False, pos_att_type=["p2c", "c2p"],
                        type_vocab_size=0),
+    "camembert": dict(vocab_size=32005, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
+    "mpnet": dict(max_position_embeddings=514, layer_norm_eps=1e-5),
 }
 
 
@@ -82,29 +89,33 @@ def report(name: str, diffs: dict) -> bool:
     return ok
 
 
-def run_all(base: bool) -> bool:
+def run_all(base: bool, only=None) -> bool:
     """Every family x head on random checkpoints (LayerNorms perturbed), padded batches; a markdown table."""
     import tempfile
 
     import numpy as np
 
     from minibert.auto import FAMILIES
+    from minibert.families import REGISTRY
     from reference import make_checkpoint
 
     rng = np.random.default_rng(0)
     rows, ok = [], True
     for family, heads in FAMILIES.items():
+        if only and family not in only:
+            continue
         cfg = {**(BASE[family] if base else SMALL[family])}
-        pad = cfg.get("pad_token_id", 1 if "roberta" in family else 0)
+        from_padding = REGISTRY[family].positions == "from padding"
+        pad = cfg.get("pad_token_id", 1 if from_padding else 0)
         vocab = cfg.get("vocab_size", 30522)
         ids = rng.integers(3, min(vocab, 30000), size=(3, 16))
         mask = np.ones_like(ids)
         mask[1, 10:], mask[2, 5:] = 0, 0  # padded on the right
-        if "roberta" in family:
+        if from_padding:
             mask[2] = mask[2][::-1]  # and on the left: RoBERTa's positions depend on it
         ids = np.where(mask == 1, ids, pad)
         inputs = {"input_ids": ids, "attention_mask": mask}
-        if family in ("bert", "electra", "deberta-v2"):  # deberta-v3 takes them and ignores them
+        if REGISTRY[family].token_types:
             inputs["token_type_ids"] = (np.arange(16)[None, :] >= 8).astype(int) * mask
         for head in heads:
             with tempfile.TemporaryDirectory() as folder:
@@ -127,9 +138,10 @@ def main(argv=None):
     p.add_argument("--text", action="append", help="a text to run (repeatable); default: three seed sentences")
     p.add_argument("--all", action="store_true", help="every family x head on checkpoints written by transformers")
     p.add_argument("--base", action="store_true", help="with --all: the Hub models' sizes (slower)")
+    p.add_argument("--family", action="append", help="with --all: only this model_type (repeatable)")
     args = p.parse_args(argv)
     if args.all:
-        return 0 if run_all(args.base) else 1
+        return 0 if run_all(args.base, args.family) else 1
     if not args.checkpoint:
         p.error("give a CHECKPOINT_DIR or --all")
 

@@ -36,7 +36,7 @@ TOL = {"logits": 1e-5, "start_logits": 1e-5, "end_logits": 1e-5, "pooler_output"
        "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
 # model_type -> transformers' class-name prefix
 FAMILIES = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta",
-            "electra": "Electra", "deberta-v2": "DebertaV2"}
+            "electra": "Electra", "deberta-v2": "DebertaV2", "camembert": "Camembert", "mpnet": "MPNet"}
 HEADS = {"model": "Model", "sequence-classification": "ForSequenceClassification",
          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
          "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM", "pretraining": "ForPreTraining"}

@@ -1,4 +1,4 @@
-"""RoBERTa (and XLM-RoBERTa, the same architecture), as differences from BERT (`models/bert.py`).
+"""RoBERTa (and XLM-RoBERTa and CamemBERT, the same architecture), as differences from BERT (`models/bert.py`).
 
 Mirrors transformers' `models/roberta/modeling_roberta.py`. The blocks, encoder, pooler and shared heads
 are BERT's; what differs is stated here:
@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ..config import RobertaConfig, XLMRobertaConfig
+from ..config import CamembertConfig, RobertaConfig, XLMRobertaConfig
 from ..heads import ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
 from ..layers import ConfigLayer, LayerNorm, Linear, TiedDecoder
 from .bert import BertEmbeddings, BertModel, BertPreTrainedModel
@@ -123,11 +123,19 @@ class RobertaForMaskedLM(ForMaskedLM, RobertaPreTrainedModel):
         return self.lm_head(hidden)
 
 
-# XLM-RoBERTa: the same classes under transformers' names, with its own config class.
-def _xlm(cls):
-    name = cls.__name__.replace("Roberta", "XLMRoberta")
-    return type(name, (cls,), {"config_class": XLMRobertaConfig, "__doc__": cls.__doc__,
+# XLM-RoBERTa and CamemBERT: the same classes under transformers' names, each with its own config class.
+def _renamed(cls, prefix: str, config_class):
+    name = cls.__name__.replace("Roberta", prefix)
+    return type(name, (cls,), {"config_class": config_class, "__doc__": cls.__doc__,
                                "__module__": __name__, "__qualname__": name})
+
+
+def _xlm(cls):
+    return _renamed(cls, "XLMRoberta", XLMRobertaConfig)
+
+
+def _camembert(cls):
+    return _renamed(cls, "Camembert", CamembertConfig)
 
 
 XLMRobertaModel = _xlm(RobertaModel)
@@ -136,3 +144,10 @@ XLMRobertaForMultipleChoice = _xlm(RobertaForMultipleChoice)
 XLMRobertaForTokenClassification = _xlm(RobertaForTokenClassification)
 XLMRobertaForQuestionAnswering = _xlm(RobertaForQuestionAnswering)
 XLMRobertaForMaskedLM = _xlm(RobertaForMaskedLM)
+
+CamembertModel = _camembert(RobertaModel)
+CamembertForSequenceClassification = _camembert(RobertaForSequenceClassification)
+CamembertForMultipleChoice = _camembert(RobertaForMultipleChoice)
+CamembertForTokenClassification = _camembert(RobertaForTokenClassification)
+CamembertForQuestionAnswering = _camembert(RobertaForQuestionAnswering)
+CamembertForMaskedLM = _camembert(RobertaForMaskedLM)
