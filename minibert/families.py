@@ -74,6 +74,9 @@ REGISTRY = {f.model_type: f for f in (
     # ELECTRA's tokenizer is BERT's, token types included.
     Family("electra", "electra", "Electra", "wordpiece", True, "absolute", ("Electra",),
            heads=SHARED_HEADS + ("pretraining",)),
+    # ModernBERT's folders name PreTrainedTokenizerFast (a BPE with BERT's [CLS] ... [SEP] tokens), so only
+    # model_type picks its convention; rotary positions count from 0 on every row.
+    Family("modernbert", "modernbert", "ModernBert", "wordpiece", False, "absolute", ()),
 )}
 
 
