@@ -32,12 +32,18 @@ SMALL = {
                         layer_norm_eps=1e-5),
     "electra": dict(hidden_size=64, embedding_size=32, num_attention_heads=4, intermediate_size=96,
                     num_hidden_layers=2, vocab_size=500),
+    # 3 layers (0 and 2 global), a window of 4 tokens each side: the 16-token rows reach past it
+    "modernbert": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=3,
+                       vocab_size=500, global_attn_every_n_layers=2, local_attention=8, pad_token_id=0,
+                       bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2),
 }
-BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator
+BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator,
+    # ModernBERT-base (transformers' defaults: 22 layers, 50,368 tokens, window 128)
     "bert": {}, "distilbert": {},
     "roberta": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "xlm-roberta": dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "electra": dict(hidden_size=768, embedding_size=768, num_attention_heads=12, intermediate_size=3072),
+    "modernbert": {},
 }
 
 
@@ -74,7 +80,7 @@ def report(name: str, diffs: dict) -> bool:
     return ok
 
 
-def run_all(base: bool) -> bool:
+def run_all(base: bool, only=None) -> bool:
     """Every family x head on random checkpoints (LayerNorms perturbed), padded batches; a markdown table."""
     import tempfile
 
@@ -86,6 +92,8 @@ def run_all(base: bool) -> bool:
     rng = np.random.default_rng(0)
     rows, ok = [], True
     for family, heads in FAMILIES.items():
+        if only and family not in only:
+            continue
         cfg = {**(BASE[family] if base else SMALL[family])}
         pad = cfg.get("pad_token_id", 1 if "roberta" in family else 0)
         vocab = cfg.get("vocab_size", 30522)
@@ -119,9 +127,10 @@ def main(argv=None):
     p.add_argument("--text", action="append", help="a text to run (repeatable); default: three seed sentences")
     p.add_argument("--all", action="store_true", help="every family x head on checkpoints written by transformers")
     p.add_argument("--base", action="store_true", help="with --all: the Hub models' sizes (slower)")
+    p.add_argument("--family", action="append", help="with --all: only this model_type (repeatable)")
     args = p.parse_args(argv)
     if args.all:
-        return 0 if run_all(args.base) else 1
+        return 0 if run_all(args.base, args.family) else 1
     if not args.checkpoint:
         p.error("give a CHECKPOINT_DIR or --all")
 
