@@ -370,7 +370,8 @@ class ModernBertConfig(PretrainedConfig):
         if rope is not None and (not isinstance(rope, dict) or rope.get("rope_type", rope.get("type")) != "default"):
             raise ConfigError(f"rope_scaling={rope!r} is not supported (only the default rotary embedding)")
         if self.extra.get("partial_rotary_factor", 1.0) != 1.0:
-            raise ConfigError(f"partial_rotary_factor={self.extra['partial_rotary_factor']!r} is not supported (only 1.0)")
+            raise ConfigError(f"partial_rotary_factor={self.extra['partial_rotary_factor']!r} is not supported "
+                              "(only 1.0)")
         head_dim = self.extra.get("head_dim")
         if head_dim is not None and head_dim != self.hidden_size // self.num_attention_heads:
             raise ConfigError(f"head_dim={head_dim!r} is not supported (only hidden_size // num_attention_heads)")
@@ -382,7 +383,8 @@ class ModernBertConfig(PretrainedConfig):
     def parameter_count(self, num_labels: int) -> int:
         h, i = self.hidden_size, self.intermediate_size
         layer = 4 * h * h + 2 * h * i + i * h + 2 * h  # Wqkv, Wo, Wi (2 x intermediate), Wo, 2 norms
-        return self.vocab_size * h + self.num_hidden_layers * layer + 2 * h + (h * h + h) + (h * num_labels + num_labels)
+        head = (h * h + h) + (h * num_labels + num_labels)
+        return self.vocab_size * h + self.num_hidden_layers * layer + 2 * h + head
 
 # model_type -> config class: each registry line names its class ({prefix}Config), defined above.
 CONFIG_CLASSES = {model_type: globals()[f.config_name] for model_type, f in REGISTRY.items()}

@@ -28,7 +28,8 @@ import keras
 import tensorflow as tf
 
 from ..config import ConfigError, ModernBertConfig
-from ..heads import ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification, HeadModel
+from ..heads import (ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification,
+                     ForTokenClassification, HeadModel)
 from ..layers import (ACTIVATIONS, ConfigLayer, Embedding, LayerNorm, Linear, TiedDecoder, additive_attention_mask,
                       get_activation, multi_head_attention)
 from ..modeling import PreTrainedModel
@@ -36,6 +37,8 @@ from ..outputs import BaseModelOutput
 
 # A global layer's queries go this many at a time past this length: (chunk x T) scores instead of (T x T).
 GLOBAL_QUERY_CHUNK = 512
+# A sliding-window layer runs banded past this many half-windows: below it, banding computes as many scores.
+LOCAL_WHOLE_UP_TO = 3
 
 
 def _activation(config: ModernBertConfig, field: str):
@@ -126,7 +129,8 @@ def chunked_attention(q, k, v, mask, chunk: int, dropout, training=False):
     kh, vh = tf.transpose(k, (0, 2, 1, 3)), tf.transpose(v, (0, 2, 1, 3))  # (B, H, T, D)
 
     def one(qc):  # (B, H, chunk, D) -> (B, H, chunk, D)
-        scores = tf.matmul(qc, kh, transpose_b=True) * (D ** -0.5) + mask  # (B, H, chunk, D) @ (B, H, D, T) -> (B, H, chunk, T)
+        # (B, H, chunk, D) @ (B, H, D, T) -> (B, H, chunk, T)
+        scores = tf.matmul(qc, kh, transpose_b=True) * (D ** -0.5) + mask
         return tf.matmul(dropout(tf.nn.softmax(scores, axis=-1), training=training), vh)  # -> (B, H, chunk, D)
 
     out = tf.map_fn(one, qs, parallel_iterations=1)  # (n, B, H, chunk, D), one chunk in memory at a time
@@ -160,7 +164,8 @@ class ModernBertAttention(ConfigLayer):
         self.half_window = None if self.is_global else c.local_attention // 2
         local_theta = c.local_rope_theta if c.local_rope_theta is not None else c.global_rope_theta
         self.rope_theta = c.global_rope_theta if self.is_global else local_theta
-        self.Wqkv = Linear(c.hidden_size, 3 * c.hidden_size, c.initializer_range, use_bias=c.attention_bias, name="Wqkv")
+        self.Wqkv = Linear(c.hidden_size, 3 * c.hidden_size, c.initializer_range, use_bias=c.attention_bias,
+                           name="Wqkv")
         self.Wo = Linear(c.hidden_size, c.hidden_size, c.initializer_range, use_bias=c.attention_bias, name="Wo")
         self.dropout = keras.layers.Dropout(c.attention_dropout)
         self.out_drop = keras.layers.Dropout(c.attention_dropout)
@@ -197,8 +202,8 @@ class ModernBertAttention(ConfigLayer):
             probs = None
         else:
             W = max(self.half_window, 1)
-            context = tf.cond(T > 3 * W, lambda: banded_attention(q, k, v, attention_mask, self.half_window,
-                                                                  self.dropout, training), lambda: whole()[0])
+            context = tf.cond(T > LOCAL_WHOLE_UP_TO * W, lambda: banded_attention(
+                q, k, v, attention_mask, self.half_window, self.dropout, training), lambda: whole()[0])
             probs = None
         return self.out_drop(self.Wo(context), training=training), probs
 
@@ -347,7 +352,7 @@ class ModernBertPreTrainedModel(HeadModel):
     def head_input(self, hidden):
         c = self.config
         if c.classifier_pooling == "mean":
-            return self.body.final_norm(hidden), "every token after final_norm (mean-pooled over real tokens, then head)"
+            return self.body.final_norm(hidden), "every token after final_norm (mean over real tokens, then head)"
         return self.head_(self.body.final_norm(hidden)[:, 0]), self.pool_description
 
 
