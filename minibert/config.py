@@ -485,6 +485,80 @@ class MPNetConfig(PretrainedConfig):
         return embeddings + bias + self.num_hidden_layers * layer + 2 * (h * h + h) + (h * num_labels + num_labels)
 
 
+@dataclass(repr=False)
+class ModernBertConfig(PretrainedConfig):
+    """answerdotai/ModernBERT-base by default. Mirrors transformers' ModernBertConfig keys: rotary positions
+    (`global_rope_theta`, `local_rope_theta`), every `global_attn_every_n_layers`-th layer global and the
+    others attending `local_attention // 2` tokens each side, bias-free projections and LayerNorms unless
+    `attention_bias`, `mlp_bias`, `norm_bias` say otherwise."""
+
+    model_type: ClassVar[str] = "modernbert"
+    size_fields: ClassVar[tuple] = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                    "num_attention_heads", "max_position_embeddings", "global_attn_every_n_layers",
+                                    "local_attention")
+    POOLINGS: ClassVar[tuple] = ("cls", "mean")
+
+    vocab_size: int = 50368
+    hidden_size: int = 768
+    intermediate_size: int = 1152
+    num_hidden_layers: int = 22
+    num_attention_heads: int = 12
+    hidden_activation: str = "gelu"
+    max_position_embeddings: int = 8192
+    initializer_range: float = 0.02
+    initializer_cutoff_factor: float = 2.0
+    norm_eps: float = 1e-5
+    norm_bias: bool = False
+    pad_token_id: int | None = 50283
+    eos_token_id: int | None = 50282
+    bos_token_id: int | None = 50281
+    cls_token_id: int | None = 50281
+    sep_token_id: int | None = 50282
+    global_rope_theta: float = 160000.0
+    attention_bias: bool = False
+    attention_dropout: float = 0.0
+    global_attn_every_n_layers: int = 3
+    local_attention: int = 128
+    local_rope_theta: float | None = 10000.0
+    embedding_dropout: float = 0.0
+    mlp_bias: bool = False
+    mlp_dropout: float = 0.0
+    decoder_bias: bool = True
+    classifier_pooling: str = "cls"
+    classifier_dropout: float = 0.0
+    classifier_bias: bool = False
+    classifier_activation: str = "gelu"
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, num_labels):
+        super().__post_init__(num_labels)
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_attention_heads}")
+        if self.classifier_pooling not in self.POOLINGS:
+            raise ConfigError(f"classifier_pooling={self.classifier_pooling!r} is not supported (only 'cls' or 'mean')")
+        # Rotary variants transformers reads from these keys would change every score: refuse, never approximate.
+        rope = self.extra.get("rope_scaling")
+        if rope is not None and (not isinstance(rope, dict) or rope.get("rope_type", rope.get("type")) != "default"):
+            raise ConfigError(f"rope_scaling={rope!r} is not supported (only the default rotary embedding)")
+        if self.extra.get("partial_rotary_factor", 1.0) != 1.0:
+            raise ConfigError(f"partial_rotary_factor={self.extra['partial_rotary_factor']!r} is not supported "
+                              "(only 1.0)")
+        head_dim = self.extra.get("head_dim")
+        if head_dim is not None and head_dim != self.hidden_size // self.num_attention_heads:
+            raise ConfigError(f"head_dim={head_dim!r} is not supported (only hidden_size // num_attention_heads)")
+
+    # The names the other families use, so shared code never asks which family it holds.
+    type_vocab_size = property(lambda self: 1, doc="ModernBERT has no token types: only type 0 is valid")
+    max_sequence_length = property(lambda self: self.max_position_embeddings)
+
+    def parameter_count(self, num_labels: int) -> int:
+        h, i = self.hidden_size, self.intermediate_size
+        layer = 4 * h * h + 2 * h * i + i * h + 2 * h  # Wqkv, Wo, Wi (2 x intermediate), Wo, 2 norms
+        head = (h * h + h) + (h * num_labels + num_labels)
+        return self.vocab_size * h + self.num_hidden_layers * layer + 2 * h + head
+
+
 # model_type -> config class: each registry line names its class ({prefix}Config), defined above.
 CONFIG_CLASSES = {model_type: globals()[f.config_name] for model_type, f in REGISTRY.items()}
 

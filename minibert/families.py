@@ -86,6 +86,9 @@ REGISTRY = {f.model_type: f for f in (
     Family("deberta-v2", "deberta_v2", "DebertaV2", "deberta", True, "relative", ("DebertaV2",)),
     # Relative position bias shared by every layer, positions as RoBERTa's, no token types.
     Family("mpnet", "mpnet", "MPNet", "mpnet", False, "from padding", ("MPNet",)),
+    # ModernBERT's folders name PreTrainedTokenizerFast (a BPE with BERT's [CLS] ... [SEP] tokens), so only
+    # model_type picks its convention; rotary positions count from 0 on every row.
+    Family("modernbert", "modernbert", "ModernBert", "wordpiece", False, "absolute", ()),
 )}
 
 

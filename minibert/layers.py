@@ -85,15 +85,17 @@ class Linear(keras.layers.Layer):
     """
 
     def __init__(self, in_features: int, units: int, initializer_range: float = 0.02, activation: str | None = None,
-                 **kwargs):
+                 use_bias: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.in_features, self.units = in_features, units
         self.initializer_range = initializer_range
         self.activation = activation
+        self.use_bias = use_bias
         self._act = get_activation(activation) if activation else None
         self.kernel = self.add_weight(shape=(in_features, units), initializer=weight_initializer(initializer_range),
                                       name="kernel")
-        self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias")
+        # `nn.Linear(..., bias=False)` (ModernBERT) stores no bias, so none exists to be named or saved.
+        self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias") if use_bias else None
         self.built = True
 
     def call(self, x):
@@ -104,14 +106,15 @@ class Linear(keras.layers.Layer):
             y = tf.matmul(x2, self.kernel)  # (N, in) @ (in, out) -> (N, out)
         else:  # bfloat16 operands; oneDNN accumulates in float32, and the rest of the model stays float32
             y = tf.cast(tf.matmul(tf.cast(x2, lowp.dtype), lowp), tf.float32)  # (N, in) @ (in, out) -> (N, out)
-        y = tf.nn.bias_add(y, self.bias)
+        if self.bias is not None:
+            y = tf.nn.bias_add(y, self.bias)
         if self._act is not None:
             y = self._act(y)
         return tf.reshape(y, tf.concat([shape[:-1], [self.units]], 0))  # (N, out) -> (..., out)
 
     def get_config(self):
         return {**super().get_config(), "in_features": self.in_features, "units": self.units,
-                "initializer_range": self.initializer_range, "activation": self.activation}
+                "initializer_range": self.initializer_range, "activation": self.activation, "use_bias": self.use_bias}
 
 
 class Embedding(keras.layers.Embedding):
@@ -129,15 +132,15 @@ class Embedding(keras.layers.Embedding):
 
 class LayerNorm(keras.layers.LayerNormalization):
     """LayerNorm over the last axis (width `dim`) with the checkpoint's epsilon: Keras's default of 1e-3
-    is not what these models were trained with."""
+    is not what these models were trained with. `bias=False` is `nn.LayerNorm(..., bias=False)`: a scale only."""
 
-    def __init__(self, dim: int, eps: float, name: str = "LayerNorm", **kwargs):
-        super().__init__(epsilon=eps, name=name, **kwargs)
+    def __init__(self, dim: int, eps: float, name: str = "LayerNorm", bias: bool = True, **kwargs):
+        super().__init__(epsilon=eps, name=name, center=bias, **kwargs)
         self.dim = dim
         self.build((None, dim))
 
     def get_config(self):
-        return {**keras.layers.Layer.get_config(self), "dim": self.dim, "eps": self.epsilon}
+        return {**keras.layers.Layer.get_config(self), "dim": self.dim, "eps": self.epsilon, "bias": self.center}
 
 
 class TiedDecoder(keras.layers.Layer):
@@ -148,17 +151,20 @@ class TiedDecoder(keras.layers.Layer):
     writes it once. Masked-LM heads subclass this when their Hub module holds the bias itself.
     """
 
-    def __init__(self, word_embeddings: Embedding, **kwargs):
+    def __init__(self, word_embeddings: Embedding, use_bias: bool = True, **kwargs):
         super().__init__(**kwargs)
         self._word_embeddings = word_embeddings
-        self.bias = self.add_weight(shape=(word_embeddings.input_dim,), initializer="zeros", name="bias")
+        self.bias = self.add_weight(shape=(word_embeddings.input_dim,), initializer="zeros", name="bias") \
+            if use_bias else None
 
     def decode(self, x):
         """x: (B, T, C) -> logits (B, T, vocab)."""
         B, T, C = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
         table = self._word_embeddings.embeddings  # (vocab, C)
         logits = tf.matmul(tf.reshape(x, (-1, C)), table, transpose_b=True)  # (B*T, C) @ (C, vocab) -> (B*T, vocab)
-        return tf.reshape(tf.nn.bias_add(logits, self.bias), (B, T, -1))  # (B*T, vocab) -> (B, T, vocab)
+        if self.bias is not None:
+            logits = tf.nn.bias_add(logits, self.bias)
+        return tf.reshape(logits, (B, T, -1))  # (B*T, vocab) -> (B, T, vocab)
 
     def call(self, x):
         return self.decode(x)

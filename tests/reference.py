@@ -36,7 +36,8 @@ TOL = {"logits": 1e-5, "start_logits": 1e-5, "end_logits": 1e-5, "pooler_output"
        "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
 # model_type -> transformers' class-name prefix
 FAMILIES = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta",
-            "electra": "Electra", "deberta-v2": "DebertaV2", "camembert": "Camembert", "mpnet": "MPNet"}
+            "electra": "Electra", "deberta-v2": "DebertaV2", "camembert": "Camembert", "mpnet": "MPNet",
+            "modernbert": "ModernBert"}
 HEADS = {"model": "Model", "sequence-classification": "ForSequenceClassification",
          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
          "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM", "pretraining": "ForPreTraining"}
@@ -61,7 +62,7 @@ def make_checkpoint(folder, family: str, head: str = "model", seed: int = 0, **c
         for name, p in model.named_parameters():
             if "position_embeddings" in name and getattr(cfg, "sinusoidal_pos_embds", False):
                 continue  # fixed sinusoids: keep them
-            if name.endswith("weight") and ("LayerNorm" in name or "layer_norm" in name):
+            if name.endswith("weight") and ("LayerNorm" in name or "layer_norm" in name or name.endswith("norm.weight")):
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             elif name.endswith("bias"):
                 p.copy_(0.05 * torch.randn_like(p))

@@ -37,6 +37,12 @@ SMALL = {
     # MPNet's relative position bias: 40 positions reach the logarithmic buckets (distances 8 to 39).
     "mpnet": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
                   max_position_embeddings=42, hidden_act="gelu_new"),
+    # Biases everywhere (the defaults have none: tests/models/test_modernbert.py); layers 0 and 2 global, layer 1
+    # sees 2 tokens each side, so the 8-token rows reach past its window.
+    "modernbert": dict(hidden_size=32, num_attention_heads=4, intermediate_size=24, num_hidden_layers=3,
+                       global_attn_every_n_layers=2, local_attention=4, norm_bias=True, attention_bias=True,
+                       mlp_bias=True, classifier_bias=True, pad_token_id=0, bos_token_id=101, eos_token_id=102,
+                       cls_token_id=101, sep_token_id=102),
 }
 # Positions counted from the pad id 1: <s> 0 ... </s> 2 rows, padded with 1 on either side.
 ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "mpnet")
@@ -155,7 +161,9 @@ def test_masked_lm_tied_weights_round_trip(tmp_path, family):
     src = make_checkpoint(tmp_path / "src", family, "masked-lm", **{"vocab_size": 120, "max_position_embeddings": 40,
                                                                      **SMALL[family]})
     model = minibert.AutoModelForMaskedLM.from_pretrained(src)
-    emb = model.body.embeddings.word_embeddings.embeddings
+    embeddings = model.body.embeddings
+    emb = getattr(embeddings, "word_embeddings", None) or embeddings.tok_embeddings  # ModernBERT: tok_embeddings
+    emb = emb.embeddings
     emb.assign(emb.numpy() * 1.5)  # a change to the embeddings is a change to the decoder
     model.save_pretrained(tmp_path / "out")
     from safetensors.numpy import load_file

@@ -98,6 +98,41 @@ def unigram():
     return t
 
 
+@pytest.fixture(scope="module")
+def modernbert_bpe():
+    """A byte-level BPE as ModernBERT's: NFC, ByteLevel with no prefix space, [UNK] [CLS] [SEP] [PAD] [MASK]
+    after the vocabulary (<mask> strips the space before it), [CLS] A [SEP] B [SEP] by a template."""
+    from tokenizers import AddedToken, ByteLevelBPETokenizer, normalizers
+    from tokenizers.processors import TemplateProcessing
+
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(corpus(), vocab_size=1500, special_tokens=["<|endoftext|>"], show_progress=False)
+    t = tok._tokenizer
+    t.normalizer = normalizers.NFC()
+    t.add_special_tokens([AddedToken(s, special=True) for s in ("[UNK]", "[CLS]", "[SEP]", "[PAD]")]
+                         + [AddedToken("[MASK]", lstrip=True, special=True)])
+    t.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[
+        ("[CLS]", t.token_to_id("[CLS]")), ("[SEP]", t.token_to_id("[SEP]"))])
+    return t
+
+
+def modernbert_tokenizer_folder(folder, tok, **kwargs) -> str:
+    """Saved as ModernBERT's Hub folders are: PreTrainedTokenizerFast naming its tokens, no token types."""
+    from transformers import PreTrainedTokenizerFast
+
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                            pad_token="[PAD]", mask_token="[MASK]", model_input_names=["input_ids", "attention_mask"],
+                            clean_up_tokenization_spaces=True, **kwargs).save_pretrained(folder)
+    return str(folder)
+
+
+def modernbert_ids(tokenizer_dir) -> dict:
+    """The config's special ids, from the tokenizer (ModernBERT's defaults are its 50k vocabulary's)."""
+    tok = minibert.AutoTokenizer.from_pretrained(tokenizer_dir)
+    return dict(pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
+                bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id)
+
+
 def model_folder(tmp_path_factory, name, family, head, tokenizer_dir, seed=0, **config):
     """A transformers checkpoint of `family` whose vocabulary is the tokenizer's, the tokenizer's files beside it."""
     folder = tmp_path_factory.mktemp(name)
@@ -254,6 +289,32 @@ def test_length_limit_is_the_models(folders):
         assert ours(long, truncation=True)["input_ids"] == ref(long, truncation=True, max_length=usable)["input_ids"]
 
 
+def test_modernbert_tokenizer_equals_transformers(tmp_path_factory, modernbert_bpe):
+    """ModernBERT's kind of folder (a BPE named only by tokenizer.json, PreTrainedTokenizerFast, [CLS] A [SEP] B
+    [SEP]): ids, masks, offsets, overflow, special tokens and decoding equal transformers'."""
+    folder = modernbert_tokenizer_folder(tmp_path_factory.mktemp("modernbert_tok"), modernbert_bpe,
+                                         model_max_length=8192)
+    ours, ref = tokenizers(folder)
+    assert type(ref).__name__ == "PreTrainedTokenizerFast"
+    for kw in CALLS:
+        assert as_lists(ours(TEXTS, **kw)) == as_lists(ref(TEXTS, **kw)), kw
+    for kw in PAIR_CALLS:
+        assert as_lists(ours(PAIRS, **kw)) == as_lists(ref(PAIRS, **kw)), kw
+    for text in TEXTS + ["the movie is [MASK] , really"]:
+        assert dict(ours(text)) == dict(ref(text))
+        ids = ref(text, "Zoë 🙂")["input_ids"]
+        assert ours.convert_ids_to_tokens(ids) == ref.convert_ids_to_tokens(ids)
+        for skip in (False, True):
+            assert ours.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip), text
+    for key in SPECIALS:
+        assert getattr(ours, key) == (None if getattr(ref, key) is None else str(getattr(ref, key))), key
+    assert ours.all_special_ids == ref.all_special_ids and len(ours) == len(ref) == 1505
+    assert ours.clean_up_tokenization_spaces == ref.clean_up_tokenization_spaces and ours.model_max_length == 8192
+    enc = ours(*PAIRS[1])
+    assert enc["input_ids"][0] == ours.cls_token_id and enc["input_ids"].count(ours.sep_token_id) == 2
+    assert "token_type_ids" not in enc and ours.model_input_names == ref.model_input_names
+
+
 # -- tokenizer + model, end to end ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def electra_tokenizer(tmp_path_factory):
@@ -359,7 +420,7 @@ QUESTIONS = ["Who flew to Zürich?", "Where is 東京?", "What is naïve?"]
 
 
 @pytest.fixture(scope="module")
-def task_tokenizers(tmp_path_factory, bpe, unigram, electra_tokenizer):
+def task_tokenizers(tmp_path_factory, bpe, unigram, electra_tokenizer, modernbert_bpe):
     """family -> a tokenizer folder limited to 40 tokens (without a limit transformers' pipelines would run
     past the tiny models' position tables), saved by transformers."""
     from transformers import DebertaV2TokenizerFast, RobertaTokenizerFast, XLMRobertaTokenizerFast
@@ -377,6 +438,8 @@ def task_tokenizers(tmp_path_factory, bpe, unigram, electra_tokenizer):
     for file in os.listdir(electra_tokenizer):
         shutil.copy(os.path.join(electra_tokenizer, file), folder)
     out["electra"] = edit_config(folder, model_max_length=POSITIONS - 2)
+    out["modernbert"] = modernbert_tokenizer_folder(tmp_path_factory.mktemp("modernbert_task_tok"), modernbert_bpe,
+                                                    model_max_length=POSITIONS - 2)
     return out
 
 
@@ -387,13 +450,17 @@ TASK_HEADS = {"text-classification": ("sequence-classification", NLI), "zero-sho
               "feature-extraction": ("model", {})}
 
 
+# ModernBERT's longer-running tasks (the windows of long contexts, 40 tokens each) are in the slow suite.
+SLOW_TASKS = {("modernbert", t) for t in ("question-answering", "feature-extraction", "zero-shot-classification",
+                                          "token-classification")}
 # DeBERTa through the tasks whose code paths its tokenizer and heads change (feature extraction and single-text
 # classification read the same encoder and pooler the model tests cover).
-FAMILY_TASKS = [(f, t) for f in ("roberta", "xlm-roberta", "electra") for t in sorted(TASK_HEADS)] + \
+FAMILY_TASKS = [(f, t) for f in ("roberta", "xlm-roberta", "electra", "modernbert") for t in sorted(TASK_HEADS)] + \
     [("deberta-v2", t) for t in ("fill-mask", "question-answering", "token-classification", "zero-shot-classification")]
 
 
-@pytest.mark.parametrize("family,task", FAMILY_TASKS)
+@pytest.mark.parametrize("family,task", [
+    pytest.param(f, t, marks=[pytest.mark.slow] if (f, t) in SLOW_TASKS else []) for f, t in FAMILY_TASKS])
 def test_every_task_equals_transformers_pipeline(tmp_path_factory, task_tokenizers, family, task):
     """minibert's pipeline and transformers 4.57's on the same folder: a byte-level BPE (RoBERTa), a Unigram
     (XLM-R), ELECTRA's WordPiece and deberta-v3's SentencePiece with [CLS]/[SEP] and token types, each with
@@ -405,6 +472,8 @@ def test_every_task_equals_transformers_pipeline(tmp_path_factory, task_tokenize
     # ranks of labels and answers are not near-ties decided by float rounding.
     extra = dict(initializer_range=0.2, **(dict(embedding_size=16) if family == "electra" else {}),
                  **(DEBERTA_V3 if family == "deberta-v2" else {}))
+    if family == "modernbert":  # layer 1 sees 4 tokens each side: 40-token windows run it banded
+        extra.update(modernbert_ids(task_tokenizers[family]), local_attention=8, global_attn_every_n_layers=2)
     folder = model_folder(tmp_path_factory, f"{family}_{head}", family, head, task_tokenizers[family],
                           seed=sorted(TASK_HEADS).index(task), **config, **extra)
     with warnings.catch_warnings():
