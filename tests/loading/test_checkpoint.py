@@ -414,3 +414,13 @@ def test_non_finite_weight_is_refused_naming_the_tensor(tmp_path, tiny_bert_base
     with pytest.raises(CheckpointError, match=rf"^tensor encoder\.layer\.1\.output\.dense\.bias in .*v holds {nan} NaN "
                                               rf"and {inf} infinite values"):
         minibert.AutoModel.from_pretrained(folder)
+
+
+def test_float64_checkpoint_loads_rounded_with_one_warning(tmp_path, tiny_bert_base, caplog):
+    state = load_file(os.path.join(tiny_bert_base, "model.safetensors"))
+    folder = rewrite(tiny_bert_base, tmp_path / "v", extra={k: v.astype(np.float64) for k, v in state.items()})
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        got = logits(folder, minibert.AutoModel).last_hidden_state.numpy()
+    assert [r.getMessage() for r in caplog.records if r.name == "minibert"] == [
+        f"{folder} stores float64 weights: they are rounded to the model's float32"]
+    np.testing.assert_array_equal(got, logits(tiny_bert_base, minibert.AutoModel).last_hidden_state.numpy())
