@@ -114,6 +114,23 @@ def test_question_answering_and_bias_free_checkpoint_round_trip(tmp_path):
         assert np.abs(np.asarray(getattr(got, key))[m] - ref[key][m]).max() <= 1e-5
 
 
+def test_untied_decoder_without_bias(tmp_path):
+    """tie_word_embeddings=false: the decoder is its own weight, loaded and saved; decoder_bias=false: none."""
+    from reference import reference_class
+    from safetensors.numpy import load_file
+
+    folder = make_checkpoint(tmp_path / "src", "modernbert", "masked-lm", seed=10, tie_word_embeddings=False,
+                             decoder_bias=False, **TINY)
+    model, info = minibert.AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
+    assert info.missing_keys == [] and info.unexpected_keys == []
+    model.save_pretrained(tmp_path / "out")
+    assert "decoder.weight" in load_file(str(tmp_path / "out" / "model.safetensors"))
+    _, info = reference_class("modernbert", "masked-lm").from_pretrained(tmp_path / "out", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    ref = reference(folder, IDS, MASK, head="masked-lm")
+    compare(model(IDS, attention_mask=MASK, output_hidden_states=True), ref, MASK, "logits")
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("hidden_activation", "gelu_exact", r"hidden_activation='gelu_exact' is not supported"),
     ("classifier_activation", "mish", r"classifier_activation='mish' is not supported"),
