@@ -2,7 +2,7 @@
 """Max |difference| between minibert and transformers (PyTorch, eager attention) for any local checkpoint.
 
     python scripts/parity.py CHECKPOINT_DIR [--text "..." ...]
-    python scripts/parity.py --all [--base]    # every family x head, on checkpoints transformers writes
+    python scripts/parity.py --all [--base] [--family deberta-v2]    # every family x head, on checkpoints transformers writes
 
 Runs both on the same padded batch and prints one line per output. Any head works: the class is the
 one config.json's `architectures` names (a multiple-choice model reads the texts as the choices of one
@@ -82,8 +82,9 @@ def report(name: str, diffs: dict) -> bool:
     return ok
 
 
-def run_all(base: bool) -> bool:
-    """Every family x head on random checkpoints (LayerNorms perturbed), padded batches; a markdown table."""
+def run_all(base: bool, only=None) -> bool:
+    """Every family x head (or those of the families in `only`) on random checkpoints (LayerNorms perturbed),
+    padded batches; a markdown table."""
     import tempfile
 
     import numpy as np
@@ -94,6 +95,8 @@ def run_all(base: bool) -> bool:
     rng = np.random.default_rng(0)
     rows, ok = [], True
     for family, heads in FAMILIES.items():
+        if only and family not in only:
+            continue
         cfg = {**(BASE[family] if base else SMALL[family])}
         pad = cfg.get("pad_token_id", 1 if "roberta" in family else 0)
         vocab = cfg.get("vocab_size", 30522)
@@ -127,9 +130,10 @@ def main(argv=None):
     p.add_argument("--text", action="append", help="a text to run (repeatable); default: three seed sentences")
     p.add_argument("--all", action="store_true", help="every family x head on checkpoints written by transformers")
     p.add_argument("--base", action="store_true", help="with --all: the Hub models' sizes (slower)")
+    p.add_argument("--family", action="append", help="with --all: only this model_type (repeatable)")
     args = p.parse_args(argv)
     if args.all:
-        return 0 if run_all(args.base) else 1
+        return 0 if run_all(args.base, args.family) else 1
     if not args.checkpoint:
         p.error("give a CHECKPOINT_DIR or --all")
 
