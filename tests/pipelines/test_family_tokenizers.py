@@ -388,9 +388,10 @@ TASK_HEADS = {"text-classification": ("sequence-classification", NLI), "zero-sho
 
 
 # DeBERTa through the tasks whose code paths its tokenizer and heads change (feature extraction and single-text
-# classification read the same encoder and pooler the model tests cover).
+# classification read the same encoder and pooler the model tests cover); question answering, the slowest, with -m slow.
 FAMILY_TASKS = [(f, t) for f in ("roberta", "xlm-roberta", "electra") for t in sorted(TASK_HEADS)] + \
-    [("deberta-v2", t) for t in ("fill-mask", "question-answering", "token-classification", "zero-shot-classification")]
+    [("deberta-v2", t) for t in ("fill-mask", "token-classification", "zero-shot-classification")] + \
+    [pytest.param("deberta-v2", "question-answering", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("family,task", FAMILY_TASKS)
