@@ -96,7 +96,8 @@ def report(name: str, diffs: dict) -> bool:
 
 
 def run_all(base: bool, only=None) -> bool:
-    """Every family x head on random checkpoints (LayerNorms perturbed), padded batches; a markdown table."""
+    """Every family x head (or those of the families in `only`) on random checkpoints (LayerNorms perturbed),
+    padded batches; a markdown table."""
     import tempfile
 
     import numpy as np

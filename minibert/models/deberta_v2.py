@@ -154,16 +154,18 @@ class DisentangledSelfAttention(ConfigLayer):
             return tf.gather(tf.reshape(table, (B, H, T * S2)), index, axis=2)  # (B, H, T * 2S) at (T, T) -> (B, H, T, T)
 
         score = 0.0
-        if "c2p" in self.terms:  # query i against the embedding of bucket(i - j): q_i . Pk[c2p(i, j)]
+        if "c2p" in self.terms:  # query i against key j's distance: q_i . Pk[bucket(i - j) + S]
             pos_key = pos_heads((self.key_proj if c.share_att_key else self.pos_key_proj)(rel))
             score += pick(tf.matmul(q, pos_key, transpose_b=True), c2p_index)  # (B, H, T, D) @ (H, D, 2S) -> (B, H, T, 2S)
-        if "p2c" in self.terms:  # key j against the embedding of bucket(i - j): k_j . Pq[p2c(j, i)]
+        if "p2c" in self.terms:  # key j against query i's distance: k_j . Pq[bucket(i - j) + S]
             pos_query = pos_heads((self.query_proj if c.share_att_key else self.pos_query_proj)(rel))
             score += pick(tf.matmul(k, pos_query, transpose_b=True), p2c_index)  # (B, H, T, D) @ (H, D, 2S) -> (B, H, T, 2S)
         return score
 
 
 class DebertaV2Attention(ConfigLayer):
+    """self (disentangled attention) -> output (dense -> dropout -> LayerNorm(. + residual)), as BERT's."""
+
     def __init__(self, config: DebertaV2Config, **kwargs):
         super().__init__(config, **kwargs)
         self.self = DisentangledSelfAttention(config, name="self")

@@ -451,8 +451,9 @@ TASK_HEADS = {"text-classification": ("sequence-classification", NLI), "zero-sho
 
 
 # ModernBERT's longer-running tasks (the windows of long contexts, 40 tokens each) are in the slow suite.
+# DeBERTa's question answering is the slowest of its tasks.
 SLOW_TASKS = {("modernbert", t) for t in ("question-answering", "feature-extraction", "zero-shot-classification",
-                                          "token-classification")}
+                                          "token-classification")} | {("deberta-v2", "question-answering")}
 # DeBERTa through the tasks whose code paths its tokenizer and heads change (feature extraction and single-text
 # classification read the same encoder and pooler the model tests cover).
 FAMILY_TASKS = [(f, t) for f in ("roberta", "xlm-roberta", "electra", "modernbert") for t in sorted(TASK_HEADS)] + \
