@@ -237,9 +237,10 @@ def expected(pipe, requests: list) -> list:
     return [results[a:b] if is_batch else results[a] for a, b, is_batch in spans]
 
 
-def send_all(url: str, requests: list, clients: int, stop: threading.Event | None = None) -> list:
-    """Send the requests from `clients` threads (each request once); (index, status or error, body) per request."""
-    outcomes, lock, queue = [], threading.Lock(), list(enumerate(requests))
+def send_all(url: str, requests: list, clients: int, stop: threading.Event | None = None, outcomes=None) -> list:
+    """Send the requests from `clients` threads (each request once); (index, status or error, body) per request,
+    appended to `outcomes` as they come."""
+    outcomes, lock, queue = [] if outcomes is None else outcomes, threading.Lock(), list(enumerate(requests))
 
     def worker():
         with httpx.Client(base_url=url, timeout=120) as c:
@@ -319,10 +320,12 @@ def test_sigterm_during_load_loses_no_accepted_request(server, pipe):
     want = expected(pipe, requests)
     logged_before = sum(" /predict 200 " in line for line in server.lines)
     stop, result = threading.Event(), []
-    sender = threading.Thread(target=lambda: result.extend(send_all(server.url, requests, CONCURRENT, stop)))
+    sender = threading.Thread(target=send_all, args=(server.url, requests, CONCURRENT, stop, result))
     sender.start()
-    time.sleep(1.0)
-    assert server.proc.poll() is None
+    deadline = time.monotonic() + 120
+    while len(result) < 50 and time.monotonic() < deadline:  # the load is under way
+        time.sleep(0.05)
+    assert server.proc.poll() is None and len(result) < len(requests)
     server.proc.send_signal(__import__("signal").SIGTERM)
     assert server.proc.wait(120) == 0
     server.reader.join(10)  # every line the server wrote has been read
