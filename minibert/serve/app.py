@@ -319,7 +319,8 @@ class Server:
         if isinstance(value, list) and value and not isinstance(value[0], str):
             raise APIError("`input` must be a string or a list of strings: token ids are not accepted")
         texts, _ = f.texts("input", self.limits.max_client_batch_size)
-        f.str("model"), f.str("user")
+        for name in ("model", "user"):  # accepted and checked, as OpenAI's clients send them; one model is served
+            f.str(name)
         encoding = f.str("encoding_format", "float")
         if encoding not in ("float", "base64"):
             raise APIError(f"encoding_format={encoding!r}; use 'float' or 'base64'")

@@ -86,7 +86,8 @@ def test_health_and_info(client):
     assert r.status_code == 200 and r.content == b""
     info = client.get("/info").json()
     assert info["model_type"] == {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
-    assert (info["max_input_length"], info["max_concurrent_requests"], info["max_client_batch_size"]) == (MAX_LENGTH, CONCURRENT, 32)
+    limits = info["max_input_length"], info["max_concurrent_requests"], info["max_client_batch_size"]
+    assert limits == (MAX_LENGTH, CONCURRENT, 32)
 
 
 def test_predict_texts_pairs_and_batches(client, pipe):
