@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hmac
 import json
 import logging
 
@@ -231,7 +232,8 @@ class Server:
             start, ctx, error_type = time.perf_counter(), Ctx(), None
             try:
                 if self.limits.api_key is not None and route != "/health":
-                    if request.headers.get("authorization", "") != f"Bearer {self.limits.api_key}":
+                    given = request.headers.get("authorization", "").encode()
+                    if not hmac.compare_digest(given, f"Bearer {self.limits.api_key}".encode()):  # in constant time
                         raise APIError("a valid `Authorization: Bearer` API key is required", "Unauthorized")
                 if model:
                     try:

@@ -18,26 +18,25 @@ import time
 import httpx
 import pytest
 from reference import REPO, sst2_train_texts
-from server import MAX_LENGTH, Server, tiny_checkpoint
+from server import CONCURRENT, MAX_LENGTH
 
 TOL = 1e-6
-CONCURRENT = 16
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("cross_encoder"), "sequence-classification", num_labels=1)
+def folder(launched):
+    return launched["cross-encoder"][0]
 
 
 @pytest.fixture(scope="module")
-def served(folder):
+def served(launched):
     """The server and, built while it starts, the pipeline whose results it must give."""
     from minibert.pipelines import pipeline
 
-    s = Server("--model", folder, "--max-concurrent-requests", str(CONCURRENT), "--max-wait-ms", "5")
+    folder, server = launched["cross-encoder"]
     pipe = pipeline("text-classification", model=folder)
-    yield s.wait_ready(), pipe
-    s.stop()
+    yield server.wait_ready(), pipe
+    server.stop()
 
 
 @pytest.fixture(scope="module")
