@@ -45,6 +45,9 @@ STATUS = {"Validation": 413, "Unprocessable": 422, "Empty": 400, "Overloaded": 4
           "NotFound": 404, "MethodNotAllowed": 405, "Backend": 424, "Unhealthy": 503}
 
 
+INLINE_CHARS = 8192  # requests up to this many characters are tokenized on the event loop
+
+
 class APIError(Exception):
     def __init__(self, message: str, error_type: str = "Unprocessable", status: int | None = None):
         super().__init__(message)
@@ -280,9 +283,14 @@ class Server:
         return job.future.result()
 
     async def lengths(self, items: list, truncate: bool, ctx: Ctx) -> list[int]:
-        """Each input's token count (off the event loop: a text may be a megabyte); past the model's length
-        it is an error unless truncation was asked for."""
-        lengths = await run_in_threadpool(self.served.count_tokens, items)
+        """Each input's token count; past the model's length it is an error unless truncation was asked for.
+        A large request is tokenized off the event loop (a text may be a megabyte); a small one inline,
+        where it costs less than the hop to a thread."""
+        size = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items)
+        if size > INLINE_CHARS:
+            lengths = await run_in_threadpool(self.served.count_tokens, items)
+        else:
+            lengths = self.served.count_tokens(items)
         limit = self.served.max_input_length
         if not truncate:
             for i, n in enumerate(lengths):
