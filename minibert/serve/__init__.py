@@ -43,7 +43,8 @@ def add_arguments(p) -> None:
     r = p.add_argument_group("more than one machine: Ray Serve (pip install 'ray[serve]')")
     r.add_argument("--ray", action="store_true", help="serve the same app on Ray Serve, one model and batcher per replica")
     r.add_argument("--replicas", type=int, metavar="N", help="with --ray: copies of the model (default 1)")
-    r.add_argument("--threads", type=int, default=1, metavar="N", help="with --ray: CPUs (TensorFlow threads) per replica (default 1)")
+    r.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="with --ray: CPUs (TensorFlow threads) per replica (default 1)")
     r.add_argument("--address", metavar="HEAD:6379", help="with --ray: join this Ray cluster (default: start a local one)")
     p.add_argument("--no-warm-up", action="store_true",
                    help="answer at once and compile each input shape on its first use (for development)")
@@ -153,7 +154,7 @@ def _serve(args, task, sock) -> int:
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             log_level="warning" if args.log_level != "debug" else "debug")
     ready = f"minibert serve: {task.name} model {served.model_id} on http://{host}:{port}"
-    _GracefulServer(config, ready).run(sockets=[sock])
+    _graceful_server_class()(config, ready).run(sockets=[sock])
     return 0
 
 
@@ -167,6 +168,7 @@ def _configure_logging(level: str) -> None:
 
 
 def _graceful_server_class():
+    """Defined on first use: uvicorn is an optional dependency."""
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
@@ -194,7 +196,3 @@ def _graceful_server_class():
             return captured()
 
     return GracefulServer
-
-
-def _GracefulServer(config, ready):  # noqa: N802 - builds the class on first use: uvicorn is optional
-    return _graceful_server_class()(config, ready)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hmac
 import json
 import logging
 
@@ -42,6 +43,9 @@ log = logging.getLogger("minibert.serve")
 
 STATUS = {"Validation": 413, "Unprocessable": 422, "Empty": 400, "Overloaded": 429, "Unauthorized": 401,
           "NotFound": 404, "MethodNotAllowed": 405, "Backend": 424, "Unhealthy": 503}
+
+
+INLINE_CHARS = 8192  # requests up to this many characters are tokenized on the event loop
 
 
 class APIError(Exception):
@@ -231,7 +235,8 @@ class Server:
             start, ctx, error_type = time.perf_counter(), Ctx(), None
             try:
                 if self.limits.api_key is not None and route != "/health":
-                    if request.headers.get("authorization", "") != f"Bearer {self.limits.api_key}":
+                    given = request.headers.get("authorization", "").encode()
+                    if not hmac.compare_digest(given, f"Bearer {self.limits.api_key}".encode()):  # in constant time
                         raise APIError("a valid `Authorization: Bearer` API key is required", "Unauthorized")
                 if model:
                     try:
@@ -278,9 +283,14 @@ class Server:
         return job.future.result()
 
     async def lengths(self, items: list, truncate: bool, ctx: Ctx) -> list[int]:
-        """Each input's token count (off the event loop: a text may be a megabyte); past the model's length
-        it is an error unless truncation was asked for."""
-        lengths = await run_in_threadpool(self.served.count_tokens, items)
+        """Each input's token count; past the model's length it is an error unless truncation was asked for.
+        A large request is tokenized off the event loop (a text may be a megabyte); a small one inline,
+        where it costs less than the hop to a thread."""
+        size = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items)
+        if size > INLINE_CHARS:
+            lengths = await run_in_threadpool(self.served.count_tokens, items)
+        else:
+            lengths = self.served.count_tokens(items)
         limit = self.served.max_input_length
         if not truncate:
             for i, n in enumerate(lengths):
@@ -319,7 +329,8 @@ class Server:
         if isinstance(value, list) and value and not isinstance(value[0], str):
             raise APIError("`input` must be a string or a list of strings: token ids are not accepted")
         texts, _ = f.texts("input", self.limits.max_client_batch_size)
-        f.str("model"), f.str("user")
+        for name in ("model", "user"):  # accepted and checked, as OpenAI's clients send them; one model is served
+            f.str(name)
         encoding = f.str("encoding_format", "float")
         if encoding not in ("float", "base64"):
             raise APIError(f"encoding_format={encoding!r}; use 'float' or 'base64'")

@@ -87,7 +87,8 @@ class Metrics:
         by_name["minibert_queue_depth"] = [f"minibert_queue_depth {self.queue_depth}"]
         by_name["minibert_requests_in_flight"] = [f"minibert_requests_in_flight {self.in_flight()}"]
         for route, hist in sorted(self.latency.items()):
-            by_name["minibert_request_duration_seconds"] += hist.lines("minibert_request_duration_seconds", f'route="{route}"')
+            name = "minibert_request_duration_seconds"
+            by_name[name] += hist.lines(name, f'route="{route}"')
         for name, hist in self.batches.items():
             by_name[name] = hist.lines(name, "")
         out = []

@@ -98,7 +98,8 @@ class Served:
         from .app import APIError
 
         if prompt_name not in self.prompts:
-            known = ", ".join(repr(p) for p in self.prompts) or "none (the folder's config_sentence_transformers.json has no prompts)"
+            known = (", ".join(repr(p) for p in self.prompts)
+                     or "none (the folder's config_sentence_transformers.json has no prompts)")
             raise APIError(f"prompt_name={prompt_name!r} is not one of this model's prompts: {known}")
         return [self.prompts[prompt_name] + t for t in texts]
 

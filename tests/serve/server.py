@@ -15,6 +15,25 @@ from reference import REPO, make_checkpoint, minilm_dir
 TINY = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2, vocab_size=30522,
             max_position_embeddings=64)
 MAX_LENGTH = 64
+EMBED_MAX_SEQ = 48  # sentence_bert_config.json's max_seq_length: shorter than the model's 64 positions
+PROMPTS = {"query": "query: ", "passage": "passage: "}
+CONCURRENT = 16  # the cross-encoder server's --max-concurrent-requests
+API_KEY = "s3cret"  # the embedder server's --api-key
+
+
+def sentence_transformers_folder(folder) -> str:
+    """A tiny encoder saved as sentence-transformers saves one: modules, max_seq_length, prompts, pooling."""
+    folder = tiny_checkpoint(folder, "model")
+    files = {"modules.json": [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                              {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}],
+             "sentence_bert_config.json": {"max_seq_length": EMBED_MAX_SEQ, "do_lower_case": False},
+             "config_sentence_transformers.json": {"prompts": PROMPTS, "default_prompt_name": None},
+             "1_Pooling/config.json": {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}}
+    for name, value in files.items():
+        os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
+        with open(os.path.join(folder, name), "w") as f:
+            json.dump(value, f)
+    return folder
 
 
 def tiny_checkpoint(folder, head: str, **config) -> str:

@@ -18,26 +18,25 @@ import time
 import httpx
 import pytest
 from reference import REPO, sst2_train_texts
-from server import MAX_LENGTH, Server, tiny_checkpoint
+from server import CONCURRENT, MAX_LENGTH
 
 TOL = 1e-6
-CONCURRENT = 16
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("cross_encoder"), "sequence-classification", num_labels=1)
+def folder(launched):
+    return launched["cross-encoder"][0]
 
 
 @pytest.fixture(scope="module")
-def served(folder):
+def served(launched):
     """The server and, built while it starts, the pipeline whose results it must give."""
     from minibert.pipelines import pipeline
 
-    s = Server("--model", folder, "--max-concurrent-requests", str(CONCURRENT), "--max-wait-ms", "5")
+    folder, server = launched["cross-encoder"]
     pipe = pipeline("text-classification", model=folder)
-    yield s.wait_ready(), pipe
-    s.stop()
+    yield server.wait_ready(), pipe
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +85,8 @@ def test_health_and_info(client):
     assert r.status_code == 200 and r.content == b""
     info = client.get("/info").json()
     assert info["model_type"] == {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
-    assert (info["max_input_length"], info["max_concurrent_requests"], info["max_client_batch_size"]) == (MAX_LENGTH, CONCURRENT, 32)
+    limits = info["max_input_length"], info["max_concurrent_requests"], info["max_client_batch_size"]
+    assert limits == (MAX_LENGTH, CONCURRENT, 32)
 
 
 def test_predict_texts_pairs_and_batches(client, pipe):
@@ -237,9 +237,10 @@ def expected(pipe, requests: list) -> list:
     return [results[a:b] if is_batch else results[a] for a, b, is_batch in spans]
 
 
-def send_all(url: str, requests: list, clients: int, stop: threading.Event | None = None) -> list:
-    """Send the requests from `clients` threads (each request once); (index, status or error, body) per request."""
-    outcomes, lock, queue = [], threading.Lock(), list(enumerate(requests))
+def send_all(url: str, requests: list, clients: int, stop: threading.Event | None = None, outcomes=None) -> list:
+    """Send the requests from `clients` threads (each request once); (index, status or error, body) per request,
+    appended to `outcomes` as they come."""
+    outcomes, lock, queue = [] if outcomes is None else outcomes, threading.Lock(), list(enumerate(requests))
 
     def worker():
         with httpx.Client(base_url=url, timeout=120) as c:
@@ -319,10 +320,12 @@ def test_sigterm_during_load_loses_no_accepted_request(server, pipe):
     want = expected(pipe, requests)
     logged_before = sum(" /predict 200 " in line for line in server.lines)
     stop, result = threading.Event(), []
-    sender = threading.Thread(target=lambda: result.extend(send_all(server.url, requests, CONCURRENT, stop)))
+    sender = threading.Thread(target=send_all, args=(server.url, requests, CONCURRENT, stop, result))
     sender.start()
-    time.sleep(1.0)
-    assert server.proc.poll() is None
+    deadline = time.monotonic() + 120
+    while len(result) < 50 and time.monotonic() < deadline:  # the load is under way
+        time.sleep(0.05)
+    assert server.proc.poll() is None and len(result) < len(requests)
     server.proc.send_signal(__import__("signal").SIGTERM)
     assert server.proc.wait(120) == 0
     server.reader.join(10)  # every line the server wrote has been read

@@ -3,44 +3,32 @@ against the pipeline and against sentence-transformers itself."""
 from __future__ import annotations
 
 import base64
-import json
-import os
 
 import httpx
 import numpy as np
 import pytest
-from server import Server, tiny_checkpoint
+from server import EMBED_MAX_SEQ as MAX_SEQ
+from server import API_KEY, PROMPTS
 
 TOL = 1e-6
-MAX_SEQ = 48  # sentence_bert_config.json's max_seq_length: shorter than the model's 64 positions
-PROMPTS = {"query": "query: ", "passage": "passage: "}
 FILLER = ["filler"] * 5  # past the XLA buckets: expectations run the open-shape graph, as the server does
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    folder = tiny_checkpoint(tmp_path_factory.mktemp("embedder"), "model")
-    files = {"modules.json": [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                              {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}],
-             "sentence_bert_config.json": {"max_seq_length": MAX_SEQ, "do_lower_case": False},
-             "config_sentence_transformers.json": {"prompts": PROMPTS, "default_prompt_name": None},
-             "1_Pooling/config.json": {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}}
-    for name, value in files.items():
-        os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
-        with open(os.path.join(folder, name), "w") as f:
-            json.dump(value, f)
-    return folder
+def folder(launched):
+    return launched["embedder"][0]
 
 
 @pytest.fixture(scope="module")
-def served(folder):
+def served(launched):
     from minibert.pipelines import pipeline
 
-    s = Server("--model", folder)
-    pipe = pipeline("feature-extraction", model=folder)
-    with httpx.Client(base_url=s.wait_ready().url, timeout=120) as client:
+    folder, server = launched["embedder"]
+    pipe = pipeline("feature-extraction", model=folder)  # while the server starts
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=server.wait_ready().url, timeout=120, headers=headers) as client:
         yield client, pipe
-    s.stop()
+    assert server.stop() == 0
 
 
 def embeddings(pipe, texts, normalize=True, **options):
@@ -108,3 +96,14 @@ def test_info_and_the_wrong_routes(served):
     assert info["max_input_length"] == MAX_SEQ
     r = client.post("/predict", json={"inputs": "x"})
     assert r.status_code == 400 and "/embed or /v1/embeddings" in r.json()["error"]
+
+
+def test_api_key(served):
+    client, _ = served
+    url = str(client.base_url)
+    r = httpx.post(url + "/embed", json={"inputs": "x"})
+    assert r.status_code == 401 and r.json()["error_type"] == "Unauthorized"
+    r = httpx.post(url + "/embed", json={"inputs": "x"}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    assert httpx.get(url + "/health").status_code == 200  # probes need no key
+    assert client.post("/embed", json={"inputs": "x"}).status_code == 200

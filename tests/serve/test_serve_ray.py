@@ -6,7 +6,8 @@ import socket
 import httpx
 import pytest
 from server import Server, tiny_checkpoint
-from test_serve import CONCURRENT, assert_answers, assert_labels, expected, ranked, send_all, workload
+from server import CONCURRENT
+from test_serve import assert_answers, assert_labels, expected, ranked, send_all, workload
 
 
 @pytest.mark.slow
