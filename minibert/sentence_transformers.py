@@ -267,6 +267,9 @@ def read_folder(folder) -> SentenceFolder:
         raise SentenceFolderError(f"{where}: similarity_fn_name {similarity!r}; sentence-transformers knows "
                                   f"{', '.join(SIMILARITY_FNS)}")
     truncate_dim = st_config.get("truncate_dim")
+    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
+                                     or truncate_dim < 1):
+        raise SentenceFolderError(f"{where}: truncate_dim must be a positive integer, got {truncate_dim!r}")
     activation = st_config.get("activation_fn")
     if activation is None:  # cross-encoders saved by transformers' side: config.json states it (v4+, then older)
         activation = (model_config.get("sentence_transformers") or {}).get("activation_fn") \
@@ -476,6 +479,8 @@ class SentenceTransformer:
         if self.truncate_dim is not None and self.truncate_dim > sentence.dimension:
             raise ValueError(f"truncate_dim={self.truncate_dim} is more than the {sentence.dimension} dimensions "
                              "of this model's embeddings")
+        if self.truncate_dim is None:
+            self.truncate_dim = sentence.truncate_dim  # config_sentence_transformers.json may state one
         self.folder = sentence
         hub = dict(revision=revision, local_files_only=local_files_only, cache_dir=cache_folder, token=token)
         self._pipe = _load("feature-extraction", folder, sentence, sentence.max_seq_length, device, hub)
