@@ -1,4 +1,4 @@
-"""The `minibert` command: every pipeline task (classify, ner, qa, fill-mask, zero-shot, embed), and
+"""The `minibert` command: every pipeline task (classify, ner, qa, fill-mask, zero-shot, embed, rerank), and
 tokenize and trace, on texts from the arguments, a file or stdin; with `--input`, on datasets through Ray.
 
 Each task's command (its flags, how an input line becomes a pipeline input, how a record prints) is

@@ -20,14 +20,12 @@ Dense that does not fit, a missing weight) fails before TensorFlow or the model 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-logger = logging.getLogger("minibert")
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 # The 2.x-4.x boolean keys, in the order sentence-transformers concatenates the modes they turn on.
@@ -82,7 +80,7 @@ def activation_name(value, where: str) -> str:
     return name
 
 
-def _read_json(path: str, required: bool = False) -> dict:
+def _read_json(path: str, required: bool = False, expect: type = dict):
     if not os.path.isfile(path):
         if required:
             raise SentenceFolderError(f"{path} is missing")
@@ -92,8 +90,8 @@ def _read_json(path: str, required: bool = False) -> dict:
             value = json.load(f)
     except (OSError, ValueError) as e:
         raise SentenceFolderError(f"{path} is not readable JSON: {e}") from None
-    if required and not isinstance(value, (dict, list)) or not required and not isinstance(value, dict):
-        raise SentenceFolderError(f"{path} holds a {type(value).__name__}, not a JSON object")
+    if not isinstance(value, expect):
+        raise SentenceFolderError(f"{path} holds a {type(value).__name__}, not a JSON {expect.__name__}")
     return value
 
 
@@ -214,7 +212,7 @@ def read_folder(folder) -> SentenceFolder:
     folder = os.fspath(folder)
     st_config = _read_json(os.path.join(folder, "config_sentence_transformers.json"))
     modules_path = os.path.join(folder, "modules.json")
-    entries = _read_json(modules_path, required=True) if os.path.isfile(modules_path) else \
+    entries = _read_json(modules_path, required=True, expect=list) if os.path.isfile(modules_path) else \
         [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"}]
     if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("type"), str) for e in entries):
         raise SentenceFolderError(f"{modules_path}: expected a list of {{\"idx\", \"path\", \"type\"}} objects")
@@ -267,6 +265,9 @@ def read_folder(folder) -> SentenceFolder:
         raise SentenceFolderError(f"{where}: similarity_fn_name {similarity!r}; sentence-transformers knows "
                                   f"{', '.join(SIMILARITY_FNS)}")
     truncate_dim = st_config.get("truncate_dim")
+    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
+                                     or truncate_dim < 1):
+        raise SentenceFolderError(f"{where}: truncate_dim must be a positive integer, got {truncate_dim!r}")
     activation = st_config.get("activation_fn")
     if activation is None:  # cross-encoders saved by transformers' side: config.json states it (v4+, then older)
         activation = (model_config.get("sentence_transformers") or {}).get("activation_fn") \
@@ -436,10 +437,6 @@ def _load(task: str, folder: str, sentence: SentenceFolder, max_length, device, 
     return spec.pipeline_class(model, tokenizer, max_length=max_length, device=device, sentence=sentence)
 
 
-def _is_single(inputs) -> bool:
-    return isinstance(inputs, str)
-
-
 def _progress(results, total: int, show: bool | None):
     if not show:
         return results
@@ -476,6 +473,8 @@ class SentenceTransformer:
         if self.truncate_dim is not None and self.truncate_dim > sentence.dimension:
             raise ValueError(f"truncate_dim={self.truncate_dim} is more than the {sentence.dimension} dimensions "
                              "of this model's embeddings")
+        if self.truncate_dim is None:
+            self.truncate_dim = sentence.truncate_dim  # config_sentence_transformers.json may state one
         self.folder = sentence
         hub = dict(revision=revision, local_files_only=local_files_only, cache_dir=cache_folder, token=token)
         self._pipe = _load("feature-extraction", folder, sentence, sentence.max_seq_length, device, hub)
@@ -518,7 +517,7 @@ class SentenceTransformer:
         normalize_embeddings, then `precision` ("int8", "uint8", "binary", "ubinary": quantize_embeddings)."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}; use one of {', '.join(PRECISIONS)}")
-        single = _is_single(sentences)
+        single = isinstance(sentences, str)  # one text: one vector, as sentence-transformers
         texts = [sentences] if single else list(sentences)
         options = dict(pooling=None, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
                        normalize=True if normalize_embeddings else None,

