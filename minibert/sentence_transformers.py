@@ -80,7 +80,8 @@ def activation_name(value, where: str) -> str:
     return name
 
 
-def _read_json(path: str, required: bool = False, expect: type = dict):
+def read_json(path: str, required: bool = False, expect: type = dict):
+    """A folder's JSON file ({} when an optional one is absent), or one line naming the file and what is wrong."""
     if not os.path.isfile(path):
         if required:
             raise SentenceFolderError(f"{path} is missing")
@@ -90,6 +91,8 @@ def _read_json(path: str, required: bool = False, expect: type = dict):
             value = json.load(f)
     except (OSError, ValueError) as e:
         raise SentenceFolderError(f"{path} is not readable JSON: {e}") from None
+    except RecursionError:
+        raise SentenceFolderError(f"{path} is nested too deeply") from None
     if not isinstance(value, expect):
         raise SentenceFolderError(f"{path} holds a {type(value).__name__}, not a JSON {expect.__name__}")
     return value
@@ -210,9 +213,9 @@ def read_folder(folder) -> SentenceFolder:
     """A checkpoint folder's sentence-transformers settings. A folder without modules.json (a plain
     transformers checkpoint, as older cross-encoders ship) gives just its Transformer: no pooling."""
     folder = os.fspath(folder)
-    st_config = _read_json(os.path.join(folder, "config_sentence_transformers.json"))
+    st_config = read_json(os.path.join(folder, "config_sentence_transformers.json"))
     modules_path = os.path.join(folder, "modules.json")
-    entries = _read_json(modules_path, required=True, expect=list) if os.path.isfile(modules_path) else \
+    entries = read_json(modules_path, required=True, expect=list) if os.path.isfile(modules_path) else \
         [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"}]
     if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("type"), str) for e in entries):
         raise SentenceFolderError(f"{modules_path}: expected a list of {{\"idx\", \"path\", \"type\"}} objects")
@@ -222,13 +225,13 @@ def read_folder(folder) -> SentenceFolder:
         raise SentenceFolderError(f"{modules_path}: the chain must start with one Transformer module, got "
                                   f"{', '.join(e['type'] for e in entries)}")
     model_folder = os.path.join(folder, entries[0].get("path") or "")
-    model_config = _read_json(os.path.join(model_folder, "config.json"), required=True)
+    model_config = read_json(os.path.join(model_folder, "config.json"), required=True)
     hidden = model_config.get("hidden_size", model_config.get("dim"))
     if not isinstance(hidden, int):
         raise SentenceFolderError(f"{os.path.join(model_folder, 'config.json')} has no integer hidden_size")
     tf_config = {}
     for name in TRANSFORMER_CONFIGS:
-        tf_config = _read_json(os.path.join(model_folder, name))
+        tf_config = read_json(os.path.join(model_folder, name))
         if tf_config:
             break
     pooling, steps, dim = None, [], hidden
@@ -295,7 +298,7 @@ def _module_kind(entry: dict, i: int, where: str) -> str:
 
 
 def _read_pooling(path: str, hidden: int) -> Pooling:
-    cfg = _read_json(path, required=True)
+    cfg = read_json(path, required=True)
     mode = cfg.get("pooling_mode")
     if mode is None:
         mode = [m for key, m in LEGACY_POOLING_KEYS.items() if cfg.get(key)] or ["mean"]
@@ -312,7 +315,7 @@ def _read_pooling(path: str, hidden: int) -> Pooling:
 
 def _read_dense(path: str, dim_in: int) -> Dense:
     where = os.path.join(path, "config.json")
-    cfg = _read_json(where, required=True)
+    cfg = read_json(where, required=True)
     n_in, n_out = cfg.get("in_features"), cfg.get("out_features")
     if n_in != dim_in:
         raise SentenceFolderError(f"{where}: in_features={n_in} but the module before it gives vectors of "
@@ -354,7 +357,7 @@ def _max_seq_length(model_folder: str, tf_config: dict, model_config: dict) -> i
     if value is None:
         value = (tf_config.get("processor_kwargs") or tf_config.get("tokenizer_args") or {}).get("model_max_length")
     if value is None:
-        value = _read_json(os.path.join(model_folder, "tokenizer_config.json")).get("model_max_length") or VERY_LARGE
+        value = read_json(os.path.join(model_folder, "tokenizer_config.json")).get("model_max_length") or VERY_LARGE
         positions = model_config.get("max_position_embeddings")
         if isinstance(positions, int) and positions > 0:
             value = min(value, positions)

@@ -2,7 +2,6 @@
 (sentence-transformers' modules: pooling, Dense, Normalize, prompts) or as the caller asks."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -164,16 +163,7 @@ def folder_settings(folder) -> dict:
         if sentence.pooling is not None:
             return {"sentence": sentence, "max_length": sentence.max_seq_length, "model_folder": sentence.model_folder}
     path = os.path.join(os.fspath(folder), "sentence_bert_config.json")  # a Transformer module alone
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except RecursionError:
-            raise ValueError(f"{path} is nested too deeply") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}")
-        return {"max_length": data.get("max_seq_length")}
-    return {}
+    return {"max_length": st.read_json(path).get("max_seq_length")} if os.path.isfile(path) else {}
 
 
 # -- records, the command, trace ------------------------------------------------------------------

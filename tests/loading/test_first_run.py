@@ -150,11 +150,11 @@ def test_deeply_nested_json_is_one_line(tmp_path, name, tiny_bert_base):
 
 @pytest.mark.parametrize("content", ["[]", '"text"', "3", DEEP])
 def test_sentence_bert_config_that_is_no_object_is_named(tmp_path, content):
-    from minibert.pipelines.feature_extraction import sentence_transformers_max_length
+    from minibert.pipelines.feature_extraction import folder_settings
 
     (tmp_path / "sentence_bert_config.json").write_text(content)
-    with pytest.raises(ValueError, match=r"sentence_bert_config\.json (must hold a JSON object, not |is nested too deeply)"):
-        sentence_transformers_max_length(tmp_path)
+    with pytest.raises(ValueError, match=r"sentence_bert_config\.json (holds a \w+, not a JSON dict|is nested too deeply)"):
+        folder_settings(tmp_path)
 
 
 def test_cache_that_is_a_file_is_named(tmp_path, monkeypatch):
