@@ -194,6 +194,9 @@ def test_rows_the_pipeline_refuses_are_error_rows(tiny, tmp_path):
     fill.on_error = "fail"
     with pytest.raises(mray.BadRow, match=r"^f.txt, row 2 has no mask token \[MASK\]"):
         fill(masked)
+    flagged = masked.append_column("error", pa.array([None, None, "f.txt, row 3: not valid UTF-8"], pa.string()))
+    with pytest.raises(mray.BadRow, match=r"^f.txt, row 2 has no mask token"):  # the first bad row, not the reader's
+        fill(flagged)
     long = "why " * 80
     qa = mray.Predict("question-answering", model=tiny["question-answering"], on_error="record")
     table = qa(pa.table({"question": ["Who?", long], "context": ["Ana flew to Paris.", "Ana flew to Paris."]}))
@@ -741,7 +744,7 @@ def test_record_mode_keeps_refused_rows_writes_jsonl_and_quiet_is_quiet(local_ra
         f'{source}, row 3: field \'n\' is a string ("three"), but a number in row 1', None]
     want = pipeline("fill-mask", model=tiny["fill-mask"])([lines[0]["text"], lines[3]["text"]], top_k=2)
     close([rows[0]["masks"], rows[3]["masks"]], [[w] for w in want], "masks")
-    assert main([*argv, "--output", str(tmp_path / "failed")]) == 1  # --on-error fail: the reader's flag stops it
+    assert main([*argv, "--output", str(tmp_path / "failed")]) == 1  # --on-error fail: the first bad row stops it
     err = capfd.readouterr().err.splitlines()
-    assert err[-1] == f'minibert: error: {source}, row 3: field \'n\' is a string ("three"), but a number in row 1'
+    assert err[-1] == f"minibert: error: {source}, row 2 has no mask token [MASK]: fill-mask predicts the word at each [MASK]"
     assert all(line.startswith("minibert: warning: --workers 2") for line in err[:-1]), err
