@@ -526,6 +526,7 @@ def test_cli_end_to_end_jsonl_in_jsonl_out(texts, tmp_path):
            "--output-format", "jsonl", "--workers", "2"]
     p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=300)
     assert p.returncode == 0, p.stderr.decode()[-3000:]
+    assert " INFO " not in p.stderr.decode() and "max_errored_blocks" not in p.stderr.decode()  # no progress log lines
     last = p.stderr.decode().strip().splitlines()[-1]
     assert last.startswith("minibert: 300 rows in ") and " rows/s" in last and "2 worker(s) x 1 thread(s)" in last
     parts = sorted(f for f in out.iterdir() if f.name != "_SUCCESS")  # the marker of a complete output
