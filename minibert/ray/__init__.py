@@ -19,8 +19,9 @@ are declared in its own module. The modules follow the data: `readers.py` (files
 
 Library use, on a dataset of your own (one row per text in a `text` column):
 
+    workers = max(1, int(ray.cluster_resources()["CPU"]) - 1)  # one CPU left for reading
     ds.map_batches(minibert.ray.Classify, batch_format="pyarrow", batch_size=1024,
-                   compute=ray.data.ActorPoolStrategy(size=4), num_cpus=1)
+                   compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
 
 Nothing here imports Ray, pyarrow or TensorFlow at import time: `minibert classify --help` stays fast and
 minibert's core does not depend on Ray (`pip install "minibert-tf[ray]"` brings it).

@@ -109,8 +109,13 @@ class Predict:
                     problem = self._check(pairs[i], self.pair_column)
                 errors[i] = f"{_where(batch, i)}: {problem}" if problem else self._refused(batch, inputs[i], i)
         keep = [i for i in range(n) if not errors[i]]
-        if self.on_error == "fail" and len(keep) < n:
-            raise BadRow(next(e for e in errors if e))
+        if self.on_error == "fail" and len(keep) < n:  # the first bad row, the pipeline's refusals included
+            first = next(i for i in range(n) if errors[i])
+            earlier = [i for i in keep if i < first]
+            for j, (i, e) in enumerate(zip(earlier, self.pipe.refusals([inputs[i] for i in earlier]))):
+                if e is not None:
+                    raise BadRow(_named(batch, i, str(e), f"input {j}"))
+            raise BadRow(errors[first])
         # The pipeline sorts this batch by length and runs it `batch_size` texts per forward: the same
         # code, and so the same numbers, as pipeline(...)(texts) in one process.
         try:

@@ -325,3 +325,50 @@ def test_tsv_escapes_labels_and_output_keeps_its_mode(tmp_path, capsys):
     assert minibert.cli.main(["embed", "--output", str(out), "a text"]) == 0
     assert oct(os.stat(out).st_mode & 0o777) == oct(0o644)
     assert np.load(out).shape == (1, 384)
+
+
+def test_help_texts_match_what_the_commands_do(capsys):
+    import minibert.cli
+
+    helps = {}
+    for verb in ("tokenize", "ner", "embed", "trace", "qa", "classify"):
+        with pytest.raises(SystemExit):
+            minibert.cli.main([verb, "--help"])
+        helps[verb] = " ".join(capsys.readouterr().out.split())
+    assert "truncate texts to N tokens (default: no truncation)" in helps["tokenize"]
+    assert "truncate texts to N tokens (default: the model's limit)" in helps["classify"]
+    assert "question" not in helps["ner"] and "question" not in helps["embed"]
+    assert "--format {jsonl,tsv}" in helps["embed"]
+    assert "at most 1 GiB of them" in helps["trace"]
+    assert "--max-question-len N refuse questions longer than N tokens (default 64)" in helps["qa"]
+
+
+def test_qa_table_shows_every_answer_embed_writes_tsv_and_max_length_is_the_model_s(tmp_path, task_folders, capsys):
+    """`qa --top-k 2 --format table` shows both answers; `embed --format tsv` the vector's numbers; --max-length
+    defaults to the model's positions (not its tokenizer's larger limit) and is refused past them."""
+    import minibert.cli
+    from reference import make_checkpoint, minilm_dir
+
+    context = "John lives in Paris. The weather there is mild and it rains often."
+    (tmp_path / "context.txt").write_text(context, encoding="utf-8")
+    assert minibert.cli.main(["qa", "--model", task_folders["qa"], "--context", str(tmp_path / "context.txt"),
+                              "--top-k", "2", "--format", "table", "where does john live?"]) == 0
+    want = minibert.pipeline("question-answering", model=task_folders["qa"])(
+        question="where does john live?", context=context, top_k=2)
+    row = capsys.readouterr().out.splitlines()[1]
+    assert " | ".join(a["answer"] for a in want) in row and " | ".join(f"{a['score']:.4f}" for a in want) in row
+
+    assert minibert.cli.main(["embed", "--format", "tsv", "A man is eating food."]) == 0
+    numbers, text = capsys.readouterr().out.rstrip("\n").split("\t")
+    want = minibert.pipeline("feature-extraction")("A man is eating food.", pooling="mean", normalize=True)
+    assert text == "A man is eating food." and np.abs(np.array(numbers.split(), float) - want).max() < 1e-6
+
+    folder = make_checkpoint(tmp_path / "m", "bert", "sequence-classification", hidden_size=32, num_attention_heads=4,
+                             intermediate_size=37, num_hidden_layers=2, vocab_size=30522, max_position_embeddings=64)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):  # 512 tokens
+        (tmp_path / "m" / name).write_bytes(open(os.path.join(minilm_dir(), name), "rb").read())
+    assert minibert.cli.main(["classify", "--model", folder, "--format", "jsonl", "word " * 100]) == 0
+    assert json.loads(capsys.readouterr().out)["label"]
+    assert minibert.cli.main(["classify", "--model", folder, "--max-length", "100", "a text"]) == 1
+    assert capsys.readouterr().err == ("minibert: error: --max-length 100 is more than the 64 tokens this model takes: "
+                                       "give --max-length 64 or less\n")

@@ -24,3 +24,15 @@ def test_readme_example_runs_offline():
     assert p.returncode == 0, p.stderr[-3000:]
     assert "[CLS] i've been waiting for a huggingface course my whole life. [SEP]" in p.stdout
     assert "(2, 16, 384)" in p.stdout
+
+
+def test_readme_python_example_runs_as_copied(capsys):
+    """The README's "first run" Python block, as a reader copies it: no name left undefined."""
+    import re
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    after = readme[readme.index("`python scripts/example.py` is the course's walkthrough"):]
+    block = re.search(r"```python\n(.*?)```", after, re.S).group(1)
+    exec(compile(block, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "(2, 16, 384)"

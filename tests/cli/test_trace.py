@@ -130,3 +130,28 @@ def test_each_head_shows_its_own_last_stage(tmp_path, minilm, head):
     else:
         logits = model({k: v[None] for k, v in enc.items()}).logits.numpy()
         assert r["choice"] == int(logits[0].argmax()) and "softmax over the texts" in text
+
+
+def test_attention_maps_past_the_bound_are_refused_before_the_model_runs(minilm, capsys):
+    """A trace keeps layers x heads x T x T attention weights per text: a long text on a model with many
+    positions reached gigabytes. Past MAX_ATTENTION_BYTES it is refused, with the sizes, before any forward;
+    `--text-index` past the texts is refused before the model loads."""
+    from minibert.cli import main
+    from minibert.config import BertConfig
+
+    class NoForward:
+        config = BertConfig(num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=4096)
+
+        def __call__(self, *args, **kwargs):
+            pytest.fail("the model ran")
+
+    tok = minibert.AutoTokenizer.from_pretrained(minilm)
+    with pytest.raises(ValueError, match=r"a trace of 1 text\(s\) of 3000 tokens keeps 12 layers x 12 heads x 3000 x "
+                                         r"3000 attention weights per text, 4\.8 GiB, more than the 1 GiB trace allows"):
+        tr.trace(["word " * 4000], NoForward(), tok, max_length=3000)
+    tr.check_attention_size(NoForward.config, 1, 512)  # one BERT-base text of 512 tokens: 151 MB, allowed
+    with pytest.raises(ValueError, match=r"8 text\(s\) of 512 tokens"):  # 1.2 GB of maps
+        tr.check_attention_size(NoForward.config, 8, 512)
+    assert main(["trace", "one", "two", "--attention-png", "/nonexistent/maps.png", "--text-index", "3",
+                 "--model", "/nonexistent/model"]) == 1
+    assert capsys.readouterr().err == "minibert: error: --text-index 3 is out of range: 2 text(s) given\n"

@@ -160,6 +160,51 @@ def test_jsonl_non_string_missing_and_broken_rows_are_kept_with_an_error():
     assert [r["text"] for r in rows] == ["fine", "5", None, None, None, None, '["a"]', "café"]
 
 
+def test_jsonl_deep_nesting_and_changing_types_are_error_rows(tmp_path):
+    """A valid JSON line nested past Python's reader (200 KB of brackets) and a field whose type changes
+    between rows are error rows naming the file and row, not a failed read with Arrow's message."""
+    deep = b'{"text": "deep", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    data = (b'{"text": "one", "n": 1}\n' + deep + b'\n{"text": "three", "n": "three"}\n{"text": "four", "n": 4.5}\n'
+            b'{"text": "five", "n": null, "tags": {"a": 1}}\n{"text": "six", "tags": {"a": [1]}}\n')
+    rows = read_all(readers._read_jsonl, data)
+    assert [r["input_row"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    errors = [r["error"] for r in rows]
+    assert errors[1] == "f, row 2: JSON nested deeper than Python's reader goes"
+    assert errors[2] == 'f, row 3: field \'n\' is a string ("three"), but a number in row 1'
+    assert errors[0] is errors[3] is errors[4] is errors[5] is None
+    assert [r["n"] for r in rows] == [1, None, None, 4.5, None, None]
+    assert [r["tags"] for r in rows][4:] == ['{"a": 1}', '{"a": [1]}']  # objects Arrow cannot unify: kept as JSON text
+    first_deep = tmp_path / "deep.jsonl"  # the driver's look at the first line's columns takes it too
+    first_deep.write_bytes(deep + b"\n")
+    assert readers.input_columns(str(first_deep), "jsonl") is None
+
+
+def test_rows_the_pipeline_refuses_are_error_rows(tiny, tmp_path):
+    """A text with no mask token and a question past max_question_len: error rows under record, the same
+    rows as the pipeline for the others; under fail, one line naming the file and row."""
+    masked = pa.table({"text": ["the [MASK] was good .", "no mask here", "a [MASK] day ."],
+                       "input_file": ["f.txt"] * 3, "input_row": [1, 2, 3]})
+    fill = mray.Predict("fill-mask", model=tiny["fill-mask"], on_error="record", top_k=2)
+    table = fill(masked)
+    assert table["error"].to_pylist() == [None, "f.txt, row 2 has no mask token [MASK]: fill-mask predicts the word at "
+                                                "each [MASK]", None]
+    want = fill.pipe(["the [MASK] was good .", "a [MASK] day ."], top_k=2)  # the same rows in one pipeline call
+    close([table["masks"][i].as_py() for i in (0, 2)], [[w] for w in want], "fill-mask")
+    assert table["masks"][1].as_py() is None
+    fill.on_error = "fail"
+    with pytest.raises(mray.BadRow, match=r"^f.txt, row 2 has no mask token \[MASK\]"):
+        fill(masked)
+    flagged = masked.append_column("error", pa.array([None, None, "f.txt, row 3: not valid UTF-8"], pa.string()))
+    with pytest.raises(mray.BadRow, match=r"^f.txt, row 2 has no mask token"):  # the first bad row, not the reader's
+        fill(flagged)
+    long = "why " * 80
+    qa = mray.Predict("question-answering", model=tiny["question-answering"], on_error="record")
+    table = qa(pa.table({"question": ["Who?", long], "context": ["Ana flew to Paris.", "Ana flew to Paris."]}))
+    assert table["error"].to_pylist() == [None, "row 1 of a batch: the question is 80 tokens long, more than "
+                                                "max_question_len=64; ask a shorter question, or raise max_question_len"]
+    assert table["answer"][0].as_py() == qa.pipe(question="Who?", context="Ana flew to Paris.")["answer"]
+
+
 def test_csv_rows_are_records_and_bad_values_are_flagged():
     data = b'id,text\n1,"two\nlines"\n2,bad \xff\n3,\n4,"quoted, comma"\n'
     rows = read_all(readers._read_csv, data)
@@ -481,6 +526,7 @@ def test_cli_end_to_end_jsonl_in_jsonl_out(texts, tmp_path):
            "--output-format", "jsonl", "--workers", "2"]
     p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=300)
     assert p.returncode == 0, p.stderr.decode()[-3000:]
+    assert " INFO " not in p.stderr.decode() and "max_errored_blocks" not in p.stderr.decode()  # no progress log lines
     last = p.stderr.decode().strip().splitlines()[-1]
     assert last.startswith("minibert: 300 rows in ") and " rows/s" in last and "2 worker(s) x 1 thread(s)" in last
     parts = sorted(f for f in out.iterdir() if f.name != "_SUCCESS")  # the marker of a complete output
@@ -645,3 +691,61 @@ def test_a_run_stopped_by_sigterm_leaves_no_partial_output(tmp_path, tiny):
     assert p.returncode != 0
     assert not out.exists()
     assert list(tmp_path.glob(".out.*")) == []
+
+
+def test_workers_times_threads_past_the_cluster_cpus_is_refused_before_any_actor(local_ray, tmp_path, tiny, capsys):
+    """Ray would wait forever for actors it cannot place: refused, naming both numbers and the cluster's CPUs."""
+    source = tmp_path / "a.txt"
+    source.write_text("fine\n", encoding="utf-8")
+    argv = ["classify", "--input", str(source), "--output", str(tmp_path / "out"), "--model",
+            tiny["text-classification"], "--quiet"]
+    for extra, asked in ((["--threads", "1000"], "--workers 1 x --threads 1000 asks for 1000 CPUs"),
+                         (["--workers", "1000"], "--workers 1000 x --threads 1 asks for 1000 CPUs"),
+                         (["--workers", "2", "--threads", "2"], "--workers 2 x --threads 2 asks for 4 CPUs")):
+        assert main([*argv, *extra]) == 1
+        assert capsys.readouterr().err == (f"minibert: error: {asked}, but the Ray cluster has 2: Ray would wait for "
+                                           "them forever; ask for at most 2 in all\n")
+    assert not (tmp_path / "out").exists() and [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_empty_input_file_gives_an_empty_output(local_ray, tmp_path, tiny, capsys):
+    """Zero rows: exit 0, a complete output folder that says 0 rows, as the one-process command prints nothing."""
+    source, out = tmp_path / "empty.txt", tmp_path / "out"
+    source.write_bytes(b"")
+    assert main(["classify", "--input", str(source), "--output", str(out), "--model", tiny["text-classification"],
+                 "--workers", "1", "--quiet"]) == 0
+    assert json.loads((out / "_SUCCESS").read_text())["rows"] == 0
+    assert mray.count_output(str(out), "parquet") == (0, 0)
+    assert capsys.readouterr().err.startswith("minibert: 0 rows in ")
+
+
+@pytest.mark.slow
+def test_record_mode_keeps_refused_rows_writes_jsonl_and_quiet_is_quiet(local_ray, tmp_path, tiny, capfd):
+    """Through the command: rows the task refuses and a JSON field that changes type are error rows; the JSON
+    lines output is `*.jsonl` with `/` as it is; with --quiet stderr holds minibert's lines only (no core
+    worker line, no Ray advice on max_errored_blocks before minibert's own error)."""
+    source, out = tmp_path / "reviews.jsonl", tmp_path / "out"
+    lines = [{"text": "the [MASK] was good / fine .", "n": 1}, {"text": "no mask here", "n": 2},
+             {"text": "a [MASK] day .", "n": "three"}, {"text": "one [MASK] more .", "n": 4}]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    argv = ["fill-mask", "--input", str(source), "--model", tiny["fill-mask"], "--workers", "2", "--quiet",
+            "--top-k", "2"]
+    assert main([*argv, "--output", str(out), "--output-format", "jsonl", "--on-error", "record"]) == 0
+    err = capfd.readouterr().err
+    assert all(line.startswith("minibert: ") for line in err.splitlines()), err
+    assert "minibert: warning: --workers 2 x --threads 1 takes all 2 CPUs of the Ray cluster" in err
+    names = sorted(p.name for p in out.iterdir() if p.name != "_SUCCESS")
+    assert names and all(n.endswith(".jsonl") for n in names), names
+    text = "".join((out / n).read_text(encoding="utf-8") for n in names)
+    assert "\\/" not in text and "good / fine" in text
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert [r["input_row"] for r in rows] == [1, 2, 3, 4]
+    assert [r["error"] for r in rows] == [
+        None, f"{source}, row 2 has no mask token [MASK]: fill-mask predicts the word at each [MASK]",
+        f'{source}, row 3: field \'n\' is a string ("three"), but a number in row 1', None]
+    want = pipeline("fill-mask", model=tiny["fill-mask"])([lines[0]["text"], lines[3]["text"]], top_k=2)
+    close([rows[0]["masks"], rows[3]["masks"]], [[w] for w in want], "masks")
+    assert main([*argv, "--output", str(tmp_path / "failed")]) == 1  # --on-error fail: the first bad row stops it
+    err = capfd.readouterr().err.splitlines()
+    assert err[-1] == f"minibert: error: {source}, row 2 has no mask token [MASK]: fill-mask predicts the word at each [MASK]"
+    assert all(line.startswith("minibert: warning: --workers 2") for line in err[:-1]), err
