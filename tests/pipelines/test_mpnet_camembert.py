@@ -172,8 +172,15 @@ def task_tokenizers(tmp_path_factory, folders):
 
 
 # CamemBERT runs RoBERTa's pipelines code on its own Unigram: the tasks that read words and masks from it.
-@pytest.mark.parametrize("family,task", [("mpnet", task) for task in sorted(TASK_HEADS)]
-                         + [("camembert", "fill-mask"), ("camembert", "token-classification")])
+# In the fast suite: MPNet's fill-mask (its <mask> takes the space before it) and question answering (pairs
+# with </s></s>, offsets, windows); the rest are marked slow (python -m pytest -q -m slow).
+FAST_TASKS = {("mpnet", "fill-mask"), ("mpnet", "question-answering")}
+TASK_CASES = [("mpnet", task) for task in sorted(TASK_HEADS)] + [("camembert", "fill-mask"),
+                                                                  ("camembert", "token-classification")]
+
+
+@pytest.mark.parametrize("family,task", [case if case in FAST_TASKS else pytest.param(*case, marks=pytest.mark.slow)
+                                         for case in TASK_CASES])
 def test_every_task_equals_transformers_pipeline(tmp_path_factory, task_tokenizers, family, task):
     """minibert's pipeline and transformers 4.57's on the same folder, as for the other families."""
     run_task_comparison(tmp_path_factory, task_tokenizers, family, task)
