@@ -34,16 +34,20 @@ SMALL = {
                     num_hidden_layers=2, vocab_size=500),
     "camembert": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
                       max_position_embeddings=130, pad_token_id=1, type_vocab_size=1, layer_norm_eps=1e-5),
+    "data2vec-text": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2,
+                          vocab_size=500, max_position_embeddings=130, pad_token_id=1, type_vocab_size=1,
+                          layer_norm_eps=1e-5),
     "mpnet": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
                   max_position_embeddings=130, layer_norm_eps=1e-5),
 }
 BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator,
-    # camembert-base, all-mpnet-base-v2
+    # camembert-base, data2vec-text-base, all-mpnet-base-v2
     "bert": {}, "distilbert": {},
     "roberta": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "xlm-roberta": dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "electra": dict(hidden_size=768, embedding_size=768, num_attention_heads=12, intermediate_size=3072),
     "camembert": dict(vocab_size=32005, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
+    "data2vec-text": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "mpnet": dict(max_position_embeddings=514, layer_norm_eps=1e-5),
 }
 

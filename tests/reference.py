@@ -36,7 +36,8 @@ TOL = {"logits": 1e-5, "start_logits": 1e-5, "end_logits": 1e-5, "pooler_output"
        "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
 # model_type -> transformers' class-name prefix
 FAMILIES = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta",
-            "electra": "Electra", "camembert": "Camembert", "mpnet": "MPNet"}
+            "electra": "Electra", "camembert": "Camembert", "mpnet": "MPNet",
+            "data2vec-text": "Data2VecText"}
 HEADS = {"model": "Model", "sequence-classification": "ForSequenceClassification",
          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
          "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM", "pretraining": "ForPreTraining"}
