@@ -200,3 +200,18 @@ def test_trace_of_an_mpnet_classifier(folders):
     want = model(tok(texts, padding=True, return_tensors="np")).logits.numpy()
     assert np.abs(np.asarray(r["logits"]) - want).max() <= 1e-4  # rounded for display
     assert "<s> hidden state" in tr.format_trace(r)
+
+
+@pytest.mark.parametrize("name", ["mpnet", "camembert"])
+def test_saved_tokenizer_reloads_in_both(tmp_path, folders, name):
+    """minibert's save_pretrained keeps the special tokens, CamemBERT's additional ones included: minibert and
+    transformers read the saved folder as they read the original."""
+    import transformers
+
+    ours, ref = tokenizers(folders[name])
+    ours.save_pretrained(tmp_path)
+    shutil.copy(os.path.join(folders[name], "config.json"), tmp_path)  # transformers picks its class by model_type
+    again, theirs = minibert.AutoTokenizer.from_pretrained(tmp_path), transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert again.all_special_tokens == theirs.all_special_tokens == ref.all_special_tokens
+    texts = TEXTS + MORE_TEXTS
+    assert as_lists(again(texts, padding=True)) == as_lists(theirs(texts, padding=True)) == as_lists(ref(texts, padding=True))
