@@ -429,6 +429,16 @@ class CamembertConfig(RobertaConfig):
 
 
 @dataclass(repr=False)
+class Data2VecTextConfig(RobertaConfig):
+    """The RoBERTa architecture under data2vec-text's type name (RoBERTa's byte-level BPE); transformers'
+    Data2VecTextConfig keeps BERT's default vocabulary size."""
+
+    model_type: ClassVar[str] = "data2vec-text"
+
+    vocab_size: int = 30522
+
+
+@dataclass(repr=False)
 class MPNetConfig(PretrainedConfig):
     """transformers' MPNetConfig (all-mpnet-base-v2's sizes by default): BERT's sizes without token types,
     plus `relative_attention_num_buckets`, the rows of the relative position bias shared by every layer."""

@@ -79,6 +79,8 @@ REGISTRY = {f.model_type: f for f in (
     Family("xlm-roberta", "roberta", "XLMRoberta", "roberta", False, "from padding", ("XLMRoberta",)),
     # The same again under CamemBERT's names (transformers' Camembert classes are RoBERTa's, copied).
     Family("camembert", "roberta", "Camembert", "roberta", False, "from padding", ("Camembert",)),
+    # And under data2vec-text's (its checkpoints name their encoder `data2vec_text`; RoBERTa's tokenizer).
+    Family("data2vec-text", "roberta", "Data2VecText", "roberta", False, "from padding", ()),
     # ELECTRA's tokenizer is BERT's, token types included.
     Family("electra", "electra", "Electra", "wordpiece", True, "absolute", ("Electra",),
            heads=SHARED_HEADS + ("pretraining",)),

@@ -38,6 +38,9 @@ SMALL = {
                        position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0),
     "camembert": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
                       max_position_embeddings=130, pad_token_id=1, type_vocab_size=1, layer_norm_eps=1e-5),
+    "data2vec-text": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2,
+                          vocab_size=500, max_position_embeddings=130, pad_token_id=1, type_vocab_size=1,
+                          layer_norm_eps=1e-5),
     "mpnet": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
                   max_position_embeddings=130, layer_norm_eps=1e-5),
     # 3 layers (0 and 2 global), a window of 4 tokens each side: the 16-token rows reach past it
@@ -46,7 +49,7 @@ SMALL = {
                        bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2),
 }
 BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator,
-    # deberta-v3-base, camembert-base, all-mpnet-base-v2,
+    # deberta-v3-base, camembert-base, data2vec-text-base, all-mpnet-base-v2,
     # ModernBERT-base (transformers' defaults: 22 layers, 50,368 tokens, window 128)
     "bert": {}, "distilbert": {},
     "roberta": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
@@ -57,6 +60,7 @@ BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-robert
                        norm_rel_ebd="layer_norm", position_biased_input=False, pos_att_type=["p2c", "c2p"],
                        type_vocab_size=0),
     "camembert": dict(vocab_size=32005, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
+    "data2vec-text": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
     "mpnet": dict(max_position_embeddings=514, layer_norm_eps=1e-5),
     "modernbert": {},
 }

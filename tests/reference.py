@@ -37,7 +37,7 @@ TOL = {"logits": 1e-5, "start_logits": 1e-5, "end_logits": 1e-5, "pooler_output"
 # model_type -> transformers' class-name prefix
 FAMILIES = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta",
             "electra": "Electra", "deberta-v2": "DebertaV2", "camembert": "Camembert", "mpnet": "MPNet",
-            "modernbert": "ModernBert"}
+            "modernbert": "ModernBert", "data2vec-text": "Data2VecText"}
 HEADS = {"model": "Model", "sequence-classification": "ForSequenceClassification",
          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
          "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM", "pretraining": "ForPreTraining"}

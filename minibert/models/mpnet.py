@@ -141,9 +141,11 @@ class MPNetEncoder(LayerStack):
         """(1, H, T, T): the bias of query i to key j, by the bucket of i - j."""
         n = self.config.max_position_embeddings
         pos = tf.range(T)
-        distance = pos[:, None] - pos[None, :] + (n - 1)  # (T, T): index into the buckets table
+        # reshapes, not x[:, None]: a slice that adds axes does not convert to LiteRT with open shapes
+        distance = tf.reshape(pos, (-1, 1)) - tf.reshape(pos, (1, -1)) + (n - 1)  # (T, T): index into the buckets table
         bias = tf.gather(self.relative_attention_bias.embeddings, tf.gather(self.buckets, distance))  # (T, T, H)
-        return tf.transpose(bias, (2, 0, 1))[None]  # (T, T, H) -> (1, H, T, T)
+        H = self.config.num_attention_heads
+        return tf.reshape(tf.transpose(bias, (2, 0, 1)), (1, H, T, T))  # (T, T, H) -> (H, T, T) -> (1, H, T, T)
 
     def call(self, x, attn_mask, training=False):
         """x: (B, T, C); attn_mask: additive (B, 1, 1, T). Returns [embeddings, layer 0, ...] and each layer's (B, H, T, T)."""

@@ -1,4 +1,4 @@
-"""RoBERTa (and XLM-RoBERTa and CamemBERT, the same architecture), as differences from BERT (`models/bert.py`).
+"""RoBERTa (and XLM-RoBERTa, CamemBERT and data2vec-text, the same architecture), as differences from BERT (`models/bert.py`).
 
 Mirrors transformers' `models/roberta/modeling_roberta.py`. The blocks, encoder, pooler and shared heads
 are BERT's; what differs is stated here:
@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ..config import CamembertConfig, RobertaConfig, XLMRobertaConfig
+from ..config import CamembertConfig, Data2VecTextConfig, RobertaConfig, XLMRobertaConfig
 from ..heads import ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
 from ..layers import ConfigLayer, LayerNorm, Linear, TiedDecoder
 from .bert import BertEmbeddings, BertModel, BertPreTrainedModel
@@ -123,11 +123,12 @@ class RobertaForMaskedLM(ForMaskedLM, RobertaPreTrainedModel):
         return self.lm_head(hidden)
 
 
-# XLM-RoBERTa and CamemBERT: the same classes under transformers' names, each with its own config class.
-def _renamed(cls, prefix: str, config_class):
+# XLM-RoBERTa, CamemBERT and data2vec-text: the same classes under transformers' names, each with its own
+# config class (and, for data2vec-text, the attribute its checkpoints name the encoder by).
+def _renamed(cls, prefix: str, config_class, base_model_prefix: str = "roberta"):
     name = cls.__name__.replace("Roberta", prefix)
-    return type(name, (cls,), {"config_class": config_class, "__doc__": cls.__doc__,
-                               "__module__": __name__, "__qualname__": name})
+    return type(name, (cls,), {"config_class": config_class, "base_model_prefix": base_model_prefix,
+                               "__doc__": cls.__doc__, "__module__": __name__, "__qualname__": name})
 
 
 def _xlm(cls):
@@ -136,6 +137,10 @@ def _xlm(cls):
 
 def _camembert(cls):
     return _renamed(cls, "Camembert", CamembertConfig)
+
+
+def _data2vec(cls):
+    return _renamed(cls, "Data2VecText", Data2VecTextConfig, "data2vec_text")
 
 
 XLMRobertaModel = _xlm(RobertaModel)
@@ -151,3 +156,10 @@ CamembertForMultipleChoice = _camembert(RobertaForMultipleChoice)
 CamembertForTokenClassification = _camembert(RobertaForTokenClassification)
 CamembertForQuestionAnswering = _camembert(RobertaForQuestionAnswering)
 CamembertForMaskedLM = _camembert(RobertaForMaskedLM)
+
+Data2VecTextModel = _data2vec(RobertaModel)
+Data2VecTextForSequenceClassification = _data2vec(RobertaForSequenceClassification)
+Data2VecTextForMultipleChoice = _data2vec(RobertaForMultipleChoice)
+Data2VecTextForTokenClassification = _data2vec(RobertaForTokenClassification)
+Data2VecTextForQuestionAnswering = _data2vec(RobertaForQuestionAnswering)
+Data2VecTextForMaskedLM = _data2vec(RobertaForMaskedLM)

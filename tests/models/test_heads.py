@@ -34,6 +34,8 @@ SMALL = {
                        layer_norm_eps=1e-7),
     "camembert": dict(hidden_size=24, num_attention_heads=3, intermediate_size=30, num_hidden_layers=2,
                       layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
+    "data2vec-text": dict(hidden_size=24, num_attention_heads=3, intermediate_size=30, num_hidden_layers=2,
+                          layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
     # MPNet's relative position bias: 40 positions reach the logarithmic buckets (distances 8 to 39).
     "mpnet": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
                   max_position_embeddings=42, hidden_act="gelu_new"),
@@ -45,7 +47,7 @@ SMALL = {
                        cls_token_id=101, sep_token_id=102),
 }
 # Positions counted from the pad id 1: <s> 0 ... </s> 2 rows, padded with 1 on either side.
-ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "mpnet")
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "data2vec-text", "mpnet")
 # RoBERTa: <s> 0 ... </s> 2, pads 1; rows padded on the right and on the left (positions depend on it).
 RB_IDS = [[0, 5, 17, 42, 88, 9, 33, 2], [0, 7, 3, 2, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 60, 2]]
 RB_MASK = [[1] * 8, [1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 1, 1]]
@@ -56,9 +58,10 @@ AUTO = {"pretraining": minibert.ElectraForPreTraining, "model": minibert.AutoMod
 OUTPUTS = {"model": ["last_hidden_state"], "sequence-classification": ["logits"], "multiple-choice": ["logits"],
            "token-classification": ["logits"], "question-answering": ["start_logits", "end_logits"],
            "masked-lm": ["logits"], "pretraining": ["logits"]}
-# CamemBERT's classes are RoBERTa's under other names, made by the one helper that makes XLM-R's: the bare
-# encoder and a classifier prove the names (its masked LM is in the tied-weights test below).
-RENAMED_ONLY = {"camembert": ("model", "sequence-classification")}
+# CamemBERT's and data2vec-text's classes are RoBERTa's under other names, made by the one helper that makes
+# XLM-R's: a head proves the names here (their masked LMs are in the tied-weights test below, CamemBERT's
+# classifier in tests/pipelines/test_mpnet_camembert.py with its own tokenizer).
+RENAMED_ONLY = {"camembert": ("model",), "data2vec-text": ("sequence-classification",)}
 PAIRS = [(family, head) for family, heads in sorted(FAMILIES.items()) for head in sorted(heads)
          if head in RENAMED_ONLY.get(family, heads)]
 

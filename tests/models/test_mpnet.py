@@ -120,3 +120,17 @@ def test_all_mpnet_base_sized_model(tmp_path_factory):
     ref = reference(folder, ids, mask)
     assert out.last_hidden_state.shape == (3, 200, 768)
     assert_parity(out, ref, mask, ["last_hidden_state", "pooler_output"])
+
+
+def test_keras_get_config_round_trip():
+    """The encoder (layers plus the bias table) and a head model rebuild from their Keras configs."""
+    config = minibert.MPNetConfig(vocab_size=50, hidden_size=16, num_attention_heads=2, intermediate_size=20,
+                                  num_hidden_layers=2, max_position_embeddings=20, num_labels=3)
+    model = minibert.TFMPNetForSequenceClassification(config)
+    for layer in (model.mpnet.encoder, model.mpnet.encoder.layer[1], model.mpnet.embeddings):
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+        assert [w.shape for w in clone.weights] == [w.shape for w in layer.weights]
+    clone = type(model).from_config(model.get_config())
+    assert clone.config.to_dict() == model.config.to_dict() and len(clone.weights) == len(model.weights)
+    assert clone([[0, 5, 6, 2]]).logits.shape == (1, 3)

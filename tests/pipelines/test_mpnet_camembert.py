@@ -172,8 +172,15 @@ def task_tokenizers(tmp_path_factory, folders):
 
 
 # CamemBERT runs RoBERTa's pipelines code on its own Unigram: the tasks that read words and masks from it.
-@pytest.mark.parametrize("family,task", [("mpnet", task) for task in sorted(TASK_HEADS)]
-                         + [("camembert", "fill-mask"), ("camembert", "token-classification")])
+# In the fast suite: MPNet's fill-mask (its <mask> takes the space before it) and question answering (pairs
+# with </s></s>, offsets, windows); the rest are marked slow (python -m pytest -q -m slow).
+FAST_TASKS = {("mpnet", "fill-mask"), ("mpnet", "question-answering")}
+TASK_CASES = [("mpnet", task) for task in sorted(TASK_HEADS)] + [("camembert", "fill-mask"),
+                                                                  ("camembert", "token-classification")]
+
+
+@pytest.mark.parametrize("family,task", [case if case in FAST_TASKS else pytest.param(*case, marks=pytest.mark.slow)
+                                         for case in TASK_CASES])
 def test_every_task_equals_transformers_pipeline(tmp_path_factory, task_tokenizers, family, task):
     """minibert's pipeline and transformers 4.57's on the same folder, as for the other families."""
     run_task_comparison(tmp_path_factory, task_tokenizers, family, task)
@@ -193,3 +200,18 @@ def test_trace_of_an_mpnet_classifier(folders):
     want = model(tok(texts, padding=True, return_tensors="np")).logits.numpy()
     assert np.abs(np.asarray(r["logits"]) - want).max() <= 1e-4  # rounded for display
     assert "<s> hidden state" in tr.format_trace(r)
+
+
+@pytest.mark.parametrize("name", ["mpnet", "camembert"])
+def test_saved_tokenizer_reloads_in_both(tmp_path, folders, name):
+    """minibert's save_pretrained keeps the special tokens, CamemBERT's additional ones included: minibert and
+    transformers read the saved folder as they read the original."""
+    import transformers
+
+    ours, ref = tokenizers(folders[name])
+    ours.save_pretrained(tmp_path)
+    shutil.copy(os.path.join(folders[name], "config.json"), tmp_path)  # transformers picks its class by model_type
+    again, theirs = minibert.AutoTokenizer.from_pretrained(tmp_path), transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert again.all_special_tokens == theirs.all_special_tokens == ref.all_special_tokens
+    texts = TEXTS + MORE_TEXTS
+    assert as_lists(again(texts, padding=True)) == as_lists(theirs(texts, padding=True)) == as_lists(ref(texts, padding=True))
