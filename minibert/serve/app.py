@@ -310,11 +310,11 @@ class Server:
         truncation_direction(f)
         dims = self.checked_dimensions(f.int("dimensions"))
         self.served.require("feature-extraction", "/embed")
-        texts = self.served.with_prompt(texts, f.str("prompt_name"))
+        prompt = self.served.prompt(f.str("prompt_name"))
         ctx.inputs = len(texts)
-        await self.lengths(texts, truncate, ctx)
-        vectors = await self.batched(request, ("embed", normalize, truncate, dims),
-                                     lambda xs: self.served.embed(xs, normalize, truncate, dims), texts, ctx.tokens)
+        await self.lengths(texts if prompt is None else [prompt + t for t in texts], truncate, ctx)
+        vectors = await self.batched(request, ("embed", normalize, truncate, dims, prompt),
+                                     lambda xs: self.served.embed(xs, normalize, truncate, dims, prompt), texts, ctx.tokens)
         return [np.asarray(v).tolist() for v in vectors]
 
     def checked_dimensions(self, dims):

@@ -1,16 +1,14 @@
 """The served model: its pipeline, what each route asks of it, and the warm-up.
 
 `embed` and `rerank` are the two places that decide how sentence embeddings and cross-encoder scores
-are made; both read as sentence-transformers defines them (mean or [CLS] pooling as the folder's
-`1_Pooling/config.json` says, prompts from `config_sentence_transformers.json`; a one-label
-cross-encoder's logit through a sigmoid), on minibert's pipelines.
+are made; both read as sentence-transformers defines them, on minibert's pipelines: the embeddings as the
+feature-extraction pipeline makes them from the folder's sentence-transformers modules (pooling, Dense,
+Normalize, prompts, max_seq_length), a one-label cross-encoder's logit through a sigmoid.
 """
 from __future__ import annotations
 
 import json
 import os
-
-import numpy as np
 
 from ..pipelines import TASKS, get_task
 
@@ -39,10 +37,11 @@ class Served:
         self.pipe, self.task, self.model_id, self.folder = pipe, get_task(task), model_id, folder
         config = pipe.model.config
         self.max_input_length = int(min(pipe._limit({}), config.max_sequence_length))
-        self.dimension = config.hidden_size
-        self.prompts = _st_json(folder, "config_sentence_transformers.json").get("prompts") or {}
-        pooling = _st_json(folder, os.path.join("1_Pooling", "config.json"))
-        self.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+        # The folder's sentence-transformers modules, as the feature-extraction pipeline read them (None: mean pooling).
+        sentence = getattr(pipe, "sentence", None)
+        self.dimension = sentence.dimension if sentence else config.hidden_size
+        self.prompts = dict(sentence.prompts) if sentence else {}
+        self.pooling = "+".join(sentence.pooling.modes) if sentence else "mean"
 
     # -- which routes --------------------------------------------------------------------------
     def task_routes(self) -> dict[str, str]:
@@ -91,30 +90,32 @@ class Served:
             out.append(tokens)
         return out
 
-    def with_prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
-        """sentence-transformers' prompts: the named prompt's text put before every input."""
+    def prompt(self, prompt_name: str | None) -> str | None:
+        """The named prompt's text (None for no name: the pipeline then puts the folder's default prompt)."""
         if prompt_name is None:
-            return texts
+            return None
         from .app import APIError
 
         if prompt_name not in self.prompts:
             known = (", ".join(repr(p) for p in self.prompts)
                      or "none (the folder's config_sentence_transformers.json has no prompts)")
             raise APIError(f"prompt_name={prompt_name!r} is not one of this model's prompts: {known}")
-        return [self.prompts[prompt_name] + t for t in texts]
+        return self.prompts[prompt_name]
+
+    def with_prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
+        """sentence-transformers' prompts: the named prompt's text put before every input."""
+        prompt = self.prompt(prompt_name)
+        return texts if prompt is None else [prompt + t for t in texts]
 
     # -- the model calls (on the model thread) -----------------------------------------------------
-    def embed(self, texts: list[str], normalize: bool, truncate: bool, dimensions: int | None) -> list:
-        """Sentence embeddings as sentence-transformers' encode gives them: pooled, cut to `dimensions`
-        (Matryoshka), then normalised if asked."""
-        vectors = self.pipe.results_for(texts, pooling=self.pooling, normalize=normalize and dimensions is None,
-                                        truncation=truncate, max_length=self.max_input_length)
-        if dimensions is None:
-            return vectors
-        cut = np.stack(vectors)[:, :dimensions]  # (n, dimensions)
-        if normalize:
-            cut = cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
-        return list(cut)
+    def embed(self, texts: list[str], normalize: bool, truncate: bool, dimensions: int | None,
+              prompt: str | None = None) -> list:
+        """Sentence embeddings as sentence-transformers' encode gives them: the folder's modules (a folder
+        without them: mean pooling), cut to `dimensions` (Matryoshka), then normalised if asked; the prompt
+        goes through the pipeline, which leaves it out of the pooling where the folder says so."""
+        return self.pipe.results_for(texts, pooling="auto", normalize=True if normalize else None,
+                                     truncate_dim=dimensions, prompt=prompt, truncation=truncate,
+                                     max_length=self.max_input_length)
 
     def rerank(self, pairs: list[tuple[str, str]], raw: bool, truncate: bool) -> list[float]:
         """A cross-encoder's scores as sentence-transformers' CrossEncoder.predict gives them: the one
@@ -167,11 +168,3 @@ class Served:
         return {"model_id": self.model_id, "model_sha": None, "model_dtype": "float32", "model_type": model_type,
                 "task": self.task.name, "prompts": self.prompts or None}
 
-
-def _st_json(folder: str, name: str) -> dict:
-    try:
-        with open(os.path.join(folder, name), encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -378,3 +378,17 @@ def test_quantized_embeddings_match(all_modes, reference, ours):
         got = ours(all_modes).encode(TEXTS, precision=precision)
         assert got.dtype == want.dtype and got.shape == want.shape
         assert np.abs(got.astype(int) - want.astype(int)).max() <= (1 if precision == "int8" else 0)
+
+
+def test_served_embeddings_follow_the_folder(legacy, reference):
+    """`minibert serve`'s /embed makes its vectors through the folder's modules (here [CLS]+mean+last-token
+    pooling without the prompt, two Dense layers, Normalize, max_seq_length 12), as sentence-transformers does."""
+    from minibert.pipelines import pipeline
+    from minibert.serve.model import Served
+
+    served = Served(pipeline("feature-extraction", model=legacy), "feature-extraction", "legacy", legacy)
+    ref = reference(legacy)
+    assert served.dimension == 16 and served.max_input_length == 12 and served.pooling == "cls+mean+lasttoken"
+    close(np.stack(served.embed(TEXTS, True, True, None)), ref.encode(TEXTS, normalize_embeddings=True))
+    prompt = served.prompt("query")
+    close(np.stack(served.embed(TEXTS, False, True, 5, prompt)), ref.encode(TEXTS, prompt_name="query", truncate_dim=5))
