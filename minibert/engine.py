@@ -160,12 +160,25 @@ class LiteRTForward:
         return self.out_cls(**result)
 
 
-def output_class(name: str):
+def output_class(info: dict, import_family: bool = True):
+    """The output class `info` names (`module:name`). Without `import_family`, a class defined in a family's
+    module (which imports TensorFlow) is stood in for by a ModelOutput with the same fields."""
+    import dataclasses
+    import importlib
+
     from . import outputs
 
-    cls = getattr(outputs, name, None)
+    module, _, name = str(info["output_class"]).partition(":")
+    if not module.startswith("minibert.") or not name.isidentifier():
+        raise ValueError(f"{INFO_FILE} names {info['output_class']!r}, not a minibert output class")
+    if not import_family and module != outputs.__name__:
+        fields = [(field, object, None) for field in info["outputs"]]
+        cls = dataclasses.make_dataclass(name, fields, bases=(outputs.ModelOutput,), repr=False, eq=False)
+        cls.per_token_2d = tuple(info.get("per_token_2d", ()))
+        return cls
+    cls = getattr(importlib.import_module(module), name, None)
     if not isinstance(cls, type) or not issubclass(cls, outputs.ModelOutput):
-        raise ValueError(f"{INFO_FILE} names {name!r}, not a minibert output class")
+        raise ValueError(f"{INFO_FILE} names {info['output_class']!r}, not a minibert output class")
     return cls
 
 
@@ -183,7 +196,7 @@ def forward_for(model):
     try:
         folder, info = cached(model)
         make = lambda: LiteRTForward(folder, info, model.config.max_sequence_length, model.config.pad_token_id or 0,
-                                     output_class(info["output_class"]), wrap=tf.convert_to_tensor)
+                                     output_class(info), wrap=tf.convert_to_tensor)
         try:
             return make()
         except (ValueError, RuntimeError) as e:  # the manifest matched but LiteRT refuses the file: rebuild once
@@ -298,7 +311,8 @@ def _convert(model, root: str, folder: str) -> None:
     def serve(ids, mask, types):
         out = model.call(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=False,
                          output_attentions=False, training=False)
-        traced["class"], traced["outputs"] = type(out).__name__, list(out)  # Python values, read at trace time
+        traced["class"] = f"{type(out).__module__}:{type(out).__qualname__}"  # Python values, read at trace time
+        traced["outputs"], traced["per_token_2d"] = list(out), list(type(out).per_token_2d)
         return dict(out)
 
     tmp = tempfile.mkdtemp(dir=root, prefix=BUILDING_PREFIX)
@@ -318,7 +332,8 @@ def _convert(model, root: str, folder: str) -> None:
         with open(os.path.join(tmp, MODEL_FILE), "wb") as f:
             f.write(flatbuffer)
         info = {"engine": VERSION, "tensorflow": tf.__version__, "dtype": model.dtype_name,
-                "output_class": traced["class"], "outputs": traced["outputs"], "model": type(model).__name__}
+                "output_class": traced["class"], "outputs": traced["outputs"], "per_token_2d": traced["per_token_2d"],
+                "model": type(model).__name__}
         with open(os.path.join(tmp, INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=1)
         _write_manifest(tmp)

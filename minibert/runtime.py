@@ -124,7 +124,7 @@ def load(folder, class_name: str, kwargs: dict) -> RuntimeModel | None:
 
         config = AutoConfig.from_pretrained(folder)
         fwd = engine.LiteRTForward(entry, info, config.max_sequence_length, config.pad_token_id or 0,
-                                   engine.output_class(info["output_class"]), wrap=_host)
+                                   engine.output_class(info, import_family=False), wrap=_host)
         return RuntimeModel(config, fwd, class_name)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return None  # no index entry, or one that does not hold: the usual way rebuilds what is needed
