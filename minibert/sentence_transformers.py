@@ -16,6 +16,10 @@ a residual connection (`use_residual`). The maths follows sentence-transformers'
 
 Reading a folder touches only JSON and safetensors, so every check (an unknown module or pooling mode, a
 Dense that does not fit, a missing weight) fails before TensorFlow or the model is loaded.
+
+It is longer than most modules because it holds one format whole, read top to bottom: the module types
+(Pooling, Dense, Normalize), reading the folder in its three layouts, then the two classes users call;
+the batching and the model are the pipelines' (feature extraction and rerank), not repeated here.
 """
 from __future__ import annotations
 

@@ -211,7 +211,7 @@ def _add_special_tokens(tok: Tokenizer, kind: str, cfg: dict, special: dict) -> 
             flags = {k: entry[k] for k in ("single_word", "lstrip", "rstrip", "normalized", "special") if k in entry}
             listed.append(AddedToken(entry["content"], **flags))
             added.add(entry["content"])
-    names = list(dict.fromkeys(v for v in special.values() if v is not None))
+    names = list(dict.fromkeys(v for v in special.values() if isinstance(v, str)))  # not additional_special_tokens' list
     extra = cfg.get("additional_special_tokens") or EXTRA_SPECIAL.get(kind, [])
     for content in names + [t["content"] if isinstance(t, dict) else t for t in extra]:
         if content in added:

@@ -11,11 +11,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import pytest  # noqa: E402
 
-from reference import make_checkpoint, minilm_dir  # noqa: E402
+from reference import TINY_BERT, TINY_DISTILBERT, make_checkpoint, minilm_dir  # noqa: E402
 
-TINY_DISTILBERT = dict(dim=32, n_heads=4, hidden_dim=37, n_layers=2, vocab_size=120, max_position_embeddings=40)
-TINY_BERT = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2, vocab_size=120,
-                 max_position_embeddings=40)
 
 
 @pytest.fixture(scope="session")

@@ -384,7 +384,7 @@ def test_half_precision_checkpoint_loads_as_transformers_does(tmp_path, dtype, c
     import torch
     import transformers as tr
 
-    from conftest import TINY_BERT
+    from reference import TINY_BERT
 
     folder = make_checkpoint(tmp_path / "f32", "bert", "sequence-classification", num_labels=3, **TINY_BERT)
     half = tr.BertForSequenceClassification.from_pretrained(folder, dtype=getattr(torch, dtype))

@@ -677,7 +677,8 @@ def test_a_run_stopped_by_sigterm_leaves_no_partial_output(tmp_path, tiny):
     import time
 
     source = tmp_path / "many.txt"
-    source.write_text("\n".join(sst2_texts(N)) + "\n", encoding="utf-8")
+    # 20 times the usual rows: the run is still writing when the signal comes, however fast the machine
+    source.write_text("\n".join(sst2_texts(N) * 20) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "minibert", "classify", "--input", str(source), "--output", str(out),
            "--model", tiny["text-classification"], "--workers", "1", "--quiet"]
