@@ -361,6 +361,15 @@ def cmd_trace(args) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------------
+def add_engine_argument(p) -> None:
+    from .cpu import default_engine
+    from .engine import ENGINES, ENV
+
+    p.add_argument("--engine", choices=ENGINES,
+                   help=f"run the model on Keras or on the compiled LiteRT engine (default: ${ENV}, else this CPU's "
+                        f"default, {default_engine()})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minibert", description="BERT-family inference in TensorFlow, offline by default.")
     p.add_argument("--version", action="version", version=f"minibert {_version()}")
@@ -381,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         common(sp, list(cmd.formats), cmd.default_model)
         cmd.arguments(sp)
         sp.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
+        add_engine_argument(sp)
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         add_ray_arguments(sp, spec)
         sp.set_defaults(func=cmd_task, task=spec)
@@ -419,6 +429,10 @@ def _version() -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "engine", None):  # through the environment, so Ray's workers and the server's replicas see it too
+        from .engine import ENV
+
+        os.environ[ENV] = args.engine
     for name in ("batch_size", "top_k", "max_length", "doc_stride", "workers", "threads"):
         value = getattr(args, name, None)
         if value is not None and value < 1:

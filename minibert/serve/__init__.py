@@ -23,6 +23,9 @@ def add_arguments(p) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one, printed at start)")
     p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` on every route but /health")
     p.add_argument("--max-length", type=int, metavar="N", help="the longest input in tokens (default: the model's)")
+    from ..cli import add_engine_argument
+
+    add_engine_argument(p)
     g = p.add_argument_group("batching and limits")
     g.add_argument("--max-batch-tokens", type=int, default=16384, metavar="N", help="tokens per model call (default 16384)")
     g.add_argument("--max-batch-requests", type=int, default=64, metavar="N",

@@ -262,16 +262,44 @@ def test_int8_is_close_to_float32(tiny):
     assert entry(model) != entry(minibert.AutoModelForSequenceClassification.from_pretrained(tiny, engine="litert"))
 
 
-def test_a_converted_model_runs_without_tensorflow(tiny, tmp_path):
-    """A pipeline over a folder converted before starts without importing TensorFlow, with the same results."""
-    import json
+def _classifier_folder(tiny, tmp_path):
+    """The tiny classifier with a real tokenizer beside it, as a pipeline needs."""
     import shutil
-    import subprocess
 
     folder = tmp_path / "classifier"
     shutil.copytree(tiny, folder)
     for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(_minilm(), name), folder)
+    return folder
+
+
+def test_the_command_line_chooses_the_engine(tiny, tmp_path):
+    """`--engine litert` runs the compiled model (no TensorFlow once converted), whatever MINIBERT_ENGINE says."""
+    import json
+    import subprocess
+
+    folder = _classifier_folder(tiny, tmp_path)
+    text = "a gripping film"
+    want = minibert.pipeline("text-classification", model=str(folder), engine="litert")(text)[0]  # converts
+    code = ("import sys; from minibert import cli; rc = cli.main(sys.argv[1:]); "
+            "print(rc, 'tensorflow' in sys.modules)")
+    env = {**os.environ, "MINIBERT_ENGINE": "keras", "PYTHONPATH": os.pathsep.join(sys.path)}
+    for engine_flag, tf_expected in (("litert", False), ("keras", True)):
+        run = subprocess.run([sys.executable, "-c", code, "classify", "--engine", engine_flag, "--model", str(folder),
+                              "--format", "jsonl", text], capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr
+        *lines, last = run.stdout.strip().splitlines()
+        assert last == f"0 {tf_expected}", (engine_flag, run.stdout, run.stderr)
+        got = json.loads(lines[-1])
+        assert got["label"] == want["label"] and abs(got["score"] - want["score"]) <= 1e-5
+
+
+def test_a_converted_model_runs_without_tensorflow(tiny, tmp_path):
+    """A pipeline over a folder converted before starts without importing TensorFlow, with the same results."""
+    import json
+    import subprocess
+
+    folder = _classifier_folder(tiny, tmp_path)
     texts = ["a gripping film", "dull and far too long, with nothing to say"]
     pipe = minibert.pipeline("text-classification", model=str(folder), engine="litert", top_k=None)
     assert isinstance(pipe.model.compiled_forward(), engine.LiteRTForward)  # converted here, and recorded
