@@ -66,6 +66,12 @@ def read_texts(data):
     return read_labelled(data)[1]
 
 
+def read_train_texts(data):
+    """SST-2 train's texts: the corpus the family checkpoints' tokenizers are trained on."""
+    with open(os.path.join(data, "train.txt"), encoding="utf-8") as f:
+        return [line.rstrip("\n").split(" ", 1)[1] for line in f]
+
+
 def token_batch(B, T, dtype=int):
     """A (B, T) batch of one repeated token, no padding, as numpy: what the batch timings feed every model."""
     import numpy as np
@@ -271,8 +277,10 @@ def worker_transformers(folder, data, n):
     import transformers as tr
 
     torch.set_num_threads(os.cpu_count())
+    # ModernBERT picks flash-attn whenever it can dispatch it; this CPU peer is its sdpa path.
+    kw = {"attn_implementation": "sdpa"} if tr.AutoConfig.from_pretrained(folder).model_type == "modernbert" else {}
     t = time.perf_counter()
-    model = tr.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    model = tr.AutoModelForSequenceClassification.from_pretrained(folder, **kw).eval()
     load_s = time.perf_counter() - t
     tok = tr.AutoTokenizer.from_pretrained(folder)
     one = tok(SENTENCE_16, return_tensors="pt")
@@ -352,10 +360,8 @@ def worker_make_roberta(folder, data):
                               id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
     model = tr.RobertaForSequenceClassification(config)
     model.save_pretrained(folder)
-    with open(os.path.join(data, "train.txt"), encoding="utf-8") as f:
-        lines = [line.rstrip("\n").split(" ", 1)[1] for line in f]
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(lines, vocab_size=50265, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    bpe.train_from_iterator(read_train_texts(data), vocab_size=50265, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                             show_progress=False)
     bpe._tokenizer.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
     tok = tr.RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, model_max_length=512)
@@ -391,11 +397,90 @@ def worker_make_mpnet(folder, data):
     return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
 
 
+
+def worker_make_deberta_v2(folder, data):
+    """deberta-v3-base's shapes (12 x 768, vocab 128100, 512 positions, 256 log buckets, shared c2p/p2c keys,
+    LayerNorm on the relative embeddings, no absolute positions or token types, eps 1e-7), random weights, saved by
+    transformers, with a SentencePiece Unigram trained by `sentencepiece` on SST-2 train in deberta-v3's layout
+    ([PAD] [CLS] [SEP] [UNK] first, [MASK] added after) and saved as DebertaV2TokenizerFast ([CLS] A [SEP]).
+    The trained vocabulary is far smaller than 128,000 pieces (SST-2 holds fewer); the model keeps deberta-v3-base's
+    embedding table, so its size and speed are deberta-v3-base's."""
+    import io
+
+    import sentencepiece
+    import torch
+    import transformers as tr
+
+    torch.manual_seed(0)
+    config = tr.DebertaV2Config(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                intermediate_size=3072, max_position_embeddings=512, relative_attention=True,
+                                position_buckets=256, max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
+                                norm_rel_ebd="layer_norm", share_att_key=True, position_biased_input=False,
+                                type_vocab_size=0, layer_norm_eps=1e-7,
+                                id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = tr.DebertaV2ForSequenceClassification(config)
+    model.save_pretrained(folder)
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(read_train_texts(data)), model_writer=out, vocab_size=128000, hard_vocab_limit=False,
+        minloglevel=2, model_type="unigram", pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2,
+        eos_piece="[SEP]", unk_id=3, unk_piece="[UNK]")
+    spm_model = os.path.join(folder, "sst2_spm.model")
+    with open(spm_model, "wb") as f:
+        f.write(out.getvalue())
+    tok = tr.DebertaV2TokenizerFast(vocab_file=spm_model, model_max_length=512)
+    tok.save_pretrained(folder)  # tokenizer.json and spm.model
+    os.remove(spm_model)
+    return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
+
+
+def worker_make_modernbert(folder, data):
+    """ModernBERT-base's shapes (22 x 768, intermediate 1152, vocab 50368, 8192 positions, a global layer every
+    third, the others a 128-token sliding window, mean pooling as its config.json says), random weights, saved by
+    transformers, with a byte-level BPE trained by `tokenizers` on SST-2 train in ModernBERT's layout (NFC, no prefix
+    space, [UNK] [CLS] [SEP] [PAD] [MASK] after the vocabulary, [CLS] A [SEP]) and saved as PreTrainedTokenizerFast;
+    the config's special ids are the tokenizer's. transformers runs it with attn_implementation="sdpa" (its default
+    without flash-attn, pinned in worker_transformers). The model keeps ModernBERT-base's embedding table, so its
+    size and speed are ModernBERT-base's."""
+    import torch
+    import transformers as tr
+    from tokenizers import AddedToken, ByteLevelBPETokenizer, normalizers
+    from tokenizers.processors import TemplateProcessing
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(read_train_texts(data), vocab_size=50280, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    t = bpe._tokenizer
+    t.normalizer = normalizers.NFC()
+    t.add_special_tokens([AddedToken(s, special=True) for s in ("[UNK]", "[CLS]", "[SEP]", "[PAD]")]
+                         + [AddedToken("[MASK]", lstrip=True, special=True)])
+    cls, sep = t.token_to_id("[CLS]"), t.token_to_id("[SEP]")
+    t.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                          special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tok = tr.PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                                     pad_token="[PAD]", mask_token="[MASK]", model_max_length=8192,
+                                     model_input_names=["input_ids", "attention_mask"], clean_up_tokenization_spaces=True)
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = tr.ModernBertConfig(vocab_size=50368, hidden_size=768, num_hidden_layers=22, num_attention_heads=12,
+                                 intermediate_size=1152, global_attn_every_n_layers=3, local_attention=128,
+                                 max_position_embeddings=8192, classifier_pooling="mean",
+                                 pad_token_id=tok.pad_token_id, cls_token_id=cls, sep_token_id=sep, bos_token_id=cls,
+                                 eos_token_id=sep,
+                                 id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = tr.ModernBertForSequenceClassification(config)
+    model.save_pretrained(folder)
+    return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
+
 # The families timed after the distilbert table, each at its Hub base size: name -> (checkpoint writer, what it is).
 FAMILY_BENCHES = {
     "roberta": (worker_make_roberta, "roberta-base-sized classifier (random weights, byte-level BPE trained on SST-2 train)"),
     "mpnet": (worker_make_mpnet, "all-mpnet-base-v2-sized classifier (random weights, the MiniLM uncased vocabulary as "
                                  "MPNet's)"),
+    "deberta_v2": (worker_make_deberta_v2, "deberta-v3-base-sized classifier (random weights, SentencePiece Unigram "
+                                           "trained on SST-2 train)"),
+    "modernbert": (worker_make_modernbert, "ModernBERT-base-sized classifier (random weights, byte-level BPE trained "
+                                           "on SST-2 train)"),
 }
 
 
