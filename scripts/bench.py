@@ -519,11 +519,13 @@ def best_of(runs):
 # `import minibert`, which sets TF_ENABLE_ONEDNN_OPTS here (minibert/cpu.py). A worker that inherited that
 # value would take it as the user's own choice, and every `--paths` worker would run this machine's rule.
 WORKER_ENV = dict(os.environ)
+# The flags every worker gets from this run's command line (main sets them): its --data and --calls.
+WORKER_FLAGS = []
 
 
 def run_worker(name, *args, env=None):
-    p = subprocess.run([sys.executable, __file__, "--worker", name, *map(str, args)], capture_output=True, text=True,
-                       env={**WORKER_ENV, **(env or {})})
+    p = subprocess.run([sys.executable, __file__, *WORKER_FLAGS, "--worker", name, *map(str, args)],
+                       capture_output=True, text=True, env={**WORKER_ENV, **(env or {})})
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -578,6 +580,7 @@ def main(argv=None):
     if args.cpu == "avx2" and not args.worker:
         os.environ.update(AVX2_ENV)  # for this process's own cpu.isa() (it reads ONEDNN_MAX_CPU_ISA)
         WORKER_ENV.update(AVX2_ENV)  # and for every worker
+    WORKER_FLAGS[:] = ["--data", args.data, "--calls", str(args.calls)]
     if args.worker:
         name, *rest = args.worker
         fn = WORKERS[name]
