@@ -2,12 +2,13 @@
 """minibert against its peers on this machine, in one run: latency, corpus, big batch, load, the limit.
 
     python scripts/bench.py [--json bench.json] [--data data/sst2] [--paths | --paths-only] [--bf16 | --bf16-only]
-                            [--engines-only] [--embeddings-only] [--cpu avx2]
+                            [--engines-only] [--embeddings-only] [--families-only] [--calls N] [--cpu avx2]
 
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
 depend on them), written once into a temp folder; then a roberta-base-sized one (written by transformers,
 with a byte-level BPE trained by `tokenizers` on SST-2 train) is timed the same way, latency and corpus,
-so the RoBERTa family's speed is seen too, and likewise an all-mpnet-base-v2-sized MPNet (FAMILY_BENCHES).
+so the RoBERTa family's speed is seen too, and likewise an all-mpnet-base-v2-sized MPNet, a deberta-v3-base-sized
+DeBERTa and a ModernBERT-base-sized ModernBERT (FAMILY_BENCHES; `--families-only` times only these).
 The embeddings line times minibert's SentenceTransformer.encode against sentence-transformers' encode on
 the all-MiniLM-L6-v2 folder and the SST-2 dev sentences.
 Every measurement runs in its own subprocess, so TensorFlow and PyTorch never share a process, a thread
@@ -178,6 +179,22 @@ def run_embeddings(results):
     for name, worker in (("minibert", "embed_minibert"), ("sentence_transformers", "embed_st")):
         print(f"running {name} encode on SST-2 dev ...", file=sys.stderr, flush=True)
         results.setdefault("embeddings", {})[name] = run_worker(worker)
+
+
+def run_families(results):
+    """The family lines (FAMILY_BENCHES): each checkpoint written into its own temp folder, then timed by minibert
+    and by transformers, each in its own process."""
+    for family in FAMILY_BENCHES:
+        folder = tempfile.mkdtemp(prefix=f"minibert-bench-{family}-")
+        try:
+            print(f"writing the {family} checkpoint ...", file=sys.stderr, flush=True)
+            results[family] = {"checkpoint": run_worker(f"make_{family}", folder)}
+            if "error" not in results[family]["checkpoint"]:
+                for name in ("minibert", "transformers"):
+                    print(f"running {name} on {family} ...", file=sys.stderr, flush=True)
+                    results[family][name] = run_worker(name, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def report_embeddings(r):
@@ -573,10 +590,15 @@ def main(argv=None):
                    help="avx2: hold TensorFlow, PyTorch and numpy to AVX2 code on an AVX-512 machine (flags; onnxruntime is not held)")
     p.add_argument("--embeddings-only", action="store_true",
                    help="time only the embeddings line: minibert's SentenceTransformer.encode against sentence-transformers'")
+    p.add_argument("--families-only", action="store_true",
+                   help="time only the family lines (FAMILY_BENCHES): minibert against transformers on each family's "
+                        "base-sized checkpoint")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.bf16_only and args.paths_only:
-        p.error("--bf16-only and --paths-only each time one thing alone; give one of them")
+    only = [f"--{k.replace('_', '-')}" for k in ("bf16_only", "paths_only", "engines_only", "embeddings_only",
+                                                  "families_only") if getattr(args, k)]
+    if len(only) > 1:
+        p.error(f"{' and '.join(only)} each time one thing alone; give one of them")
     if args.cpu == "avx2" and not args.worker:
         os.environ.update(AVX2_ENV)  # for this process's own cpu.isa() (it reads ONEDNN_MAX_CPU_ISA)
         WORKER_ENV.update(AVX2_ENV)  # and for every worker
@@ -592,15 +614,19 @@ def main(argv=None):
 
     import minibert  # noqa: F401  (fails early with a clear message if minibert is not installed)
 
-    if args.embeddings_only:
+    if args.embeddings_only or args.families_only:
         from minibert import cpu
 
         results = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "isa": cpu.isa(),
                                "date": time.strftime("%Y-%m-%d")}}
-        run_embeddings(results)
+        (run_embeddings if args.embeddings_only else run_families)(results)
         m = results["machine"]
         print(f"machine: {m['cpu']} ({m['isa']}), {m['cores']} cores, {m['date']}")
-        report_embeddings(results)
+        if args.embeddings_only:
+            report_embeddings(results)
+        for family, (_, what) in FAMILY_BENCHES.items():
+            if family in results:
+                report_family(what, results[family])
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
         return 0
@@ -650,17 +676,7 @@ def main(argv=None):
             json.dump(results, f, indent=2)
         return 0
     run_embeddings(results)
-    for family in FAMILY_BENCHES:
-        folder = tempfile.mkdtemp(prefix=f"minibert-bench-{family}-")
-        try:
-            print(f"writing the {family} checkpoint ...", file=sys.stderr, flush=True)
-            results[family] = {"checkpoint": run_worker(f"make_{family}", folder)}
-            if "error" not in results[family]["checkpoint"]:
-                for name in ("minibert", "transformers"):
-                    print(f"running {name} on {family} ...", file=sys.stderr, flush=True)
-                    results[family][name] = run_worker(name, folder)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+    run_families(results)
     report_embeddings(results)
     report(results)
     if "bf16" in results:
