@@ -2,12 +2,13 @@
 """minibert against its peers on this machine, in one run: latency, corpus, big batch, load, the limit.
 
     python scripts/bench.py [--json bench.json] [--data data/sst2] [--paths | --paths-only] [--bf16 | --bf16-only]
-                            [--engines-only] [--embeddings-only] [--cpu avx2]
+                            [--engines-only] [--embeddings-only] [--families-only] [--calls N] [--cpu avx2]
 
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
 depend on them), written once into a temp folder; then a roberta-base-sized one (written by transformers,
 with a byte-level BPE trained by `tokenizers` on SST-2 train) is timed the same way, latency and corpus,
-so the RoBERTa family's speed is seen too, and likewise an all-mpnet-base-v2-sized MPNet (FAMILY_BENCHES).
+so the RoBERTa family's speed is seen too, and likewise an all-mpnet-base-v2-sized MPNet, a deberta-v3-base-sized
+DeBERTa and a ModernBERT-base-sized ModernBERT (FAMILY_BENCHES; `--families-only` times only these).
 The embeddings line times minibert's SentenceTransformer.encode against sentence-transformers' encode on
 the all-MiniLM-L6-v2 folder and the SST-2 dev sentences.
 Every measurement runs in its own subprocess, so TensorFlow and PyTorch never share a process, a thread
@@ -64,6 +65,12 @@ def read_labelled(data):
 
 def read_texts(data):
     return read_labelled(data)[1]
+
+
+def read_train_texts(data):
+    """SST-2 train's texts: the corpus the family checkpoints' tokenizers are trained on."""
+    with open(os.path.join(data, "train.txt"), encoding="utf-8") as f:
+        return [line.rstrip("\n").split(" ", 1)[1] for line in f]
 
 
 def token_batch(B, T, dtype=int):
@@ -172,6 +179,22 @@ def run_embeddings(results):
     for name, worker in (("minibert", "embed_minibert"), ("sentence_transformers", "embed_st")):
         print(f"running {name} encode on SST-2 dev ...", file=sys.stderr, flush=True)
         results.setdefault("embeddings", {})[name] = run_worker(worker)
+
+
+def run_families(results):
+    """The family lines (FAMILY_BENCHES): each checkpoint written into its own temp folder, then timed by minibert
+    and by transformers, each in its own process."""
+    for family in FAMILY_BENCHES:
+        folder = tempfile.mkdtemp(prefix=f"minibert-bench-{family}-")
+        try:
+            print(f"writing the {family} checkpoint ...", file=sys.stderr, flush=True)
+            results[family] = {"checkpoint": run_worker(f"make_{family}", folder)}
+            if "error" not in results[family]["checkpoint"]:
+                for name in ("minibert", "transformers"):
+                    print(f"running {name} on {family} ...", file=sys.stderr, flush=True)
+                    results[family][name] = run_worker(name, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def report_embeddings(r):
@@ -339,8 +362,10 @@ def worker_transformers(folder, data, n):
     import transformers as tr
 
     torch.set_num_threads(os.cpu_count())
+    # ModernBERT picks flash-attn whenever it can dispatch it; this CPU peer is its sdpa path.
+    kw = {"attn_implementation": "sdpa"} if tr.AutoConfig.from_pretrained(folder).model_type == "modernbert" else {}
     t = time.perf_counter()
-    model = tr.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    model = tr.AutoModelForSequenceClassification.from_pretrained(folder, **kw).eval()
     load_s = time.perf_counter() - t
     tok = tr.AutoTokenizer.from_pretrained(folder)
     one = tok(SENTENCE_16, return_tensors="pt")
@@ -420,10 +445,8 @@ def worker_make_roberta(folder, data):
                               id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
     model = tr.RobertaForSequenceClassification(config)
     model.save_pretrained(folder)
-    with open(os.path.join(data, "train.txt"), encoding="utf-8") as f:
-        lines = [line.rstrip("\n").split(" ", 1)[1] for line in f]
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(lines, vocab_size=50265, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    bpe.train_from_iterator(read_train_texts(data), vocab_size=50265, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                             show_progress=False)
     bpe._tokenizer.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
     tok = tr.RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, model_max_length=512)
@@ -459,11 +482,90 @@ def worker_make_mpnet(folder, data):
     return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
 
 
+
+def worker_make_deberta_v2(folder, data):
+    """deberta-v3-base's shapes (12 x 768, vocab 128100, 512 positions, 256 log buckets, shared c2p/p2c keys,
+    LayerNorm on the relative embeddings, no absolute positions or token types, eps 1e-7), random weights, saved by
+    transformers, with a SentencePiece Unigram trained by `sentencepiece` on SST-2 train in deberta-v3's layout
+    ([PAD] [CLS] [SEP] [UNK] first, [MASK] added after) and saved as DebertaV2TokenizerFast ([CLS] A [SEP]).
+    The trained vocabulary is far smaller than 128,000 pieces (SST-2 holds fewer); the model keeps deberta-v3-base's
+    embedding table, so its size and speed are deberta-v3-base's."""
+    import io
+
+    import sentencepiece
+    import torch
+    import transformers as tr
+
+    torch.manual_seed(0)
+    config = tr.DebertaV2Config(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                intermediate_size=3072, max_position_embeddings=512, relative_attention=True,
+                                position_buckets=256, max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
+                                norm_rel_ebd="layer_norm", share_att_key=True, position_biased_input=False,
+                                type_vocab_size=0, layer_norm_eps=1e-7,
+                                id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = tr.DebertaV2ForSequenceClassification(config)
+    model.save_pretrained(folder)
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(read_train_texts(data)), model_writer=out, vocab_size=128000, hard_vocab_limit=False,
+        minloglevel=2, model_type="unigram", pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2,
+        eos_piece="[SEP]", unk_id=3, unk_piece="[UNK]")
+    spm_model = os.path.join(folder, "sst2_spm.model")
+    with open(spm_model, "wb") as f:
+        f.write(out.getvalue())
+    tok = tr.DebertaV2TokenizerFast(vocab_file=spm_model, model_max_length=512)
+    tok.save_pretrained(folder)  # tokenizer.json and spm.model
+    os.remove(spm_model)
+    return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
+
+
+def worker_make_modernbert(folder, data):
+    """ModernBERT-base's shapes (22 x 768, intermediate 1152, vocab 50368, 8192 positions, a global layer every
+    third, the others a 128-token sliding window, mean pooling as its config.json says), random weights, saved by
+    transformers, with a byte-level BPE trained by `tokenizers` on SST-2 train in ModernBERT's layout (NFC, no prefix
+    space, [UNK] [CLS] [SEP] [PAD] [MASK] after the vocabulary, [CLS] A [SEP]) and saved as PreTrainedTokenizerFast;
+    the config's special ids are the tokenizer's. transformers runs it with attn_implementation="sdpa" (its default
+    without flash-attn, pinned in worker_transformers). The model keeps ModernBERT-base's embedding table, so its
+    size and speed are ModernBERT-base's."""
+    import torch
+    import transformers as tr
+    from tokenizers import AddedToken, ByteLevelBPETokenizer, normalizers
+    from tokenizers.processors import TemplateProcessing
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(read_train_texts(data), vocab_size=50280, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    t = bpe._tokenizer
+    t.normalizer = normalizers.NFC()
+    t.add_special_tokens([AddedToken(s, special=True) for s in ("[UNK]", "[CLS]", "[SEP]", "[PAD]")]
+                         + [AddedToken("[MASK]", lstrip=True, special=True)])
+    cls, sep = t.token_to_id("[CLS]"), t.token_to_id("[SEP]")
+    t.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                          special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tok = tr.PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                                     pad_token="[PAD]", mask_token="[MASK]", model_max_length=8192,
+                                     model_input_names=["input_ids", "attention_mask"], clean_up_tokenization_spaces=True)
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = tr.ModernBertConfig(vocab_size=50368, hidden_size=768, num_hidden_layers=22, num_attention_heads=12,
+                                 intermediate_size=1152, global_attn_every_n_layers=3, local_attention=128,
+                                 max_position_embeddings=8192, classifier_pooling="mean",
+                                 pad_token_id=tok.pad_token_id, cls_token_id=cls, sep_token_id=sep, bos_token_id=cls,
+                                 eos_token_id=sep,
+                                 id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = tr.ModernBertForSequenceClassification(config)
+    model.save_pretrained(folder)
+    return {"vocab": len(tok), "params": sum(p.numel() for p in model.parameters())}
+
 # The families timed after the distilbert table, each at its Hub base size: name -> (checkpoint writer, what it is).
 FAMILY_BENCHES = {
     "roberta": (worker_make_roberta, "roberta-base-sized classifier (random weights, byte-level BPE trained on SST-2 train)"),
     "mpnet": (worker_make_mpnet, "all-mpnet-base-v2-sized classifier (random weights, the MiniLM uncased vocabulary as "
                                  "MPNet's)"),
+    "deberta_v2": (worker_make_deberta_v2, "deberta-v3-base-sized classifier (random weights, SentencePiece Unigram "
+                                           "trained on SST-2 train)"),
+    "modernbert": (worker_make_modernbert, "ModernBERT-base-sized classifier (random weights, byte-level BPE trained "
+                                           "on SST-2 train)"),
 }
 
 
@@ -502,11 +604,13 @@ def best_of(runs):
 # `import minibert`, which sets TF_ENABLE_ONEDNN_OPTS here (minibert/cpu.py). A worker that inherited that
 # value would take it as the user's own choice, and every `--paths` worker would run this machine's rule.
 WORKER_ENV = dict(os.environ)
+# The flags every worker gets from this run's command line (main sets them): its --data and --calls.
+WORKER_FLAGS = []
 
 
 def run_worker(name, *args, env=None):
-    p = subprocess.run([sys.executable, __file__, "--worker", name, *map(str, args)], capture_output=True, text=True,
-                       env={**WORKER_ENV, **(env or {})})
+    p = subprocess.run([sys.executable, __file__, *WORKER_FLAGS, "--worker", name, *map(str, args)],
+                       capture_output=True, text=True, env={**WORKER_ENV, **(env or {})})
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -555,13 +659,19 @@ def main(argv=None):
                    help="avx2: hold TensorFlow, PyTorch and numpy to AVX2 code on an AVX-512 machine (flags; onnxruntime is not held)")
     p.add_argument("--embeddings-only", action="store_true",
                    help="time only the embeddings line: minibert's SentenceTransformer.encode against sentence-transformers'")
+    p.add_argument("--families-only", action="store_true",
+                   help="time only the family lines (FAMILY_BENCHES): minibert against transformers on each family's "
+                        "base-sized checkpoint")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.bf16_only and args.paths_only:
-        p.error("--bf16-only and --paths-only each time one thing alone; give one of them")
+    only = [f"--{k.replace('_', '-')}" for k in ("bf16_only", "paths_only", "engines_only", "embeddings_only",
+                                                  "families_only") if getattr(args, k)]
+    if len(only) > 1:
+        p.error(f"{' and '.join(only)} each time one thing alone; give one of them")
     if args.cpu == "avx2" and not args.worker:
         os.environ.update(AVX2_ENV)  # for this process's own cpu.isa() (it reads ONEDNN_MAX_CPU_ISA)
         WORKER_ENV.update(AVX2_ENV)  # and for every worker
+    WORKER_FLAGS[:] = ["--data", args.data, "--calls", str(args.calls)]
     if args.worker:
         name, *rest = args.worker
         fn = WORKERS[name]
@@ -573,15 +683,19 @@ def main(argv=None):
 
     import minibert  # noqa: F401  (fails early with a clear message if minibert is not installed)
 
-    if args.embeddings_only:
+    if args.embeddings_only or args.families_only:
         from minibert import cpu
 
         results = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "isa": cpu.isa(),
                                "date": time.strftime("%Y-%m-%d")}}
-        run_embeddings(results)
+        (run_embeddings if args.embeddings_only else run_families)(results)
         m = results["machine"]
         print(f"machine: {m['cpu']} ({m['isa']}), {m['cores']} cores, {m['date']}")
-        report_embeddings(results)
+        if args.embeddings_only:
+            report_embeddings(results)
+        for family, (_, what) in FAMILY_BENCHES.items():
+            if family in results:
+                report_family(what, results[family])
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
         return 0
@@ -633,17 +747,7 @@ def main(argv=None):
             json.dump(results, f, indent=2)
         return 0
     run_embeddings(results)
-    for family in FAMILY_BENCHES:
-        folder = tempfile.mkdtemp(prefix=f"minibert-bench-{family}-")
-        try:
-            print(f"writing the {family} checkpoint ...", file=sys.stderr, flush=True)
-            results[family] = {"checkpoint": run_worker(f"make_{family}", folder)}
-            if "error" not in results[family]["checkpoint"]:
-                for name in ("minibert", "transformers"):
-                    print(f"running {name} on {family} ...", file=sys.stderr, flush=True)
-                    results[family][name] = run_worker(name, folder)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+    run_families(results)
     report_embeddings(results)
     report(results)
     if "bf16" in results:
