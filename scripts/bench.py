@@ -2,7 +2,7 @@
 """minibert against its peers on this machine, in one run: latency, corpus, big batch, load, the limit.
 
     python scripts/bench.py [--json bench.json] [--data data/sst2] [--paths | --paths-only] [--bf16 | --bf16-only]
-                            [--engines-only] [--embeddings-only] [--families-only] [--calls N] [--cpu avx2]
+                            [--engines-only] [--embeddings-only] [--families-only [FAMILY ...]] [--calls N] [--cpu avx2]
 
 The model is a distilbert-base-uncased-sized sentiment classifier with random weights (speed does not
 depend on them), written once into a temp folder; then a roberta-base-sized one (written by transformers,
@@ -181,10 +181,10 @@ def run_embeddings(results):
         results.setdefault("embeddings", {})[name] = run_worker(worker)
 
 
-def run_families(results):
+def run_families(results, families=None):
     """The family lines (FAMILY_BENCHES): each checkpoint written into its own temp folder, then timed by minibert
     and by transformers, each in its own process."""
-    for family in FAMILY_BENCHES:
+    for family in families or FAMILY_BENCHES:
         folder = tempfile.mkdtemp(prefix=f"minibert-bench-{family}-")
         try:
             print(f"writing the {family} checkpoint ...", file=sys.stderr, flush=True)
@@ -659,13 +659,13 @@ def main(argv=None):
                    help="avx2: hold TensorFlow, PyTorch and numpy to AVX2 code on an AVX-512 machine (flags; onnxruntime is not held)")
     p.add_argument("--embeddings-only", action="store_true",
                    help="time only the embeddings line: minibert's SentenceTransformer.encode against sentence-transformers'")
-    p.add_argument("--families-only", action="store_true",
-                   help="time only the family lines (FAMILY_BENCHES): minibert against transformers on each family's "
-                        "base-sized checkpoint")
+    p.add_argument("--families-only", nargs="*", metavar="FAMILY",
+                   help="time only the family lines (FAMILY_BENCHES, or the families named: "
+                        f"{', '.join(FAMILY_BENCHES)}): minibert against transformers on each family's base-sized checkpoint")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     only = [f"--{k.replace('_', '-')}" for k in ("bf16_only", "paths_only", "engines_only", "embeddings_only",
-                                                  "families_only") if getattr(args, k)]
+                                                  "families_only") if getattr(args, k) not in (None, False)]
     if len(only) > 1:
         p.error(f"{' and '.join(only)} each time one thing alone; give one of them")
     if args.cpu == "avx2" and not args.worker:
@@ -683,12 +683,18 @@ def main(argv=None):
 
     import minibert  # noqa: F401  (fails early with a clear message if minibert is not installed)
 
-    if args.embeddings_only or args.families_only:
+    unknown = set(args.families_only or ()) - set(FAMILY_BENCHES)
+    if unknown:
+        p.error(f"--families-only: no bench for {', '.join(sorted(unknown))}; there are {', '.join(FAMILY_BENCHES)}")
+    if args.embeddings_only or args.families_only is not None:
         from minibert import cpu
 
         results = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "isa": cpu.isa(),
                                "date": time.strftime("%Y-%m-%d")}}
-        (run_embeddings if args.embeddings_only else run_families)(results)
+        if args.embeddings_only:
+            run_embeddings(results)
+        else:
+            run_families(results, args.families_only or list(FAMILY_BENCHES))
         m = results["machine"]
         print(f"machine: {m['cpu']} ({m['isa']}), {m['cores']} cores, {m['date']}")
         if args.embeddings_only:
