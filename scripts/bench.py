@@ -293,17 +293,26 @@ ONE_SHOT_ROUNDS = 3
 ONE_SHOT_TEXT = "a gripping, beautifully acted film"
 
 
+# Runs one command and prints its wall time and peak RSS. A forked child starts with its parent's peak RSS
+# on Linux, so the command is started from this small launcher, not from the bench's own large process.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read().decode(errors="replace")
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t
+if os.waitstatus_to_exitcode(status) != 0:
+    print(json.dumps({"error": (err.strip().splitlines() or ["failed"])[-1]}))
+else:
+    print(json.dumps({"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}))  # ru_maxrss is in KiB on Linux
+"""
+
+
 def one_shot(argv, env):
     """One fresh process running `argv` to the end: its wall time and peak RSS (the kernel's own count)."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        return {"error": (err.strip().splitlines() or ["failed"])[-1]}
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}  # ru_maxrss is in KiB on Linux
+    run = subprocess.run([sys.executable, "-c", LAUNCHER, *argv], capture_output=True, text=True, env=env)
+    return json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else {"error": run.stderr.strip()}
 
 
 def run_one_shots(results):
@@ -716,7 +725,7 @@ def main(argv=None):
         if args.engines_only:
             for name in ENGINE_ROWS:
                 print(f"running {name} ...", file=sys.stderr, flush=True)
-                results[name] = run_worker(name if name != "keras" else "path", folder)
+                results[name] = run_worker(name if name != "keras" else "minibert", folder)
             run_one_shots(results)
             report_engines(results)
             report_one_shots(results)
