@@ -198,8 +198,9 @@ def bfloat16_matmuls() -> str | None:
 
 
 # The CPU's vector ISA -> the inference engine used when neither `engine=` nor MINIBERT_ENGINE says
-# (`engine.py`): LiteRT only where `scripts/bench.py --engines` measured it faster than the Keras path.
-# No CPU kind has a reliable measurement yet (only a shared, loaded machine), so every kind keeps Keras.
+# (`engine.py`): LiteRT only where `scripts/bench.py --engines-only` measures it faster than the Keras path.
+# On AMX, LiteRT float32 is faster at one sentence but slower on corpora and big batches, so Keras stays;
+# the other kinds keep Keras until they are measured (docs/benchmarks.md).
 ENGINE_RULE = {"amx": "keras", "avx512": "keras", "avx2": "keras", "other": "keras"}
 
 
