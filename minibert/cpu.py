@@ -199,9 +199,11 @@ def bfloat16_matmuls() -> str | None:
 
 # The CPU's vector ISA -> the inference engine used when neither `engine=` nor MINIBERT_ENGINE says
 # (`engine.py`): LiteRT only where `scripts/bench.py --engines-only` measures it faster than the Keras path.
-# On AMX, LiteRT float32 is faster at one sentence but slower on corpora and big batches, so Keras stays;
-# the other kinds keep Keras until they are measured (docs/benchmarks.md).
-ENGINE_RULE = {"amx": "keras", "avx512": "keras", "avx2": "keras", "other": "keras"}
+# On AVX-512 without AMX (measured on AMD EPYC), LiteRT float32 is faster at one sentence and as fast on
+# corpora and big batches, so it is the default there. On AMX it is faster at one sentence but slower on
+# corpora and big batches, so Keras stays; AVX2 and the rest keep Keras until they are measured
+# (docs/benchmarks.md).
+ENGINE_RULE = {"amx": "keras", "avx512": "litert", "avx2": "keras", "other": "keras"}
 
 
 def default_engine() -> str:

@@ -7,6 +7,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 # transformers 4.x would otherwise try its TensorFlow classes (which need tf-keras): the reference is PyTorch.
 os.environ.setdefault("USE_TF", "0")
 os.environ.setdefault("USE_TORCH", "1")
+# The suite proves the Keras path on every CPU kind, whatever engine `cpu.ENGINE_RULE` picks for the one it
+# runs on; the engine's tests (tests/models/test_engine.py) choose LiteRT themselves. MINIBERT_ENGINE=litert
+# runs the whole suite through the compiled engine instead.
+os.environ.setdefault("MINIBERT_ENGINE", "keras")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import pytest  # noqa: E402

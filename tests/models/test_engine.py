@@ -239,6 +239,13 @@ def test_choosing_the_engine(tiny, monkeypatch):
     monkeypatch.setenv(engine.ENV, "nonsense")
     with pytest.warns(UserWarning, match="MINIBERT_ENGINE='nonsense' is not an engine"):
         assert engine.engine_name() in engine.ENGINES
+    monkeypatch.delenv(engine.ENV)
+    from minibert import cpu
+
+    for isa, want in (("avx512", "litert"), ("amx", "keras"), ("avx2", "keras"), ("other", "keras")):
+        monkeypatch.setattr(cpu, "isa", lambda isa=isa: isa)
+        assert engine.engine_name() == want, isa  # with no argument and no MINIBERT_ENGINE: the CPU's rule
+    monkeypatch.undo()
     model = minibert.AutoModelForSequenceClassification.from_pretrained(tiny, engine="keras")
     tok = minibert.AutoTokenizer.from_pretrained(_minilm())
     pipe = minibert.pipeline("text-classification", model=model, tokenizer=tok, engine="litert")
