@@ -154,11 +154,12 @@ def worker_embed_minibert(data):
     """SentenceTransformer.encode on the all-MiniLM-L6-v2 folder (its modules: mean pooling, Normalize)."""
     import minibert
     from minibert import cpu, default_model
+    from minibert.engine import engine_name
 
     model = minibert.SentenceTransformer(default_model.encoder_dir())
     texts = read_texts(data)
     return {"corpus": timed(lambda: model.encode(texts, batch_size=EMBED_BATCH), 3, warmup=1),
-            "dim": int(model.encode(texts[:1]).shape[1]), "cpu": cpu.describe()}
+            "dim": int(model.encode(texts[:1]).shape[1]), "cpu": cpu.describe(), "engine": engine_name()}
 
 
 def worker_embed_st(data):
@@ -175,10 +176,16 @@ def worker_embed_st(data):
 
 
 def run_embeddings(results):
-    """The embeddings line: each library in its own process."""
-    for name, worker in (("minibert", "embed_minibert"), ("sentence_transformers", "embed_st")):
+    """The embeddings line: each library in its own process; minibert on the engine it picks here (the line the
+    target reads), then on the other one."""
+    from minibert.engine import ENGINES, engine_name
+
+    runs = [("minibert", None)] + [(f"minibert_{e}", {"MINIBERT_ENGINE": e}) for e in ENGINES if e != engine_name()]
+    for name, env in runs:
         print(f"running {name} encode on SST-2 dev ...", file=sys.stderr, flush=True)
-        results.setdefault("embeddings", {})[name] = run_worker(worker)
+        results.setdefault("embeddings", {})[name] = run_worker("embed_minibert", env=env)
+    print("running sentence_transformers encode on SST-2 dev ...", file=sys.stderr, flush=True)
+    results["embeddings"]["sentence_transformers"] = run_worker("embed_st")
 
 
 def run_families(results, families=None):
@@ -203,9 +210,11 @@ def report_embeddings(r):
         print("\nembeddings: not measured (" + "; ".join(f"{k}: {v['error']}" for k, v in e.items() if "error" in v) + ")")
         return
     ours, peer = e["minibert"]["corpus"]["min_s"], e["sentence_transformers"]["corpus"]["min_s"]
+    other = "".join(f"; on {k.split('_', 1)[1]} {v['corpus']['min_s']:.2f} s ({peer / v['corpus']['min_s']:.2f}x)"
+                    for k, v in e.items() if k.startswith("minibert_"))
     print(f"\nembeddings: all-MiniLM-L6-v2, 872 SST-2 dev sentences, batch {EMBED_BATCH} (min of 3): minibert "
-          f"SentenceTransformer.encode {ours:.2f} s, sentence-transformers {e['sentence_transformers']['version']} "
-          f"encode {peer:.2f} s: {peer / ours:.2f}x")
+          f"SentenceTransformer.encode {ours:.2f} s on {e['minibert']['engine']} (this CPU's default engine), "
+          f"sentence-transformers {e['sentence_transformers']['version']} encode {peer:.2f} s: {peer / ours:.2f}x{other}")
 
 
 def worker_path(folder, data, n):
