@@ -17,6 +17,7 @@ import stat
 import sys
 
 from .pipelines import TASKS
+from .pipelines.base import count
 from .ray import READERS
 from .textio import read_file, read_lines
 
@@ -261,8 +262,8 @@ def add_ray_arguments(parser, spec) -> None:
         pass
     g.add_argument("--output-format", choices=["parquet", "jsonl"], default="parquet")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    g.add_argument("--workers", type=int, metavar="N", help="model actors (default: the cluster's CPUs / --threads)")
-    g.add_argument("--threads", type=int, default=1, metavar="N", help="CPUs (TensorFlow threads) per actor (default 1)")
+    g.add_argument("--workers", type=count, metavar="N", help="model actors (default: the cluster's CPUs / --threads)")
+    g.add_argument("--threads", type=count, default=1, metavar="N", help="CPUs (TensorFlow threads) per actor (default 1)")
     g.add_argument("--address", metavar="ADDR", help="join this Ray cluster (default: start a local Ray for the run)")
     g.add_argument("--on-error", choices=["fail", "record"], default="fail",
                    help="a malformed row stops the run (fail), or gets an `error` column value (record)")
@@ -379,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("texts", nargs="*", metavar="TEXT", help="texts to process (or use --file)")
         sp.add_argument("--file", "-f", metavar="PATH", help="read one text per line from PATH (- for stdin)")
         sp.add_argument("--model", "-m", metavar="MODEL", help=f"checkpoint folder or Hub id (default: {default_model})")
-        sp.add_argument("--max-length", type=int, metavar="N", help=f"truncate texts to N tokens (default: {max_length})")
+        sp.add_argument("--max-length", type=count, metavar="N", help=f"truncate texts to N tokens (default: {max_length})")
         default = f"{formats[0]} on a terminal, else {'json' if 'json' in formats else 'jsonl'}" if len(formats) > 1 \
             else formats[0]
         sp.add_argument("--format", choices=formats, help=f"output format (default: {default})")
@@ -389,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(cmd.verb, help=cmd.help, description=cmd.description)
         common(sp, list(cmd.formats), cmd.default_model)
         cmd.arguments(sp)
-        sp.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default 64)")
+        sp.add_argument("--batch-size", type=count, metavar="N", help="texts per forward pass (default 64)")
         add_engine_argument(sp)
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         add_ray_arguments(sp, spec)
@@ -433,11 +434,6 @@ def main(argv=None) -> int:
         from .engine import ENV
 
         os.environ[ENV] = args.engine
-    for name in ("batch_size", "top_k", "max_length", "doc_stride", "workers", "threads"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            print(f"minibert: error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)
-            return 2
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@
 Keys we do not use (``transformers_version``, ``architectures``, ...) are kept in ``extra`` and
 written back by ``to_dict`` so a config survives a load/save round trip unchanged.
 Every family's dataclass is here rather than in its model module so that configs load without
-TensorFlow; the family registry (`minibert.families`) names them.
+TensorFlow; the family registry (`minibert.families`) names them. That is why the file runs past 500
+lines: ten families, each with the checks that refuse a config its model cannot run.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ input before it are done.
 """
 from __future__ import annotations
 
+import argparse
 import itertools
 import warnings
 from collections.abc import Callable, Iterator
@@ -306,6 +307,15 @@ def tf_device(device):
 
 
 # -- how a task declares itself ------------------------------------------------------------------
+def count(text: str) -> int:
+    """argparse `type=` for a flag that counts something (texts, tokens, answers): an int of at least 1,
+    refused by the parser itself, so the error names the flag before anything loads."""
+    value = int(text)  # a ValueError here reads "invalid count value: 'x'"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Command:
     """A task's `minibert <verb>` command: its own flags, how they become call options, how one input

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import default_model
 from .. import sentence_transformers as st
-from .base import Command, Pipeline, Task, TraceStage, bool_option, choice, int_option
+from .base import Command, Pipeline, Task, TraceStage, bool_option, choice, count, int_option
 
 logger = logging.getLogger("minibert")
 POOLINGS = ("none", "auto", *st.POOLING_MODES)
@@ -191,7 +191,7 @@ def _arguments(p):
                    help="do not L2-normalise (a sentence-transformers folder's own Normalize module still applies)")
     p.add_argument("--prompt-name", metavar="NAME", help="put the folder's prompt NAME (e.g. query) before each text")
     p.add_argument("--prompt", metavar="TEXT", help='put TEXT (e.g. "query: ") before each text')
-    p.add_argument("--truncate-dim", type=int, metavar="N", help="keep the first N dimensions (then normalise)")
+    p.add_argument("--truncate-dim", type=count, metavar="N", help="keep the first N dimensions (then normalise)")
 
 
 def _options(args) -> dict:
@@ -203,8 +203,6 @@ def _options(args) -> dict:
     for name in ("prompt_name", "prompt", "truncate_dim"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    if args.truncate_dim is not None and args.truncate_dim < 1:
-        raise ValueError(f"--truncate-dim must be at least 1, got {args.truncate_dim}")
     return options
 
 

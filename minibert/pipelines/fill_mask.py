@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from .base import Command, Pipeline, Task, TraceStage, int_option, softmax
+from .base import Command, Pipeline, Task, TraceStage, count, int_option, softmax
 
 
 class FillMaskPipeline(Pipeline):
@@ -132,7 +132,7 @@ def record(result, options) -> dict:
 
 
 def _arguments(p):
-    p.add_argument("--top-k", type=int, metavar="K", help="candidates per mask (default 5)")
+    p.add_argument("--top-k", type=count, metavar="K", help="candidates per mask (default 5)")
     p.add_argument("--targets", metavar="A,B", help="score only these tokens")
 
 

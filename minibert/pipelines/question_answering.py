@@ -5,7 +5,7 @@ import numpy as np
 
 from ..textio import read_document
 from ..tokenizer import check_text
-from .base import Command, Pipeline, Task, TraceStage, bool_option, int_option, softmax
+from .base import Command, Pipeline, Task, TraceStage, bool_option, count, int_option, softmax
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -239,9 +239,9 @@ def record(result, options) -> dict:
 
 def _arguments(p):
     p.add_argument("--context", metavar="FILE", help="the text answers come from (- for stdin)")
-    p.add_argument("--top-k", type=int, metavar="K", help="the K best answers per question")
-    p.add_argument("--doc-stride", type=int, metavar="N", help="overlap of the windows over a long context")
-    p.add_argument("--max-question-len", type=int, metavar="N", help="refuse questions longer than N tokens (default 64)")
+    p.add_argument("--top-k", type=count, metavar="K", help="the K best answers per question")
+    p.add_argument("--doc-stride", type=count, metavar="N", help="overlap of the windows over a long context")
+    p.add_argument("--max-question-len", type=count, metavar="N", help="refuse questions longer than N tokens (default 64)")
 
 
 def _options(args) -> dict:

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import sentence_transformers as st
 from ..tokenizer import check_text
-from .base import Command, Pipeline, Task, int_option
+from .base import Command, Pipeline, Task, count, int_option
 from .text_classification import TRACE  # its model is a sequence classifier: trace shows its logits
 
 
@@ -129,7 +129,7 @@ def record(result, options) -> dict:
 
 def _arguments(p):
     p.add_argument("--query", metavar="TEXT", help="the query to rank the documents (the input lines) against")
-    p.add_argument("--top-k", type=int, metavar="K", help="print only the K best documents (default: all, best first)")
+    p.add_argument("--top-k", type=count, metavar="K", help="print only the K best documents (default: all, best first)")
     p.add_argument("--activation", choices=sorted(st.ACTIVATION_ALIASES),
                    help="scores from the logit (default: the folder's activation_fn, else sigmoid)")
 

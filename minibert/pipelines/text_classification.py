@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import default_model
 from ..tokenizer import check_text
-from .base import Command, Pipeline, Task, TraceStage, choice, int_option, rounded, sigmoid, softmax
+from .base import Command, Pipeline, Task, TraceStage, choice, count, int_option, rounded, sigmoid, softmax
 
 _UNSET = object()  # top_k not given: transformers' one-best "legacy" results
 
@@ -113,7 +113,7 @@ def record(result, options) -> dict:
 
 
 def _arguments(p):
-    p.add_argument("--top-k", type=int, metavar="K", help="show the K best labels")
+    p.add_argument("--top-k", type=count, metavar="K", help="show the K best labels")
     p.add_argument("--pair", action="store_true", help="each input is TEXT<TAB>TEXT_PAIR")
     p.add_argument("--function", choices=["softmax", "sigmoid", "none"],
                    help="scores from logits (default: sigmoid for one label or multi-label models, else softmax)")

@@ -14,6 +14,8 @@ import logging
 import socket
 import sys
 
+from ..pipelines.base import count
+
 
 def add_arguments(p) -> None:
     p.add_argument("--model", "-m", metavar="MODEL", help="checkpoint folder or Hub id (default: the task's default model)")
@@ -22,31 +24,31 @@ def add_arguments(p) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one, printed at start)")
     p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` on every route but /health")
-    p.add_argument("--max-length", type=int, metavar="N", help="the longest input in tokens (default: the model's)")
+    p.add_argument("--max-length", type=count, metavar="N", help="the longest input in tokens (default: the model's)")
     from ..cli import add_engine_argument
 
     add_engine_argument(p)
     g = p.add_argument_group("batching and limits")
-    g.add_argument("--max-batch-tokens", type=int, default=16384, metavar="N", help="tokens per model call (default 16384)")
-    g.add_argument("--max-batch-requests", type=int, default=64, metavar="N",
+    g.add_argument("--max-batch-tokens", type=count, default=16384, metavar="N", help="tokens per model call (default 16384)")
+    g.add_argument("--max-batch-requests", type=count, default=64, metavar="N",
                    help="inputs per model call (default 64)")
-    g.add_argument("--batch-size", type=int, default=16, metavar="N",
+    g.add_argument("--batch-size", type=count, default=16, metavar="N",
                    help="texts per forward inside a model call, after sorting by length (default 16)")
     g.add_argument("--max-wait-ms", type=float, default=2.0, metavar="MS",
                    help="how long a request waits for others to batch with when the model is idle (default 2)")
-    g.add_argument("--max-concurrent-requests", type=int, default=512, metavar="N",
+    g.add_argument("--max-concurrent-requests", type=count, default=512, metavar="N",
                    help="requests in the server at once; more get 429 at once (default 512)")
-    g.add_argument("--max-client-batch-size", type=int, default=32, metavar="N",
+    g.add_argument("--max-client-batch-size", type=count, default=32, metavar="N",
                    help="inputs in one request; more get 413 (default 32)")
-    g.add_argument("--payload-limit", type=int, default=2_000_000, metavar="BYTES",
+    g.add_argument("--payload-limit", type=count, default=2_000_000, metavar="BYTES",
                    help="the largest request body (default 2000000)")
     g.add_argument("--auto-truncate", action="store_true",
                    help="truncate inputs past the model's length instead of refusing them (413)")
     g.add_argument("--no-batching", action="store_true", help="one request per model call (for comparison)")
     r = p.add_argument_group("more than one machine: Ray Serve (pip install 'ray[serve]')")
     r.add_argument("--ray", action="store_true", help="serve the same app on Ray Serve, one model and batcher per replica")
-    r.add_argument("--replicas", type=int, metavar="N", help="with --ray: copies of the model (default 1)")
-    r.add_argument("--threads", type=int, default=1, metavar="N",
+    r.add_argument("--replicas", type=count, metavar="N", help="with --ray: copies of the model (default 1)")
+    r.add_argument("--threads", type=count, default=1, metavar="N",
                    help="with --ray: CPUs (TensorFlow threads) per replica (default 1)")
     r.add_argument("--address", metavar="HEAD:6379", help="with --ray: join this Ray cluster (default: start a local one)")
     p.add_argument("--no-warm-up", action="store_true",
@@ -58,10 +60,6 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..cli import CLIError
 
-    for name in ("batch_size", "max_batch_tokens", "max_batch_requests", "max_concurrent_requests", "max_client_batch_size",
-                 "payload_limit", "replicas", "threads"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise CLIError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.max_wait_ms < 0:
         raise CLIError(f"--max-wait-ms must be at least 0, got {args.max_wait_ms}")
     if not 0 <= args.port <= 65535 or (args.ray and args.port == 0):

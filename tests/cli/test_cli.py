@@ -88,7 +88,11 @@ def test_tokenize_seed():
     (["classify", "--frobnicate", "hi"], None, b"unrecognized arguments: --frobnicate"),
     (["classify", "--model", "distilbert-base-uncased-finetuned-sst-2-english", "hi"], None, b"pass a local folder"),
     (["classify"], b"", b"no input: give TEXT arguments, --file PATH, or lines on standard input"),
-    (["classify", "--batch-size", "0", "x"], None, b"--batch-size must be at least 1"),
+    (["classify", "--batch-size", "0", "x"], None, b"argument --batch-size: must be at least 1, got 0"),
+    (["qa", "--doc-stride", "-2", "--context", "c", "q"], None, b"argument --doc-stride: must be at least 1, got -2"),
+    (["embed", "--truncate-dim", "0", "x"], None, b"argument --truncate-dim: must be at least 1, got 0"),
+    (["serve", "--replicas", "0"], None, b"argument --replicas: must be at least 1, got 0"),
+    (["classify", "--top-k", "two", "x"], None, b"argument --top-k: invalid count value: 'two'"),
 ])
 def test_errors_are_one_clear_line(args, stdin, message):
     p = run(*args, stdin=stdin)
