@@ -160,6 +160,32 @@ def test_multiple_choice_wrong_rank_is_a_clear_error(tmp_path):
     assert model(MC_IDS, attention_mask=MC_MASK).logits.shape == (2, 3)  # still usable
 
 
+@pytest.mark.parametrize("family", ["deberta-v2", "modernbert", "electra", "xlm-roberta"])
+def test_trace_follows_each_family(tmp_path, family):
+    """`trace` on a family's classifier: one stage per layer plus the embeddings, the head's own input (DeBERTa's
+    ContextPooler, ModernBERT's pooled and normed head), and the model's logits; the tokenizer is MiniLM's."""
+    import json
+    import shutil
+
+    from minibert import trace as tr
+    from reference import minilm_dir
+
+    folder = make_checkpoint(tmp_path, family, "sequence-classification", vocab_size=30522, **SMALL[family])
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(f"{minilm_dir()}/{name}", folder)
+    model, tok = minibert.AutoModelForSequenceClassification.from_pretrained(folder), minibert.AutoTokenizer.from_pretrained(folder)
+    texts = ["hello world!", "a longer text, padded to the other one"]
+    r = tr.trace(texts, model, tok)
+    json.dumps(tr.to_json(r))  # JSON-ready
+    enc = tok(texts, padding=True, return_tensors="np")
+    out = model(enc, output_hidden_states=True)
+    assert r["head"] == "sequence-classification" and len(r["stages"]) == 1 + model.config.num_hidden_layers
+    pooled, what = model.head_input(out.hidden_states[-1])
+    assert r["head_input"]["stage"] == what and r["head_input"]["shape"] == list(pooled.shape)
+    assert np.abs(np.asarray(r["logits"]) - out.logits.numpy()).max() <= 1e-4  # rounded for display
+    assert what in tr.format_trace(r)
+
+
 @pytest.mark.parametrize("family", sorted(SMALL))
 def test_masked_lm_tied_weights_round_trip(tmp_path, family):
     """The decoder is the word-embedding variable itself; save_pretrained writes it once, and transformers
