@@ -115,22 +115,38 @@ def _publish(staging: str, output: str, marker: dict) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _sigterm_stops_the_run():
+class _StopSignals:
     """SIGTERM, like Ctrl-C, unwinds the run (so its staging folder is removed) instead of killing the
-    process where it stands."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    process where it stands. `ray.init` installs its own SIGTERM handler, so `arm` runs again after it. Each
+    signal is also remembered: the exception it raises can land in code that swallows it (inside Ray), and
+    a run asked to stop must publish nothing even then (`check`, before publishing)."""
 
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self):
+        self.received, self.previous = [], {}
+
+    def _stop(self, signum, frame):
+        self.received.append(signum)
+        self.check()
+
+    def check(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt if self.received[0] == signal.SIGINT else SystemExit(128 + self.received[0])
+
+    def arm(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                previous = signal.signal(sig, self._stop)
+                self.previous.setdefault(sig, previous)  # the handler from before the run, restored after it
+
+    def __enter__(self):
+        self.arm()
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -199,11 +215,13 @@ def run(task: str, paths, output: str, *, model=None, input_format=None, column=
     remote = "://" in output
     target = output if remote else _staging_folder(output)
     try:
-        with _sigterm_stops_the_run():
+        with _StopSignals() as stop:
             ray_started, workers = _write(ray, target, files, fmt, task, column, pair_column, address, quiet,
                                           workers, threads, on_error, output_format, overwrite and remote,
-                                          dict(model=model, batch_size=batch_size, max_length=max_length, **options))
+                                          dict(model=model, batch_size=batch_size, max_length=max_length, **options),
+                                          stop)
             rows, bad = count_output(target, output_format)
+            stop.check()  # a stop whose exception something swallowed on the way
             marker = {"writer": "minibert", "version": _version(), "task": task, "rows": rows, "errors": bad}
             if remote:
                 _mark_remote(output, marker)
@@ -222,13 +240,13 @@ def run(task: str, paths, output: str, *, model=None, input_format=None, column=
 
 
 def _write(ray, target, files, fmt, task, column, pair_column, address, quiet, workers, threads, on_error,
-           output_format, empty_first, predict_kwargs) -> tuple[float, int]:
+           output_format, empty_first, predict_kwargs, stop) -> tuple[float, int]:
     """Start (or join) Ray, read, predict, write into `target`; (Ray's start-up seconds, workers)."""
     with _stderr_closed_if(quiet) as say, warnings.catch_warnings():
         # An empty input gives the actor pool no rows, which Ray warns of: an empty output is right.
         warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
         return _run_ray(ray, target, files, fmt, task, column, pair_column, address, quiet, workers, threads,
-                        on_error, output_format, empty_first, predict_kwargs, say)
+                        on_error, output_format, empty_first, predict_kwargs, say, stop)
 
 
 @contextlib.contextmanager
@@ -266,7 +284,7 @@ def _stderr_closed_if(quiet: bool):
 
 
 def _run_ray(ray, target, files, fmt, task, column, pair_column, address, quiet, workers, threads, on_error,
-             output_format, empty_first, predict_kwargs, say) -> tuple[float, int]:
+             output_format, empty_first, predict_kwargs, say, stop) -> tuple[float, int]:
     started = time.perf_counter()
     own_ray = not ray.is_initialized()
     if own_ray:
@@ -277,6 +295,7 @@ def _run_ray(ray, target, files, fmt, task, column, pair_column, address, quiet,
         except Exception as e:  # Ray raises a bare Exception when its node times out starting (an overloaded machine)
             raise ConnectionError(f"cannot reach the Ray cluster at {address}: {e}" if address
                                   else f"cannot start a local Ray: {e}") from None
+        stop.arm()  # ray.init replaced the SIGTERM handler with its own
     data_logger = logging.getLogger("ray.data")
     data_level = data_logger.level
     try:

@@ -390,6 +390,32 @@ def test_every_task_s_columns_equal_the_pipeline(tiny):
     assert sum(len(e) for e in table.column("labels").to_pylist()[:-1]) == 3 * 60
 
 
+def test_embed_options_and_rerank_columns_equal_the_pipeline(tiny, tmp_path):
+    """`embed`'s options (prompt, truncate_dim, pooling, normalize) reach the actor's pipeline, and `rerank` gives
+    each row its score against the query, as the pipeline does (on the class the actors run; no Ray needed)."""
+    import shutil
+
+    from reference import make_checkpoint, minilm_dir
+
+    rows = sst2_texts(40)
+    options = dict(prompt="query: ", truncate_dim=16, pooling="cls", normalize=True)
+    table = mray.Predict("feature-extraction", model=tiny["feature-extraction"], **options)(pa.table({"text": rows}))
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 16)
+    vectors = table["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, 16)
+    want = np.stack(pipeline("feature-extraction", model=tiny["feature-extraction"])(rows, **options))
+    assert np.abs(vectors - want).max() <= 1e-6
+    plain = np.stack(pipeline("feature-extraction", model=tiny["feature-extraction"])(rows, pooling="cls", normalize=True))
+    assert np.abs(vectors - plain[:, :16] / np.linalg.norm(plain[:, :16], axis=1, keepdims=True)).max() > 1e-3  # the prompt counted
+
+    folder = make_checkpoint(tmp_path, "bert", "sequence-classification", num_labels=1, hidden_size=32, num_attention_heads=4,
+                             intermediate_size=37, num_hidden_layers=2, vocab_size=30522)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(minilm_dir(), name), folder)
+    table = mray.Predict("rerank", model=folder, query="a moving film")(pa.table({"text": rows}))
+    want = [r["score"] for r in pipeline("rerank", model=folder)(rows, query="a moving film")]
+    assert np.abs(np.array(table["score"].to_pylist()) - want).max() <= 1e-6 and len(set(want)) > 1
+
+
 def test_question_answering_columns_equal_the_pipeline(tiny):
     """A question column and a context column in, the best span (and the K best) out, as the pipeline
     gives them for the same {"question", "context"} inputs; a row without a context gets an error."""
@@ -672,8 +698,11 @@ def test_a_failed_rerun_leaves_the_previous_output_and_a_good_one_replaces_it(lo
     assert json.loads((out / "_SUCCESS").read_text())["errors"] == 1
 
 
-def test_a_run_stopped_by_sigterm_leaves_no_partial_output(tmp_path, tiny):
-    """SIGTERM while the actors run: the staging folder goes, and no output folder claims to be complete."""
+@pytest.mark.parametrize("when", ["starting", "writing"])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_run_leaves_no_partial_output(tmp_path, tiny, stop, when):
+    """SIGTERM or Ctrl-C while Ray starts (the staging folder is there) or once the first files are written
+    (Ray's own SIGTERM handler is in place by then): the staging folder goes, and no output folder is left."""
     import time
 
     source = tmp_path / "many.txt"
@@ -683,13 +712,18 @@ def test_a_run_stopped_by_sigterm_leaves_no_partial_output(tmp_path, tiny):
     cmd = [sys.executable, "-m", "minibert", "classify", "--input", str(source), "--output", str(out),
            "--model", tiny["text-classification"], "--workers", "1", "--quiet"]
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def ready():
+        staging = list(tmp_path.glob(".out.minibert-*"))
+        return bool(staging) and (when == "starting" or any(staging[0].iterdir()))
+
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".out.minibert-*")) and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.05)
+    while not ready() and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.02)
     assert p.poll() is None, p.stderr.read().decode()[-2000:]
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(stop)
     p.wait(timeout=120)
-    assert p.returncode != 0
+    assert p.returncode != 0, "the run ignored the signal and finished"
     assert not out.exists()
     assert list(tmp_path.glob(".out.*")) == []
 
