@@ -13,7 +13,9 @@ def launched(tmp_path_factory):
     embedder = sentence_transformers_folder(tmp_path_factory.mktemp("embedder"))
     servers = {"cross-encoder": (cross, Server("--model", cross, "--max-concurrent-requests", str(CONCURRENT),
                                                "--max-wait-ms", "5")),
-               "embedder": (embedder, Server("--model", embedder, "--api-key", API_KEY))}
+               "embedder": (embedder, Server("--model", embedder, "--api-key", API_KEY)),
+               # the compiled engine, which some CPU kinds run by default (the suite pins Keras elsewhere)
+               "embedder-litert": (embedder, Server("--model", embedder, "--engine", "litert"))}
     yield servers
     for _, server in servers.values():
         server.stop()

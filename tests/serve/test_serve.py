@@ -21,6 +21,8 @@ from reference import REPO, sst2_train_texts
 from server import CONCURRENT, MAX_LENGTH
 
 TOL = 1e-6
+# What 64 clients against a bound of 16 may add to the server's resident memory (the README states it).
+OVERLOAD_GROWTH_MB = 100
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +87,7 @@ def test_health_and_info(client):
     assert r.status_code == 200 and r.content == b""
     info = client.get("/info").json()
     assert info["model_type"] == {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+    assert info["engine"] == "keras"  # MINIBERT_ENGINE, which tests/conftest.py sets and the server inherits
     limits = info["max_input_length"], info["max_concurrent_requests"], info["max_client_batch_size"]
     assert limits == (MAX_LENGTH, CONCURRENT, 32)
 
@@ -304,10 +307,31 @@ def test_sixty_four_clients_two_thousand_requests(server, client, pipe):
     assert_answers(outcomes, want)
 
 
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
 def test_overload_gives_429_and_the_rest_are_right(server, client, pipe):
+    """4x the request bound at once: 429 for the excess, right answers for the rest, and the server's resident
+    memory stays within OVERLOAD_GROWTH_MB of where it started (sampled every 20 ms during the load)."""
     requests = workload(200, seed=1)
     want = expected(pipe, requests)
-    outcomes = send_all(server.url, requests, 4 * CONCURRENT)
+    before, peak, done = rss_mb(server.proc.pid), [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mb(server.proc.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        outcomes = send_all(server.url, requests, 4 * CONCURRENT)
+    finally:
+        done.set()
+        sampler.join()
+    assert peak[0] - before <= OVERLOAD_GROWTH_MB, (before, peak[0])
     statuses = [s for _, s, _ in outcomes]
     assert set(statuses) == {200, 429} and statuses.count(429) > 0
     assert all(b["error_type"] == "Overloaded" for _, s, b in outcomes if s == 429)

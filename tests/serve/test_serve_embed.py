@@ -48,6 +48,25 @@ def test_embed_as_the_pipeline(served):
     close(client.post("/embed", json={"inputs": texts, "normalize": False}).json(), embeddings(pipe, texts, False))
 
 
+def test_embed_on_the_litert_engine(launched):
+    """`serve --engine litert`: /embed from the compiled model, concurrent requests included, equals the Keras
+    pipeline within the float32 parity bound."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from minibert.pipelines import pipeline
+
+    folder, server = launched["embedder-litert"]
+    pipe = pipeline("feature-extraction", model=folder, engine="keras")
+    texts = ["a gripping, funny film", "dull", "an hour too long and not a minute of it earned", "timing is everything"]
+    want = embeddings(pipe, texts)
+    with httpx.Client(base_url=server.wait_ready().url, timeout=120) as client:
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda i: client.post("/embed", json={"inputs": [texts[i % 4]]}).json()[0], range(32)))
+        assert client.get("/info").json()["engine"] == "litert"
+    close(got, [want[i % 4] for i in range(32)], 1e-5)
+    assert server.stop() == 0
+
+
 def test_prompts_dimensions_and_sentence_transformers(served, folder):
     from sentence_transformers import SentenceTransformer
 
