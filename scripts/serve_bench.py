@@ -121,6 +121,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux; elsewhere the machine's architecture
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--embed", action="store_true", help="the MiniLM embedder on /embed (default: sentiment on /predict)")
@@ -131,7 +139,11 @@ def main():
     args = p.parse_args()
     task, route = ("feature-extraction", "/embed") if args.embed else ("text-classification", "/predict")
     texts = dev_texts(args.requests)
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {task}, {len(texts)} SST-2 dev texts")
+    from minibert import cpu
+    from minibert.engine import engine_name
+
+    print(f"CPU: {cpu_name()} ({cpu.isa()}), {os.cpu_count()} cores; engine {engine_name()} (server and pipeline); "
+          f"{task}, {len(texts)} SST-2 dev texts")
     base = pipeline_throughput(task, texts)  # while no server runs
     print(f"one-process pipeline, corpus at once: {base:.0f} texts/s")
     print("server        clients  texts/s  of pipeline  p50 ms  p99 ms")
