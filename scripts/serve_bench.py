@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -121,14 +120,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:  # Linux; elsewhere the machine's architecture
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--embed", action="store_true", help="the MiniLM embedder on /embed (default: sentiment on /predict)")
@@ -139,6 +130,7 @@ def main():
     args = p.parse_args()
     task, route = ("feature-extraction", "/embed") if args.embed else ("text-classification", "/predict")
     texts = dev_texts(args.requests)
+    from bench import cpu_name  # this script's folder is on sys.path
     from minibert import cpu
     from minibert.engine import engine_name
 

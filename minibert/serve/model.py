@@ -167,5 +167,5 @@ class Served:
             model_type = {self.task.name: {}}
         return {"model_id": self.model_id, "model_sha": None, "model_dtype": "float32", "model_type": model_type,
                 "task": self.task.name, "prompts": self.prompts or None,
-                "engine": getattr(self.pipe.model, "engine", "keras")}  # the default differs per CPU kind
+                "engine": self.pipe.model.engine}  # the default differs per CPU kind
 

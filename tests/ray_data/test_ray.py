@@ -702,7 +702,8 @@ def test_a_failed_rerun_leaves_the_previous_output_and_a_good_one_replaces_it(lo
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_run_leaves_no_partial_output(tmp_path, tiny, stop, when):
     """SIGTERM or Ctrl-C while Ray starts (the staging folder is there) or once the first files are written
-    (Ray's own SIGTERM handler is in place by then): the staging folder goes, and no output folder is left."""
+    (after ray.init, which installs a SIGTERM handler of its own): the staging folder goes, and no output
+    folder is left."""
     import time
 
     source = tmp_path / "many.txt"
