@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(cmd.verb, help=cmd.help, description=cmd.description)
         common(sp, list(cmd.formats), cmd.default_model)
         cmd.arguments(sp)
-        sp.add_argument("--batch-size", type=count, metavar="N", help="texts per forward pass (default 64)")
+        sp.add_argument("--batch-size", type=count, metavar="N", help="most texts per forward pass (default 64)")
         add_engine_argument(sp)
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         add_ray_arguments(sp, spec)

@@ -458,7 +458,7 @@ class SentenceTransformer:
     The folder's modules (pooling, Dense, Normalize), max_seq_length, do_lower_case, prompts, default
     prompt, similarity function and truncate_dim are read from its files; a plain transformers folder
     gets mean pooling, as sentence-transformers gives it. Texts run through minibert's feature-extraction
-    pipeline: sorted by length, each batch padded to its own longest text.
+    pipeline: sorted by length, cut into forwards where the lengths jump, each padded to its own longest text.
     """
 
     def __init__(self, model_name_or_path=None, *, device=None, truncate_dim=None, cache_folder=None,

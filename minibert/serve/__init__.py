@@ -33,7 +33,7 @@ def add_arguments(p) -> None:
     g.add_argument("--max-batch-requests", type=count, default=64, metavar="N",
                    help="inputs per model call (default 64)")
     g.add_argument("--batch-size", type=count, default=16, metavar="N",
-                   help="texts per forward inside a model call, after sorting by length (default 16)")
+                   help="most texts per forward inside a model call, after sorting by length (default 16)")
     g.add_argument("--max-wait-ms", type=float, default=2.0, metavar="MS",
                    help="how long a request waits for others to batch with when the model is idle (default 2)")
     g.add_argument("--max-concurrent-requests", type=count, default=512, metavar="N",
