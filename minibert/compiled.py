@@ -65,8 +65,10 @@ class CompiledForward:
         B, T = ids.shape
         shape = self.bucket(B, T)
         # A row with no real token attends uniformly to all its keys (as in transformers); padding
-        # would add keys to that average, so such batches take the unpadded path.
-        if shape is None or mask.max(axis=1).min() == 0:
+        # would add keys to that average, so such batches take the unpadded path. So do rows padded on the
+        # left: there a padding query with no key in reach (ModernBERT's windows) averages all T keys too,
+        # and a head that reads position 0 sees it.
+        if shape is None or mask.max(axis=1).min() == 0 or mask[:, 0].min() == 0:
             compiles = self.graph.experimental_get_tracing_count() == 0
             result = self.graph(ids, mask, types)
         else:

@@ -138,8 +138,9 @@ class LiteRTForward:
         B, T = ids.shape
         shape = self.bucket(B, T)
         # A row with no real token attends uniformly to all its keys (as in transformers): padding would
-        # add keys to that average, so such a batch runs at its own shape.
-        if shape != (B, T) and mask.max(axis=1).min() == 0:
+        # add keys to that average, so such a batch runs at its own shape, as does one with a row padded on the
+        # left (a padding query with no key in reach averages all T keys too, and heads may read position 0).
+        if shape != (B, T) and (mask.max(axis=1).min() == 0 or mask[:, 0].min() == 0):
             shape = (B, T)
         if shape != (B, T):
             pad = ((0, shape[0] - B), (0, shape[1] - T))  # pad ids with mask 0: masked keys, discarded rows
@@ -280,11 +281,29 @@ def _built(root: str, key: str, model) -> tuple[str, dict]:
         warn_once(f"minibert: the cached LiteRT model {folder} is damaged or stale; rebuilding it")
         _set_aside(folder)
     if info is None:
+        import time
+
+        start = time.perf_counter()
+        announce(f"minibert: converting {type(model).__name__} ({model.dtype_name}) for the litert engine, once; "
+                 f"it is cached in {folder}")
         _convert(model, root, folder)
+        announce(f"minibert: converted in {time.perf_counter() - start:.0f} s")
         info = read_entry(folder)
         if info is None:
             raise OSError(f"{folder} was written but does not read back intact")
     return folder, info
+
+
+def announce(line: str) -> None:
+    """A line on stderr when it is a terminal: a conversion takes 15-40 s, which should not look like a hang.
+    Elsewhere (a pipe, a server's log) the line goes to the `minibert` logger at INFO."""
+    import logging
+    import sys
+
+    if getattr(sys.stderr, "isatty", lambda: False)():
+        print(line, file=sys.stderr, flush=True)
+    else:
+        logging.getLogger("minibert").info(line)
 
 
 def _set_aside(folder: str) -> None:

@@ -98,7 +98,7 @@ class DebertaV2Embeddings(ConfigLayer):
             x = x + self.token_type_embeddings(token_type_ids)  # (B, T, E)
         if hasattr(self, "embed_proj"):
             x = self.embed_proj(x)  # (B, T, E) -> (B, T, C)
-        x = self.LayerNorm(x) * real[:, :, None]  # padding rows are zero from here on
+        x = self.LayerNorm(x) * tf.expand_dims(real, -1)  # (B, T, 1): padding rows are zero from here on
         return self.dropout(x, training=training)
 
 
@@ -206,8 +206,9 @@ class ConvLayer(ConfigLayer):
 
     def call(self, embeddings, residual, real, training=False):
         """embeddings, residual: (B, T, C); real: float (B, T), 1 at tokens -> (B, T, C)."""
-        out = self.act(self.dropout(self.conv(embeddings) * real[:, :, None], training=training))
-        return self.LayerNorm(residual + out) * real[:, :, None]
+        real = tf.expand_dims(real, -1)  # (B, T, 1)
+        out = self.act(self.dropout(self.conv(embeddings) * real, training=training))
+        return self.LayerNorm(residual + out) * real
 
 
 class Conv1d(keras.layers.Layer):
@@ -258,10 +259,11 @@ class DebertaV2Encoder(ConfigLayer):
             rel = self.LayerNorm(rel)
         S = c.pos_ebd_size
         i = tf.range(T)
-        distance = i[:, None] - i[None, :]  # (T, T): query - key
+        query, key = tf.expand_dims(i, 1), tf.expand_dims(i, 0)  # (T, 1), (1, T)
+        distance = query - key  # (T, T): query - key
         r = tf.gather(self._buckets, distance + c.max_sequence_length - 1)  # (T, T) buckets of query - key
-        rows = i[:, None] * (2 * S)  # (T, 1): start of query i's row in the flat (T * 2S) table
-        cols = i[None, :] * (2 * S)  # (1, T): start of key j's row
+        rows = query * (2 * S)  # (T, 1): start of query i's row in the flat (T * 2S) table
+        cols = key * (2 * S)  # (1, T): start of key j's row
         c2p = rows + tf.clip_by_value(r + S, 0, 2 * S - 1)  # query i's score at bucket(i - j) + S
         p2c = cols + tf.clip_by_value(r + S, 0, 2 * S - 1)  # key j's score at -bucket(j - i) + S = bucket(i - j) + S
         return {"rel_embeddings": rel, "c2p_index": c2p, "p2c_index": p2c}
@@ -269,7 +271,9 @@ class DebertaV2Encoder(ConfigLayer):
     def call(self, x, real, training=False):
         """x: (B, T, C) embeddings; real: float (B, T), 1 at tokens. Returns [embeddings, layer 0, ...] and each
         layer's (B, H, T, T)."""
-        pair = real[:, None, :, None] * real[:, None, None, :]  # (B, 1, T, T): both query and key are real tokens
+        # expand_dims, not [:, None]: the LiteRT converter cannot lower new-axis slices at open shapes
+        keys = tf.expand_dims(real, 1)  # (B, 1, T)
+        pair = tf.expand_dims(keys, 3) * tf.expand_dims(keys, 2)  # (B, 1, T, T): both query and key are real tokens
         attn_mask = (1.0 - pair) * tf.float32.min
         relative = self.relative_inputs(tf.shape(x)[1])
         hidden, attentions = [x], []

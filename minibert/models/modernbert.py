@@ -108,14 +108,15 @@ def banded_attention(q, k, v, attention_mask, half_window: int, dropout, trainin
     real_keys = tf.concat(neighbours(real), axis=2)  # (B, n, 3W)
     offset = np.arange(W)[:, None] + W - np.arange(3 * W)[None, :]  # (W, 3W): query position - key position
     in_window = tf.constant(np.abs(offset) <= half_window)  # (W, 3W)
-    allowed = tf.logical_and(in_window[None, None], real_keys[:, :, None, :])  # (B, n, W, 3W)
-    scores = scores + tf.where(allowed, 0.0, tf.float32.min)[:, None]  # (B, 1, n, W, 3W) over heads
+    # expand_dims, not [:, None]: the LiteRT converter cannot lower these new-axis slices at open shapes
+    allowed = tf.logical_and(in_window, tf.expand_dims(real_keys, 2))  # (W, 3W) and (B, n, 1, 3W) -> (B, n, W, 3W)
+    scores = scores + tf.expand_dims(tf.where(allowed, 0.0, tf.float32.min), 1)  # (B, 1, n, W, 3W) over heads
     probs = tf.nn.softmax(scores, axis=-1)
     context = tf.matmul(dropout(probs, training=training), vb)  # (B, H, n, W, 3W) @ (B, H, n, 3W, D) -> (B, H, n, W, D)
     context = tf.transpose(tf.reshape(context, (B, H, P, D)), (0, 2, 1, 3))[:, :T]  # (B, T, H, D)
     any_key = tf.reshape(tf.reduce_any(allowed, axis=-1), (B, P))[:, :T]  # (B, T)
     uniform = tf.reduce_mean(v, axis=1, keepdims=True)  # (B, 1, H, D): softmax of equal scores over all T keys
-    context = tf.where(any_key[:, :, None, None], context, uniform)
+    context = tf.where(tf.reshape(any_key, (B, T, 1, 1)), context, uniform)
     return tf.reshape(context, (B, T, H * D))  # (B, T, H, D) -> (B, T, C)
 
 
@@ -134,7 +135,13 @@ def chunked_attention(q, k, v, mask, chunk: int, dropout, training=False):
         scores = tf.matmul(qc, kh, transpose_b=True) * (D ** -0.5) + mask
         return tf.matmul(dropout(tf.nn.softmax(scores, axis=-1), training=training), vh)  # -> (B, H, chunk, D)
 
-    out = tf.map_fn(one, qs, parallel_iterations=1)  # (n, B, H, chunk, D), one chunk in memory at a time
+    # A while loop that writes each chunk's context into its slot (not map_fn, whose TensorList ops LiteRT cannot
+    # lower): one chunk's scores in memory at a time, and a loop state of one shape, as XLA needs.
+    def step(i, out):
+        return i + 1, tf.tensor_scatter_nd_update(out, tf.reshape(i, (1, 1)), tf.expand_dims(one(qs[i]), 0))
+
+    _, out = tf.while_loop(lambda i, _: i < n, step, (tf.constant(0), tf.zeros_like(qs)), parallel_iterations=1)
+    # out: (n, B, H, chunk, D)
     out = tf.reshape(tf.transpose(out, (1, 0, 3, 2, 4)), (B, n * chunk, H * D))  # (B, n*chunk, C)
     return out[:, :T]
 

@@ -4,6 +4,7 @@ import errno
 import os
 import sys
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,6 +30,19 @@ SMALL = {
     "xlm-roberta": dict(hidden_size=24, num_attention_heads=2, intermediate_size=30, num_hidden_layers=2,
                         layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
     "electra": dict(hidden_size=32, embedding_size=16, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2),
+    "camembert": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
+                      layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
+    "data2vec-text": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
+                          layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
+    "mpnet": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2, layer_norm_eps=1e-5),
+    # deberta-v3's settings, with 4 position buckets so that 8 tokens reach the log-bucketed distances
+    "deberta-v2": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
+                       relative_attention=True, position_buckets=4, share_att_key=True, norm_rel_ebd="layer_norm",
+                       position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0),
+    # a window of 2 tokens each side, so that the 8-token rows run the banded local layers
+    "modernbert": dict(hidden_size=32, num_attention_heads=4, intermediate_size=24, num_hidden_layers=3,
+                       global_attn_every_n_layers=2, local_attention=4, pad_token_id=0, bos_token_id=1,
+                       eos_token_id=2, cls_token_id=1, sep_token_id=2),
 }
 AUTO = {"pretraining": minibert.ElectraForPreTraining, "model": minibert.AutoModel,
         "sequence-classification": minibert.AutoModelForSequenceClassification,
@@ -46,8 +60,10 @@ def own_cache(tmp_path_factory, monkeypatch):
 
 
 def inputs(family, head):
-    ids, mask = (RB_IDS, RB_MASK) if family in ("roberta", "xlm-roberta") else (IDS, MASK)
-    types = TYPES if family in ("bert", "electra") else None
+    from minibert.families import REGISTRY
+
+    ids, mask = (RB_IDS, RB_MASK) if REGISTRY[family].positions == "from padding" else (IDS, MASK)
+    types = TYPES if REGISTRY[family].token_types else None
     if head == "multiple-choice":  # 2 questions x 3 choices, padded differently per choice
         reorder = lambda x: None if x is None else [x, [x[2], x[0], x[1]]]
         return reorder(ids), reorder(mask), reorder(types), np.asarray(reorder(mask)).reshape(-1, 8)
@@ -70,7 +86,12 @@ def check_family_head(tmp_path, family, head):
     assert type(out) is type(want) and list(out) == list(want)  # the same output object, field for field
     for key in out:
         assert type(out[key]) is type(want[key]) and out[key].shape == want[key].shape, key
-    diffs = max_diffs(out, ref, flat_mask)
+    real = np.asarray(flat_mask).astype(bool)
+    per_token = [key for key in ("logits", "start_logits", "end_logits")  # (B, T) or (B, T, V): at real tokens only,
+                 if key in ref and np.shape(ref[key])[:2] == real.shape]  # as hidden states are compared
+    ours = {key: np.asarray(out[key])[real] if key in per_token else out[key] for key in out}
+    diffs = max_diffs(SimpleNamespace(**ours), {k: v[real] if k in per_token else v for k, v in ref.items()},
+                      flat_mask)
     assert diffs, (list(out), list(ref))
     for key, d in diffs.items():
         assert d <= TOL[key], f"{family} {head} {key}: max |diff| {d:.3g} > {TOL[key]:g}"
@@ -322,3 +343,55 @@ def test_a_converted_model_runs_without_tensorflow(tiny, tmp_path):
     for a, b in zip(got, want):
         assert [r["label"] for r in a] == [r["label"] for r in b]
         assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) <= 1e-6
+
+
+def test_a_conversion_says_so_on_a_terminal_and_logs_elsewhere(tiny, tmp_path, monkeypatch, caplog):
+    """The first call converts (15-40 s on a real model): a terminal is told, once, before and after; a pipe's
+    output stays clean, and the same lines go to the `minibert` logger."""
+    import io
+    import logging
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, where in ((Terminal(), "terminal"), (io.StringIO(), "pipe")):
+        monkeypatch.setenv("MINIBERT_CACHE", str(tmp_path / where))  # an empty cache: this call converts
+        monkeypatch.setattr(sys, "stderr", stream)
+        with caplog.at_level(logging.INFO, logger="minibert"):
+            caplog.clear()
+            model = minibert.AutoModelForSequenceClassification.from_pretrained(tiny, engine="litert")
+            logits(model)
+            logits(model)  # converted already: nothing more is said
+        said = stream.getvalue().splitlines()
+        if where == "terminal":
+            assert len(said) == 2 and "converting BertForSequenceClassification (float32)" in said[0], said
+            assert str(tmp_path / where) in said[0] and said[1].startswith("minibert: converted in ")
+        else:
+            assert said == [] and [r.getMessage()[:21] for r in caplog.records] == ["minibert: converting ",
+                                                                                     "minibert: converted i"]
+
+
+def test_modernbert_past_its_window_runs_on_the_engine(tmp_path, monkeypatch):
+    """Long inputs convert and run on LiteRT too: the banded local layers and (the chunk lowered to 16) the global
+    layers' query chunks, a while loop inside the flatbuffer. Equal to transformers on a padded batch of 40 tokens."""
+    from minibert.models import modernbert
+
+    monkeypatch.setenv("MINIBERT_CACHE", str(tmp_path / "cache"))  # converted with the lowered chunk: its own entry
+    monkeypatch.setattr(modernbert, "GLOBAL_QUERY_CHUNK", 16)
+    folder = make_checkpoint(tmp_path, "modernbert", "sequence-classification", seed=7, num_labels=3, vocab_size=120,
+                             hidden_size=32, num_attention_heads=4, intermediate_size=24, num_hidden_layers=4,
+                             global_attn_every_n_layers=3, local_attention=8, max_position_embeddings=64,
+                             pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+    ids = np.random.default_rng(0).integers(3, 120, size=(3, 40))
+    mask = np.ones_like(ids)
+    mask[1, 23:], mask[2, :15] = 0, 0  # padded on the right, and on the left
+    ids[mask == 0] = 0
+    ref = reference(folder, ids, mask, head="sequence-classification")
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(folder, engine="litert")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback to Keras would warn
+        got = model(ids, attention_mask=mask).logits.numpy()
+    assert isinstance(model.compiled_forward(), engine.LiteRTForward)
+    assert np.abs(got - ref["logits"]).max() <= TOL["logits"]
