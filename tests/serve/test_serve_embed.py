@@ -64,7 +64,36 @@ def test_embed_on_the_litert_engine(launched):
             got = list(pool.map(lambda i: client.post("/embed", json={"inputs": [texts[i % 4]]}).json()[0], range(32)))
         assert client.get("/info").json()["engine"] == "litert"
     close(got, [want[i % 4] for i in range(32)], 1e-5)
-    assert server.stop() == 0
+    stop_with_sigint_during_load(server, texts, want)
+
+
+def stop_with_sigint_during_load(server, texts, want):
+    """SIGINT (Ctrl-C) stops the server as SIGTERM does: it stops accepting, answers every request it accepted
+    (each right), and exits 0; requests after it get a refused connection, not an HTTP error."""
+    import signal
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(i):
+        try:
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                response = client.post("/embed", json={"inputs": [texts[i % 4]]})
+            return i, response.status_code, response.json()
+        except httpx.TransportError as e:
+            return i, type(e).__name__, None
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(post, i) for i in range(400)]
+        deadline = time.monotonic() + 120
+        while sum(f.done() for f in futures) < 20 and time.monotonic() < deadline:  # the load is under way
+            time.sleep(0.02)
+        server.proc.send_signal(signal.SIGINT)
+        outcomes = [f.result() for f in futures]
+    assert server.proc.wait(60) == 0
+    answered = [(i, body) for i, status, body in outcomes if status == 200]
+    assert 20 <= len(answered) < len(outcomes)
+    assert all(isinstance(status, str) for _, status, _ in outcomes if status != 200)  # refused, not an HTTP error
+    close([body[0] for _, body in answered], [want[i % 4] for i, _ in answered], 1e-5)
 
 
 def test_prompts_dimensions_and_sentence_transformers(served, folder):
