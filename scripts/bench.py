@@ -156,6 +156,8 @@ def worker_minibert(folder, data, n):
     res = {"import_s": import_s, "load_s": load_s, "rss_after_import_mb": rss_import,
            "latency_tokens": one["input_ids"].shape[1], "cpu": cpu.describe(), "engine": model.engine}
     res["latency"] = timed(lambda: model(one).logits.numpy(), n)
+    if model.engine == "litert" and type(model.compiled_forward()).__name__ != "LiteRTForward":
+        res["engine"] = "keras (litert could not convert it)"  # what ran: the fallback warned once
     res["big_batch"] = timed(lambda: model(big).logits.numpy(), 5, warmup=2)
     texts = read_texts(data)
     pipe = minibert.pipeline("sentiment-analysis", model=model, tokenizer=tok)
@@ -952,6 +954,7 @@ def report_family(what, r):
     if "latency" not in mb:
         return
     n = mb["latency_tokens"]
+    print(f"  minibert on {mb.get('engine', 'keras')}")
     rows = [(f"latency, 1x{n} (min)", mb["latency"]["min_s"], "transformers eager", hf.get("latency", {}).get("min_s")),
             (f"latency, 1x{n} (median)", mb["latency"]["median_s"], "transformers eager",
              hf.get("latency", {}).get("median_s")),
