@@ -26,9 +26,9 @@ from ..tokenizer import check_text
 
 DEFAULT_BATCH_SIZE = 64  # most rows per forward; scripts/bench.py measures the choice (README, speed)
 STREAM_CHUNK = 1024  # inputs read from an iterator, sorted by length and batched together, at a time
-# How rows sorted by length are cut into forwards (`split_sorted`): a forward's fixed cost in tokens of work
-# (about 5 ms of set-up and weight streaming against about 0.45 ms a token, on LiteRT and on Keras alike), and
-# the fewest rows a forward takes, since the compiled paths pad 1-4 rows up to a bucket shape.
+# How rows sorted by length are cut into forwards (`split_sorted`): a forward's fixed cost (set-up and one
+# pass over the weights) in tokens of work, as measured on LiteRT (docs/benchmarks.md), and the fewest rows a
+# forward takes, since the compiled paths pad 1-4 rows up to a bucket shape.
 FORWARD_COST = 12
 MIN_ROWS = 5
 
@@ -44,10 +44,11 @@ def split_sorted(lengths: np.ndarray, batch_size: int) -> list[int]:
     rows, each padded to its longest row: those that minimise the padded tokens plus FORWARD_COST per forward.
 
     Cutting at every `batch_size` rows pads little on a long sorted list, but a few dozen texts of mixed
-    lengths (a server's batch) padded 16 at a time run 40% padding; cutting where the lengths jump runs
-    half as much. Dynamic programming over the cut points: cost[i] is the least cost of rows [0, i), whose
-    last forward is [j, i) and costs FORWARD_COST + (i - j) * lengths[i - 1]. Forwards have at least
-    MIN_ROWS rows, except the first (the shortest rows), so that any n can be cut.
+    lengths (a server's model call) cut 16 at a time carry a lot of padding, and cutting where the lengths
+    jump far less (`scripts/padding.py` counts both). Dynamic programming over the cut points: cost[i] is
+    the least cost of rows [0, i), whose last forward is [j, i) and costs FORWARD_COST + (i - j) *
+    lengths[i - 1]. Forwards have at least MIN_ROWS rows, except the first (the shortest rows), so that any
+    n can be cut.
     """
     n = len(lengths)
     fewest = min(MIN_ROWS, batch_size)
@@ -229,8 +230,8 @@ class Pipeline:
     # -- the model -------------------------------------------------------------------------------
     def _forward_rows(self, rows: list, batch_size: int, take: Callable, first: int = 0) -> Iterator[list]:
         """Run rows through the model, shortest first, at most `batch_size` rows per forward, each batch padded
-        to its longest row (`split_sorted` chooses the cuts); yield, input by input in order, the list of that input's row results, as soon as
-        its rows and those of every input before it have run.
+        to its longest row (`split_sorted` chooses the cuts); yield, input by input in order, the list of that
+        input's row results, as soon as its rows and those of every input before it have run.
 
         rows: (input number within the chunk, `tokenizers.Encoding` without padding) pairs, grouped by
         input (an input has one row, or one per window of a long text, or per zero-shot label).

@@ -4,8 +4,9 @@ A request becomes one `Job`: its inputs, its token count and a `key` (the route 
 results depend on). The batcher's loop takes the oldest waiting job and every later job with the same
 key, up to `max_batch_tokens` tokens and `max_batch_inputs` inputs, and hands their inputs to the
 key's function in one call on the model thread; the pipeline inside sorts those rows by length, cuts
-them into forwards where the lengths jump, and pads each forward only to its own longest row. Each job gets back exactly its own slice of the
-results, in its own order. A job is never split: one request over a budget runs alone.
+them into forwards where the lengths jump, and pads each forward only to its own longest row. Each job
+gets back exactly its own slice of the results, in its own order. A job is never split: one request
+over a budget runs alone.
 
 While the model is busy the queue fills, so under load batches form with no waiting; when the model
 is idle, the first job waits at most `max_wait_ms` for company. `max_concurrent` bounds the requests
