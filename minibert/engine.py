@@ -271,7 +271,7 @@ def read_entry(folder: str) -> dict | None:
 
 
 def _built(root: str, key: str, model) -> tuple[str, dict]:
-    from .default_model import BUILDING_PREFIX, _remove_stale
+    from .default_model import _remove_stale
 
     folder = os.path.join(root, key)
     os.makedirs(root, exist_ok=True)
