@@ -5,7 +5,7 @@
 - small inputs (batch <= 4, sequence <= 128: interactive use) run under XLA, which fuses the
   element-wise work into the matmuls. XLA compiles once per input shape, so inputs are padded up
   to a bucket (XLA_BATCHES x XLA_SEQS: at most 18 shapes). Padding is masked, so real positions do
-  not change (a row whose mask is all zeros is the exception, so a batch holding one is not padded);
+  not change (rows with no real token, or padded on the left, are the exception: `engine.paddable`);
 - larger inputs run as a plain graph with open batch and sequence dimensions: traced once, no
   padding waste; there XLA's gain was smaller than what padding to a bucket costs.
 Whether small inputs use XLA at all is part of the kernel plan `cpu.py` chooses for the CPU.
@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import cpu
+from .engine import paddable
 
 XLA_BATCHES = (1, 2, 4)
 XLA_SEQS = (16, 32, 48, 64, 96, 128)
@@ -64,11 +65,7 @@ class CompiledForward:
         """(B, T) int32 arrays, as `prepare_inputs` returns them, to the model's output object."""
         B, T = ids.shape
         shape = self.bucket(B, T)
-        # A row with no real token attends uniformly to all its keys (as in transformers); padding
-        # would add keys to that average, so such batches take the unpadded path. So do rows padded on the
-        # left: there a padding query with no key in reach (ModernBERT's windows) averages all T keys too,
-        # and a head that reads position 0 sees it.
-        if shape is None or mask.max(axis=1).min() == 0 or mask[:, 0].min() == 0:
+        if shape is None or not paddable(mask):  # such batches take the unpadded path
             compiles = self.graph.experimental_get_tracing_count() == 0
             result = self.graph(ids, mask, types)
         else:

@@ -137,10 +137,7 @@ class LiteRTForward:
     def __call__(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray):
         B, T = ids.shape
         shape = self.bucket(B, T)
-        # A row with no real token attends uniformly to all its keys (as in transformers): padding would
-        # add keys to that average, so such a batch runs at its own shape, as does one with a row padded on the
-        # left (a padding query with no key in reach averages all T keys too, and heads may read position 0).
-        if shape != (B, T) and (mask.max(axis=1).min() == 0 or mask[:, 0].min() == 0):
+        if shape != (B, T) and not paddable(mask):
             shape = (B, T)
         if shape != (B, T):
             pad = ((0, shape[0] - B), (0, shape[1] - T))  # pad ids with mask 0: masked keys, discarded rows
@@ -159,6 +156,15 @@ class LiteRTForward:
                 value = value[:B, :T] if per_token else value[:B]  # (B', T', C) -> (B, T, C); (B', C) -> (B, C)
             result[name] = self.wrap(value)
         return self.out_cls(**result)
+
+
+def paddable(mask: np.ndarray) -> bool:
+    """Whether a (B, T) batch gives the same results padded up to a bucket shape (here and in `compiled.py`).
+
+    A row with no real token attends uniformly to all its keys (as in transformers), and so does a padding
+    query with no key in reach on a row padded on the left (ModernBERT's windows), which a head that reads
+    position 0 sees: padding would add keys to those averages. Such batches run at their own shape."""
+    return bool(mask.max(axis=1).min() > 0 and mask[:, 0].min() > 0)
 
 
 def output_class(info: dict, import_family: bool = True):
