@@ -156,7 +156,9 @@ def worker_minibert(folder, data, n):
     res = {"import_s": import_s, "load_s": load_s, "rss_after_import_mb": rss_import,
            "latency_tokens": one["input_ids"].shape[1], "cpu": cpu.describe(), "engine": model.engine}
     res["latency"] = timed(lambda: model(one).logits.numpy(), n)
-    if model.engine == "litert" and type(model.compiled_forward()).__name__ != "LiteRTForward":
+    from minibert.engine import LiteRTForward
+
+    if model.engine == "litert" and not isinstance(model.compiled_forward(), LiteRTForward):
         res["engine"] = "keras (litert could not convert it)"  # what ran: the fallback warned once
     res["big_batch"] = timed(lambda: model(big).logits.numpy(), 5, warmup=2)
     texts = read_texts(data)

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from reference import TOL, max_diffs, reference  # noqa: E402
+from reference import TOL, at_real_tokens, max_diffs, reference  # noqa: E402
 
 DEFAULT_TEXTS = ["I've been waiting for a HuggingFace course my whole life.", "I hate this so much!", "Short."]
 
@@ -102,16 +102,6 @@ def compare(folder, inputs: dict, engine: str = "keras") -> tuple[str, dict]:
         engine_diffs = max_diffs(SimpleNamespace(**at_real_tokens(fast, per_token, mask)), ref, mask)
         diffs.update({f"engine:{key}": d for key, d in engine_diffs.items()})
     return cls.__name__, diffs
-
-
-def at_real_tokens(outputs, per_token: list, mask) -> dict:
-    """The outputs as a dict, per-token logits kept at real tokens only (as hidden states are compared)."""
-    import numpy as np
-
-    found = {key: value for key, value in dict(outputs).items() if value is not None}
-    for key in per_token:
-        found[key] = np.asarray(found[key])[mask.astype(bool)]
-    return found
 
 
 def report(name: str, diffs: dict) -> bool:

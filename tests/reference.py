@@ -98,6 +98,16 @@ def reference(folder, input_ids, attention_mask=None, token_type_ids=None, head:
     return res
 
 
+def at_real_tokens(outputs, per_token, attention_mask) -> dict:
+    """The outputs (a ModelOutput or dict) as a dict, the per-token logits named in `per_token` ((B, T) or
+    (B, T, V)) kept at real tokens only, as `max_diffs` compares hidden states."""
+    real = np.asarray(attention_mask).astype(bool)
+    found = {key: value for key, value in dict(outputs).items() if value is not None}
+    for key in per_token:
+        found[key] = np.asarray(found[key])[real]
+    return found
+
+
 def max_diffs(ours, ref: dict, attention_mask=None) -> dict:
     """max |ours - ref| per output, over real (unmasked) token positions for per-token tensors."""
     m = None if attention_mask is None else np.asarray(attention_mask).astype(bool)

@@ -12,7 +12,7 @@ import pytest
 import minibert
 from minibert import engine
 from minibert.auto import FAMILIES
-from reference import TOL, make_checkpoint, max_diffs, reference
+from reference import TOL, at_real_tokens, make_checkpoint, max_diffs, reference
 
 pytest.importorskip("ai_edge_litert", reason="ai-edge-litert publishes no wheel for this platform")
 
@@ -86,12 +86,10 @@ def check_family_head(tmp_path, family, head):
     assert type(out) is type(want) and list(out) == list(want)  # the same output object, field for field
     for key in out:
         assert type(out[key]) is type(want[key]) and out[key].shape == want[key].shape, key
-    real = np.asarray(flat_mask).astype(bool)
     per_token = [key for key in ("logits", "start_logits", "end_logits")  # (B, T) or (B, T, V): at real tokens only,
-                 if key in ref and np.shape(ref[key])[:2] == real.shape]  # as hidden states are compared
-    ours = {key: np.asarray(out[key])[real] if key in per_token else out[key] for key in out}
-    diffs = max_diffs(SimpleNamespace(**ours), {k: v[real] if k in per_token else v for k, v in ref.items()},
-                      flat_mask)
+                 if key in ref and np.shape(ref[key])[:2] == np.shape(flat_mask)]  # as hidden states are compared
+    diffs = max_diffs(SimpleNamespace(**at_real_tokens(out, per_token, flat_mask)),
+                      at_real_tokens(ref, per_token, flat_mask), flat_mask)
     assert diffs, (list(out), list(ref))
     for key, d in diffs.items():
         assert d <= TOL[key], f"{family} {head} {key}: max |diff| {d:.3g} > {TOL[key]:g}"
