@@ -117,28 +117,44 @@ def _publish(staging: str, output: str, marker: dict) -> None:
 
 class _StopSignals:
     """SIGTERM, like Ctrl-C, unwinds the run (so its staging folder is removed) instead of killing the
-    process where it stands. `ray.init` installs its own SIGTERM handler, so `arm` runs again after it. Each
-    signal is also remembered: the exception it raises can land in code that swallows it (inside Ray), and
-    a run asked to stop must publish nothing even then (`check`, before publishing)."""
+    process where it stands. `ray.init` installs its own SIGTERM handler, so `arm` runs again after it.
+
+    Each signal is also remembered, whichever handler took it: Python writes every caught signal's number
+    to the wakeup fd (`signal.set_wakeup_fd`), which `check` reads. So a signal whose exception landed in
+    code that swallows it, or that Ray's handler took during `ray.init`, still stops the run before it
+    publishes anything."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.received, self.previous = [], {}
+        self.received, self.previous, self.wakeup = [], {}, None
 
     def _stop(self, signum, frame):
-        self.received.append(signum)
+        self.received.append(signum)  # even if someone replaced the wakeup fd
         self.check()
 
     def check(self) -> None:
+        if self.wakeup is not None:
+            try:
+                self.received += [n for n in self.wakeup[0].recv(4096) if n in self.SIGNALS]
+            except BlockingIOError:  # nothing written since the last check
+                pass
         if self.received:
             raise KeyboardInterrupt if self.received[0] == signal.SIGINT else SystemExit(128 + self.received[0])
 
     def arm(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                previous = signal.signal(sig, self._stop)
-                self.previous.setdefault(sig, previous)  # the handler from before the run, restored after it
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if self.wakeup is None:
+            import socket
+
+            self.wakeup = socket.socketpair()
+            for s in self.wakeup:
+                s.setblocking(False)
+            self.previous_fd = signal.set_wakeup_fd(self.wakeup[1].fileno(), warn_on_full_buffer=False)
+        for sig in self.SIGNALS:
+            previous = signal.signal(sig, self._stop)
+            self.previous.setdefault(sig, previous)  # the handler from before the run, restored after it
 
     def __enter__(self):
         self.arm()
@@ -147,6 +163,10 @@ class _StopSignals:
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        if self.wakeup is not None:
+            signal.set_wakeup_fd(self.previous_fd)
+            for s in self.wakeup:
+                s.close()
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -296,6 +316,7 @@ def _run_ray(ray, target, files, fmt, task, column, pair_column, address, quiet,
             raise ConnectionError(f"cannot reach the Ray cluster at {address}: {e}" if address
                                   else f"cannot start a local Ray: {e}") from None
         stop.arm()  # ray.init replaced the SIGTERM handler with its own
+        stop.check()  # a signal that Ray's handler took while it started
     data_logger = logging.getLogger("ray.data")
     data_level = data_logger.level
     try:

@@ -785,3 +785,19 @@ def test_record_mode_keeps_refused_rows_writes_jsonl_and_quiet_is_quiet(local_ra
     err = capfd.readouterr().err.splitlines()
     assert err[-1] == f"minibert: error: {source}, row 2 has no mask token [MASK]: fill-mask predicts the word at each [MASK]"
     assert all(line.startswith("minibert: warning: --workers 2") for line in err[:-1]), err
+
+
+def test_a_signal_another_handler_swallowed_still_stops_the_run():
+    """ray.init installs a SIGTERM handler of its own, and what it raises can be swallowed: a SIGTERM taken by
+    such a handler is still seen (Python's wakeup fd), so the run stops before publishing. No Ray needed."""
+    from minibert.ray.job import _StopSignals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _StopSignals() as stop:
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)  # a handler that swallows it, as in ray.init
+        os.kill(os.getpid(), signal.SIGTERM)
+        stop.arm()
+        with pytest.raises(SystemExit) as raised:
+            stop.check()
+    assert raised.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
