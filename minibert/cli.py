@@ -206,7 +206,7 @@ def cmd_task(args) -> int:
     if cmd.vectors and args.output:
         import numpy as np
 
-        size = spec.columns(options, pipe)[names[0]].list_size  # the vector's length, as Arrow's column states it
+        size = spec.columns(options, pipe)[names[0]].size  # the vector's length, as the task's column states it
         arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, size), np.float32)
         write_atomically(args.output, lambda f: np.save(f, arr))
         print(f"wrote {arr.shape[0]} embeddings of size {arr.shape[1]} to {args.output}", file=sys.stderr)
@@ -334,10 +334,11 @@ def cmd_trace(args) -> int:
     if args.attention_png and not 0 <= args.text_index < len(texts):  # before the model loads
         raise CLIError(f"--text-index {args.text_index} is out of range: {len(texts)} text(s) given")
     if args.attention_png:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise CLIError("--attention-png needs matplotlib: pip install 'minibert-tf[plot]' (or pip install matplotlib)")
+        try:
+            import matplotlib  # noqa: F401  (the `plot` extra)
+        except ImportError:
+            raise CLIError("--attention-png needs matplotlib: pip install 'minibert-tf[plot]' "
+                           "(or pip install matplotlib)") from None
     resolve_model(args)
     load_tensorflow_quietly()
     from . import trace as tr

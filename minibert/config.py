@@ -420,6 +420,9 @@ class DebertaV2Config(BertConfig):
         relative = 2 * self.pos_ebd_size * h + 2 * h if self.relative_attention else 0
         conv = self.conv_kernel_size * h * h + 3 * h
         return embeddings + self.num_hidden_layers * layer + relative + conv + (h * h + h) + (h * num_labels + num_labels)
+
+
+@dataclass(repr=False)
 class CamembertConfig(RobertaConfig):
     """The RoBERTa architecture under CamemBERT's type name (French SentencePiece vocabulary); transformers'
     CamembertConfig keeps BERT's default vocabulary size."""

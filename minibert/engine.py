@@ -200,17 +200,22 @@ def forward_for(model):
         return None
     import tensorflow as tf
 
+    from . import weight_changes
+
+    weight_changes.watch(model)  # before the key: an assignment from now on is counted
     try:
         folder, info = cached(model)
         make = lambda: LiteRTForward(folder, info, model.config.max_sequence_length, model.config.pad_token_id or 0,
                                      output_class(info), wrap=tf.convert_to_tensor)
         try:
-            return make()
+            forward = make()
         except (ValueError, RuntimeError) as e:  # the manifest matched but LiteRT refuses the file: rebuild once
             warn_once(f"minibert: LiteRT could not load {folder} ({first_line(e)}); rebuilding it")
             _set_aside(folder)
             folder, info = cached(model)
-            return make()
+            forward = make()
+        forward.stamp = weight_changes.Stamp(model, os.path.basename(folder), lambda m: content_key(m)[:32])
+        return forward
     except Exception as e:  # a converter failure is raised as many types; the Keras path always works
         warn_once(f"minibert: the litert engine could not convert {type(model).__name__} "
                   f"({type(e).__name__}: {first_line(e)}); the model runs on Keras")

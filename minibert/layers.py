@@ -16,6 +16,9 @@ import math
 
 import keras
 import tensorflow as tf
+from tensorflow.python.eager import record  # not exported; the one place TensorFlow tells if a tape records
+
+from . import weight_changes
 
 # transformers' ACT2FN names -> TensorFlow functions. "gelu" is the exact erf form in both BERT and
 # DistilBERT; "gelu_new" and "gelu_pytorch_tanh" are the tanh approximation.
@@ -99,6 +102,8 @@ class Linear(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
+        if record.could_possibly_record():  # under a GradientTape: an optimizer may change the weights next
+            weight_changes.note_training()
         shape = tf.shape(x)
         x2 = tf.reshape(x, (-1, self.in_features))  # (..., in) -> (N, in)
         lowp = self.__dict__.get("_lowp_kernel")  # set by PreTrainedModel.set_dtype("bfloat16"), else None

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import weight_changes
 from .config import PretrainedConfig
 from .layers import no_random_init
 
@@ -74,6 +75,8 @@ class PreTrainedModel(keras.Model):
             input_ids, attention_mask, token_type_ids, choices = _flatten_choices(input_ids, attention_mask, token_type_ids)
         ids, mask, types = self.prepare_inputs(input_ids, attention_mask, token_type_ids)
         if training or not tf.executing_eagerly():  # training, or inside someone else's tf.function
+            if training:
+                weight_changes.note_training()
             ids, mask, types = (tf.convert_to_tensor(x) for x in (ids, mask, types))
             out = super().__call__(input_ids=ids, attention_mask=mask, token_type_ids=types,
                                    output_hidden_states=output_hidden_states, output_attentions=output_attentions,
@@ -93,10 +96,11 @@ class PreTrainedModel(keras.Model):
         key = (output_hidden_states, output_attentions)
         fns = self.__dict__.setdefault("_compiled", {})  # plain dict, kept out of Keras's tracking
         if key == (False, False) and self.engine == "litert" and not _taping():
-            if "litert" not in fns:
-                from . import engine
+            from . import engine
 
-                fns["litert"] = engine.forward_for(self)  # None (said once) where it cannot run
+            forward = fns.get("litert")
+            if "litert" not in fns or (forward is not None and forward.stamp.stale(self)):
+                fns["litert"] = engine.forward_for(self)  # None (said once) where it cannot run; new weights reconvert
             if fns["litert"] is not None:
                 return fns["litert"]
         if key not in fns:

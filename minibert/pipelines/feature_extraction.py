@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import default_model
 from .. import sentence_transformers as st
+from . import columns as c
 from .base import Command, Pipeline, Task, TraceStage, bool_option, choice, count, int_option
 
 logger = logging.getLogger("minibert")
@@ -168,10 +169,8 @@ def folder_settings(folder) -> dict:
 
 # -- records, the command, trace ------------------------------------------------------------------
 def columns(options, pipe):
-    import pyarrow as pa
-
     size = pipe.embedding_size(options) if pipe is not None else 1  # no pipeline: the names are all that is asked
-    return {"embedding": pa.list_(pa.float32(), size)}
+    return {"embedding": c.vector(size)}
 
 
 def record(result, options) -> dict:

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from . import columns as c
 from .base import Command, Pipeline, Task, TraceStage, count, int_option, softmax
 
 
@@ -119,11 +120,9 @@ class FillMaskPipeline(Pipeline):
 
 # -- records, the command, trace ------------------------------------------------------------------
 def columns(options, pipe):
-    import pyarrow as pa
-
-    candidate = pa.struct([("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()),
-                           ("sequence", pa.string())])
-    return {"masks": pa.list_(pa.list_(candidate))}
+    candidate = c.struct([("score", c.FLOAT64), ("token", c.INT64), ("token_str", c.STRING),
+                          ("sequence", c.STRING)])
+    return {"masks": c.list_of(c.list_of(candidate))}
 
 
 def record(result, options) -> dict:

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..textio import read_document
 from ..tokenizer import check_text
+from . import columns as c
 from .base import Command, Pipeline, Task, TraceStage, bool_option, count, int_option, softmax
 
 
@@ -222,12 +223,10 @@ _SPAN = ("score", "start", "end", "answer")
 
 
 def columns(options, pipe):
-    import pyarrow as pa
-
-    fields = list(zip(_SPAN, (pa.float64(), pa.int64(), pa.int64(), pa.string())))
+    fields = list(zip(_SPAN, (c.FLOAT64, c.INT64, c.INT64, c.STRING)))
     types = dict(fields)
     if options.get("top_k"):  # as `minibert qa --top-k K` writes them: the K best spans, best first
-        types["answers"] = pa.list_(pa.struct(fields))
+        types["answers"] = c.list_of(c.struct(fields))
     return types
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import sentence_transformers as st
 from ..tokenizer import check_text
+from . import columns as c
 from .base import Command, Pipeline, Task, count, int_option
 from .text_classification import TRACE  # its model is a sequence classifier: trace shows its logits
 
@@ -24,7 +25,6 @@ class RerankPipeline(Pipeline):
     OPTIONS = {"query": None, "activation_fn": None, "max_length": None, "batch_size": None}
     OUTPUTS = ("logits",)
     INPUT = "a document string (with query=...), a (text, text_pair) pair, a list of them or an iterator of them"
-    _too_long_hint = ""
 
     def __init__(self, model, tokenizer, *args, sentence: st.SentenceFolder | None = None, **kwargs):
         self.sentence = sentence  # the folder's settings (activation, do_lower_case), or None
@@ -118,9 +118,7 @@ def folder_settings(folder) -> dict:
 
 # -- records, the command ---------------------------------------------------------------------------
 def columns(options, pipe):
-    import pyarrow as pa
-
-    return {"score": pa.float64()}
+    return {"score": c.FLOAT64}
 
 
 def record(result, options) -> dict:

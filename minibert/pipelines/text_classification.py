@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import default_model
 from ..tokenizer import check_text
+from . import columns as c
 from .base import Command, Pipeline, Task, TraceStage, choice, count, int_option, rounded, sigmoid, softmax
 
 _UNSET = object()  # top_k not given: transformers' one-best "legacy" results
@@ -99,11 +100,9 @@ class TextClassificationPipeline(Pipeline):
 
 # -- records, the command, trace ------------------------------------------------------------------
 def columns(options, pipe):
-    import pyarrow as pa
-
-    types = {"label": pa.string(), "score": pa.float64()}
+    types = {"label": c.STRING, "score": c.FLOAT64}
     if options.get("top_k"):  # as `minibert classify --top-k K` prints: the K best, best first
-        types["labels"] = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+        types["labels"] = c.list_of(c.struct([("label", c.STRING), ("score", c.FLOAT64)]))
     return types
 
 

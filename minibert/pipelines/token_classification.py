@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from . import columns as c
 from .base import Command, Pipeline, Task, TraceStage, choice, int_option, softmax
 
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
@@ -198,13 +199,11 @@ def _merge_overlapping(entities: list[dict]) -> list[dict]:
 
 # -- records, the command, trace ------------------------------------------------------------------
 def columns(options, pipe):
-    import pyarrow as pa
-
     grouped = (options.get("aggregation_strategy") or "none") != "none"
-    fields = [("entity_group" if grouped else "entity", pa.string()), ("score", pa.float64())]
-    fields += [] if grouped else [("index", pa.int64())]
-    fields += [("word", pa.string()), ("start", pa.int64()), ("end", pa.int64())]
-    return {"entities": pa.list_(pa.struct(fields))}
+    fields = [("entity_group" if grouped else "entity", c.STRING), ("score", c.FLOAT64)]
+    fields += [] if grouped else [("index", c.INT64)]
+    fields += [("word", c.STRING), ("start", c.INT64), ("end", c.INT64)]
+    return {"entities": c.list_of(c.struct(fields))}
 
 
 def record(result, options) -> dict:

@@ -6,6 +6,7 @@ import string
 import numpy as np
 
 from ..tokenizer import check_text
+from . import columns as c
 from .base import Command, Pipeline, Task, bool_option, softmax
 from .text_classification import TRACE  # its model is a sequence classifier: trace shows its labels
 
@@ -115,9 +116,7 @@ class ZeroShotClassificationPipeline(Pipeline):
 
 # -- records, the command ---------------------------------------------------------------------------
 def columns(options, pipe):
-    import pyarrow as pa
-
-    return {"labels": pa.list_(pa.string()), "scores": pa.list_(pa.float64())}
+    return {"labels": c.list_of(c.STRING), "scores": c.list_of(c.FLOAT64)}
 
 
 def record(result, options) -> dict:

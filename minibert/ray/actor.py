@@ -8,7 +8,20 @@ class BadRow(ValueError):
     """A malformed input row under `on_error="fail"`; the message names the file and row."""
 
 
-def _columns(types: dict, records: list, keep: list[int], n: int) -> dict:
+def arrow_type(kind):
+    """The Arrow type of a task's column kind (`pipelines/columns.py`)."""
+    import pyarrow as pa
+
+    if kind.name == "list":
+        return pa.list_(arrow_type(kind.item))
+    if kind.name == "struct":
+        return pa.struct([(name, arrow_type(k)) for name, k in kind.fields])
+    if kind.name == "vector":
+        return pa.list_(arrow_type(kind.item), kind.size)
+    return {"string": pa.string(), "float64": pa.float64(), "float32": pa.float32(), "int64": pa.int64()}[kind.name]
+
+
+def _columns(kinds: dict, records: list, keep: list[int], n: int) -> dict:
     """The task's columns for a batch of `n` rows, of which rows `keep` have `records` (the rest: null).
     Fixed types, not inferred ones, so that every block (an empty list, an all-error batch) has the same
     schema and the output folder reads as one table."""
@@ -16,20 +29,20 @@ def _columns(types: dict, records: list, keep: list[int], n: int) -> dict:
     import pyarrow as pa
 
     columns = {}
-    for name, kind in types.items():
-        if pa.types.is_fixed_size_list(kind):  # a vector per row (an embedding): built from one array
-            flat = np.zeros((n, kind.list_size), kind.value_type.to_pandas_dtype())
+    for name, kind in kinds.items():
+        if kind.name == "vector":  # a vector per row (an embedding): built from one array
+            flat = np.zeros((n, kind.size), kind.item.name)
             if keep:
                 flat[keep] = np.stack([r[name] for r in records])
             valid = np.zeros(n, bool)
             valid[keep] = True
-            columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), kind.list_size,
+            columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), kind.size,
                                                               mask=pa.array(~valid))
             continue
         values = [None] * n
         for i, r in zip(keep, records):
             values[i] = r[name]
-        columns[name] = pa.array(values, kind)
+        columns[name] = pa.array(values, arrow_type(kind))
     return columns
 
 

@@ -206,7 +206,9 @@ class Server:
     def app(self) -> Starlette:
         routes = [("/embed", self.embed), ("/predict", self.predict), ("/rerank", self.rerank),
                   ("/v1/embeddings", self.openai_embeddings), ("/tokenize", self.tokenize)]
-        routes += [(f"/{verb}", self.task_route(task)) for verb, task in self.served.task_routes().items()]
+        tei = {path for path, _ in routes}  # a task's own route never shadows one of TEI's
+        routes += [(f"/{verb}", self.task_route(task)) for verb, task in self.served.task_routes().items()
+                   if f"/{verb}" not in tei]
         handlers = [Route(path, self.endpoint(path, fn), methods=["POST"]) for path, fn in routes]
         handlers += [Route("/health", self.endpoint("/health", self.health, model=False), methods=["GET"]),
                      Route("/info", self.endpoint("/info", self.info, model=False), methods=["GET"]),

@@ -15,7 +15,7 @@ from ..pipelines import TASKS, get_task
 # A checkpoint's `architectures` suffix -> the task it serves when --task is not given.
 HEAD_TASKS = {"ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification",
               "ForQuestionAnswering": "question-answering", "ForMaskedLM": "fill-mask"}
-TEI_TASKS = ("text-classification", "feature-extraction")  # served by TEI's routes; the others by their verb
+TEI_TASKS = ("text-classification", "feature-extraction", "rerank")  # served by TEI's routes; the others by their verb
 
 
 def detect_task(folder: str) -> str:
@@ -58,6 +58,8 @@ class Served:
     def require_reranker(self) -> None:
         from .app import APIError
 
+        if self.task.name == "rerank":  # the rerank pipeline checks its one label itself
+            return
         self.require("text-classification", "/rerank")
         if self.pipe.model.config.num_labels != 1:
             raise APIError(f"/rerank needs a cross-encoder (one output label); {self.model_id} has "
@@ -68,6 +70,8 @@ class Served:
             return "/embed or /v1/embeddings"
         if self.task.name == "text-classification":
             return "/predict" + (" or /rerank" if self.pipe.model.config.num_labels == 1 else "")
+        if self.task.name == "rerank":
+            return "/rerank"
         return f"/{self.task.cli_verb}"
 
     # -- tokens --------------------------------------------------------------------------------
@@ -119,7 +123,12 @@ class Served:
 
     def rerank(self, pairs: list[tuple[str, str]], raw: bool, truncate: bool) -> list[float]:
         """A cross-encoder's scores as sentence-transformers' CrossEncoder.predict gives them: the one
-        logit through a sigmoid, or the logit itself with `raw`."""
+        logit through a sigmoid, or the logit itself with `raw` (served with --task rerank: through the
+        folder's activation_fn, as the rerank pipeline and CrossEncoder give them)."""
+        if self.task.name == "rerank":
+            results = self.pipe.results_for(list(pairs), activation_fn="identity" if raw else None,
+                                            max_length=self.max_input_length)
+            return [r["score"] for r in results]
         results = self.pipe.results_for([{"text": q, "text_pair": t} for q, t in pairs], top_k=1,
                                         function_to_apply="none" if raw else "sigmoid",
                                         truncation=truncate, max_length=self.max_input_length)
