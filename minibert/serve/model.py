@@ -38,7 +38,7 @@ class Served:
         config = pipe.model.config
         self.max_input_length = int(min(pipe._limit({}), config.max_sequence_length))
         # The folder's sentence-transformers modules, as the feature-extraction pipeline read them (None: mean pooling).
-        sentence = getattr(pipe, "sentence", None)
+        sentence = getattr(pipe, "sentence", None) if self.task.name == "feature-extraction" else None
         self.dimension = sentence.dimension if sentence else config.hidden_size
         self.prompts = dict(sentence.prompts) if sentence else {}
         self.pooling = "+".join(sentence.pooling.modes) if sentence else "mean"

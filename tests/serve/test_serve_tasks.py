@@ -64,3 +64,25 @@ def test_task_route_gives_the_pipelines_records(task, tmp_path):
             assert client.post("/predict", json={"inputs": "x"}).status_code == 400
     finally:
         assert server.stop() == 0
+
+
+def test_rerank_task_answers_teis_rerank_route(tmp_path):
+    """`--task rerank` serves TEI's /rerank with the rerank pipeline's scores; no task route shadows it."""
+    from minibert.pipelines import pipeline
+
+    folder = tiny_checkpoint(tmp_path / "cross", "sequence-classification", num_labels=1)
+    server = Server("--model", folder, "--task", "rerank")
+    try:
+        texts = ["Paris is the capital of France.", "The match went to extra time.", "Berlin is in Germany."]
+        pipe = pipeline("rerank", model=folder)
+        want = [r["score"] for r in pipe(texts + [texts[0]] * 5, query="What is the capital of France?")][:3]
+        with httpx.Client(base_url=server.wait_ready().url, timeout=120) as client:
+            r = client.post("/rerank", json={"query": "What is the capital of France?", "texts": texts})
+            assert r.status_code == 200, r.text
+            got = {x["index"]: x["score"] for x in r.json()}
+            assert sorted(got) == [0, 1, 2]
+            for i, score in enumerate(want):
+                assert abs(got[i] - score) <= 1e-5, (got, want)
+            assert [x["index"] for x in r.json()] == sorted(range(3), key=lambda i: -want[i])
+    finally:
+        assert server.stop() == 0
