@@ -42,6 +42,9 @@ def add_arguments(p) -> None:
                    help="inputs in one request; more get 413 (default 32)")
     g.add_argument("--payload-limit", type=count, default=2_000_000, metavar="BYTES",
                    help="the largest request body (default 2000000)")
+    g.add_argument("--read-timeout", type=float, default=READ_DEADLINE_S, metavar="S",
+                   help=f"seconds a connection has to send a whole request (headers and body) once it opens or its "
+                        f"previous answer is sent; then it is closed (default {READ_DEADLINE_S:g})")
     g.add_argument("--auto-truncate", action="store_true",
                    help="truncate inputs past the model's length instead of refusing them (413)")
     g.add_argument("--no-batching", action="store_true", help="one request per model call (for comparison)")
@@ -57,11 +60,17 @@ def add_arguments(p) -> None:
                    help="info: one line per request (default)")
 
 
+MAX_WAIT_MS = 10_000  # a batch waits at most this long for more requests
+READ_DEADLINE_S = 30.0  # to send one whole request: a 2 MB body at 70 kB/s
+
+
 def run(args) -> int:
     from ..cli import CLIError
 
-    if args.max_wait_ms < 0:
-        raise CLIError(f"--max-wait-ms must be at least 0, got {args.max_wait_ms}")
+    if not 0 < args.read_timeout <= 3600:
+        raise CLIError(f"--read-timeout must be more than 0 and at most 3600 seconds, got {args.read_timeout}")
+    if not 0 <= args.max_wait_ms <= MAX_WAIT_MS:  # also refuses inf and nan, which would never flush a batch
+        raise CLIError(f"--max-wait-ms must be between 0 and {MAX_WAIT_MS}, got {args.max_wait_ms}")
     if not 0 <= args.port <= 65535 or (args.ray and args.port == 0):
         raise CLIError(f"--port must be between {1 if args.ray else 0} and 65535, got {args.port}")
     if not args.ray and (args.replicas is not None or args.address is not None):
@@ -152,7 +161,10 @@ def _serve(args, task, sock) -> int:
 
     app = Server(served, _limits(args)).app()
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+    from .connections import SHUTDOWN_DEADLINE_S, connection_cap, protocol_class
+
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", loop="asyncio",
+                            http=protocol_class(connection_cap(), args.read_timeout), timeout_graceful_shutdown=SHUTDOWN_DEADLINE_S,
                             log_level="warning" if args.log_level != "debug" else "debug")
     ready = f"minibert serve: {task.name} model {served.model_id} on http://{host}:{port}"
     _graceful_server_class()(config, ready).run(sockets=[sock])
@@ -181,6 +193,11 @@ def _graceful_server_class():
             self.ready = ready
 
         async def startup(self, sockets=None):
+            import asyncio
+
+            from .connections import loop_exception_handler
+
+            asyncio.get_running_loop().set_exception_handler(loop_exception_handler)
             await super().startup(sockets)
             if self.started:
                 print(self.ready, file=sys.stderr, flush=True)

@@ -46,6 +46,7 @@ STATUS = {"Validation": 413, "Unprocessable": 422, "Empty": 400, "Overloaded": 4
 
 
 INLINE_CHARS = 8192  # requests up to this many characters are tokenized on the event loop
+TOKENIZING_AT_ONCE = 2  # larger ones: a thread each, this many at a time
 
 
 class APIError(Exception):
@@ -100,7 +101,15 @@ def error_response(message: str, error_type: str, status: int) -> Response:
 
 # -- reading a request ----------------------------------------------------------------------------
 async def read_json(request: Request, limit: int):
-    """The body as JSON, read no further than `limit` bytes."""
+    """The body as JSON, read no further than `limit` bytes (once: the endpoint reads it before admission)."""
+    if "json" in request.scope.get("minibert", {}):
+        return request.scope["minibert"]["json"]
+    body = await _read_json(request, limit)
+    request.scope.setdefault("minibert", {})["json"] = body
+    return body
+
+
+async def _read_json(request: Request, limit: int):
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise APIError(f"the request body is {int(length)} bytes, more than the {limit} this server takes "
@@ -123,6 +132,8 @@ async def read_json(request: Request, limit: int):
         body = json.loads(raw)
     except ValueError as e:
         raise APIError(f"the body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise APIError("the body's JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise APIError(f"the body must be a JSON object, got {type(body).__name__}")
     return body
@@ -202,6 +213,8 @@ class Server:
         self.batcher = Batcher(self.metrics, limits.max_batch_tokens, limits.max_batch_requests, limits.max_wait_ms,
                                limits.max_concurrent_requests, limits.batching)
         self.metrics.in_flight = lambda: self.batcher.admitted
+        # Large tokenizations at once: each holds its encodings in memory (about 200 bytes a token).
+        self.tokenizing = asyncio.Semaphore(TOKENIZING_AT_ONCE)
 
     def app(self) -> Starlette:
         routes = [("/embed", self.embed), ("/predict", self.predict), ("/rerank", self.rerank),
@@ -241,6 +254,8 @@ class Server:
                     if not hmac.compare_digest(given, f"Bearer {self.limits.api_key}".encode()):  # in constant time
                         raise APIError("a valid `Authorization: Bearer` API key is required", "Unauthorized")
                 if model:
+                    # The whole body first: a client trickling its body holds a connection, never a model slot.
+                    await read_json(request, self.limits.payload_limit)
                     try:
                         self.batcher.admit()
                     except Overloaded as e:
@@ -284,13 +299,14 @@ class Server:
             raise ClientGone()
         return job.future.result()
 
-    async def lengths(self, items: list, truncate: bool, ctx: Ctx) -> list[int]:
+    async def lengths(self, items: list, truncate: bool, ctx: Ctx, cap: bool = True) -> list[int]:
         """Each input's token count; past the model's length it is an error unless truncation was asked for.
         A large request is tokenized off the event loop (a text may be a megabyte); a small one inline,
         where it costs less than the hop to a thread."""
         size = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items)
         if size > INLINE_CHARS:
-            lengths = await run_in_threadpool(self.served.count_tokens, items)
+            async with self.tokenizing:
+                lengths = await run_in_threadpool(self.served.count_tokens, items)
         else:
             lengths = self.served.count_tokens(items)
         limit = self.served.max_input_length
@@ -299,7 +315,8 @@ class Server:
                 if n > limit:
                     raise APIError(f"input {i} is {n} tokens long, more than the {limit} this model takes: send "
                                    "truncate=true, or start the server with --auto-truncate", "Validation")
-        lengths = [min(n, limit) for n in lengths]
+        if cap:
+            lengths = [min(n, limit) for n in lengths]
         ctx.tokens = sum(lengths)
         return lengths
 
@@ -340,9 +357,10 @@ class Server:
         self.served.require("feature-extraction", "/v1/embeddings")
         ctx.inputs = len(texts)
         truncate = self.limits.auto_truncate
-        lengths = await self.lengths(texts, truncate, ctx)
-        vectors = await self.batched(request, ("embed", True, truncate, dims),
-                                     lambda xs: self.served.embed(xs, True, truncate, dims), texts, ctx.tokens)
+        prompt = self.served.prompt(None)  # the folder's default prompt, if any
+        lengths = await self.lengths(texts if prompt is None else [prompt + t for t in texts], truncate, ctx)
+        vectors = await self.batched(request, ("embed", True, truncate, dims, prompt),
+                                     lambda xs: self.served.embed(xs, True, truncate, dims, prompt), texts, ctx.tokens)
         data = []
         for i, v in enumerate(vectors):
             v = np.asarray(v, np.float32)
@@ -373,6 +391,7 @@ class Server:
         truncate = f.bool("truncate", self.limits.auto_truncate)
         truncation_direction(f)
         self.served.require_reranker()
+        query = await run_in_threadpool(self.served.cut_to_length, query) if len(query) > INLINE_CHARS else query
         pairs = [(query, t) for t in texts]
         ctx.inputs = len(pairs)
         await self.lengths(pairs, truncate, ctx)
@@ -388,7 +407,9 @@ class Server:
         special = f.bool("add_special_tokens", True)
         texts = self.served.with_prompt(texts, f.str("prompt_name"))
         ctx.inputs = len(texts)
-        result = await run_in_threadpool(self.served.tokenize, texts, special)
+        most = self.limits.max_client_batch_size * self.served.max_input_length
+        async with self.tokenizing:
+            result = await run_in_threadpool(self.served.tokenize, texts, special, most)
         ctx.tokens = sum(len(r) for r in result)
         return result
 
@@ -414,7 +435,13 @@ class Server:
         self.served.require(task, request.url.path)
         checked, params = self.served.check_task_inputs(items, params)  # ValueError/TypeError: 422
         ctx.inputs = len(items)
-        await self.lengths(checked, True, ctx)  # the task's own pipeline decides about long inputs
+        # The task's own pipeline decides about long inputs, but its work (QA reads every window of a long
+        # context) is what the batcher's budget counts, and one request may not hold the model for longer than a
+        # full batch would.
+        lengths = await self.lengths(checked, True, ctx, cap=False)
+        if sum(lengths) > self.limits.max_batch_tokens:
+            raise APIError(f"the inputs are {sum(lengths)} tokens, more than the {self.limits.max_batch_tokens} one "
+                           "request may run (--max-batch-tokens)", "Validation")
         records = await self.batched(request, ("task", json.dumps(params, sort_keys=True)),
                                      lambda xs: self.served.task_records(xs, params), items, ctx.tokens)
         return records[0] if single else records

@@ -41,6 +41,7 @@ class Served:
         sentence = getattr(pipe, "sentence", None) if self.task.name == "feature-extraction" else None
         self.dimension = sentence.dimension if sentence else config.hidden_size
         self.prompts = dict(sentence.prompts) if sentence else {}
+        self.default_prompt_name = sentence.default_prompt_name if sentence else None
         self.pooling = "+".join(sentence.pooling.modes) if sentence else "mean"
 
     # -- which routes --------------------------------------------------------------------------
@@ -79,11 +80,19 @@ class Served:
         """Tokens per input (a text or a (text, pair) tuple), special tokens included, untruncated."""
         return [len(e.ids) for e in self.pipe.tokenizer(items, truncation=False).encodings]
 
-    def tokenize(self, texts: list[str], add_special_tokens: bool) -> list[list[dict]]:
+    def tokenize(self, texts: list[str], add_special_tokens: bool, max_tokens: int) -> list[list[dict]]:
         """TEI's tokens: id, text (the input's own characters; the token itself for special tokens),
-        special, start and stop (character offsets; null for special tokens)."""
+        special, start and stop (character offsets; null for special tokens). More than `max_tokens` in all
+        is refused before the answer is built: each token costs about 80 bytes of JSON."""
+        from .app import APIError
+
+        encodings = self.pipe.tokenizer(texts, add_special_tokens=add_special_tokens).encodings
+        total = sum(len(e.ids) for e in encodings)
+        if total > max_tokens:
+            raise APIError(f"the inputs are {total} tokens, more than the {max_tokens} /tokenize answers per request "
+                           "(--max-client-batch-size times the model's length)", "Validation")
         out = []
-        for text, e in zip(texts, self.pipe.tokenizer(texts, add_special_tokens=add_special_tokens).encodings):
+        for text, e in zip(texts, encodings):
             tokens = []
             for i, (ident, token, (start, stop), special) in enumerate(zip(e.ids, e.tokens, e.offsets,
                                                                          e.special_tokens_mask)):
@@ -94,10 +103,17 @@ class Served:
             out.append(tokens)
         return out
 
+    def cut_to_length(self, text: str) -> str:
+        """`text` up to the end of its token number `max_input_length`: what a pair with it can keep of it, so a
+        long rerank query is tokenized whole once, not once per document."""
+        e = self.pipe.tokenizer(text, add_special_tokens=False).encodings[0]
+        return text if len(e.ids) <= self.max_input_length else text[:e.offsets[self.max_input_length - 1][1]]
+
     def prompt(self, prompt_name: str | None) -> str | None:
-        """The named prompt's text (None for no name: the pipeline then puts the folder's default prompt)."""
+        """The named prompt's text; for no name, the folder's default prompt (None if it has none), so that the
+        length check and the token counts see the text the model reads."""
         if prompt_name is None:
-            return None
+            return self.prompts[self.default_prompt_name] if self.default_prompt_name else None
         from .app import APIError
 
         if prompt_name not in self.prompts:

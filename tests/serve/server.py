@@ -49,12 +49,12 @@ def tiny_checkpoint(folder, head: str, **config) -> str:
 class Server:
     """`python -m minibert serve --port 0 ...` with this worktree's code; stderr is kept line by line."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, preexec_fn=None):
         # The plain graph for every input size: one trace to warm instead of every XLA bucket, which keeps a
         # test server's start-up short (the answers are the same to float rounding).
         env = {**os.environ, "PYTHONPATH": REPO, "MINIBERT_PATH": "onednn+graph"}
         self.proc = subprocess.Popen([sys.executable, "-m", "minibert", "serve", "--port", "0", *args], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
         self.lines: list[str] = []
         self.url = None
         self._ready = threading.Event()
