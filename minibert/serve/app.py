@@ -100,28 +100,49 @@ def error_response(message: str, error_type: str, status: int) -> Response:
 
 
 # -- reading a request ----------------------------------------------------------------------------
-async def read_json(request: Request, limit: int):
+class BodyBudget:
+    """The bytes of request bodies being read, all requests together: bounded by bytes held, not by requests,
+    so clients trickling their bodies hold a few bytes each, and only fast large bodies can fill it."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+
+    def take(self, n: int) -> None:
+        if self.held + n > self.limit:
+            raise APIError(f"the server is reading {self.held} bytes of request bodies already, its bound "
+                           "(--max-concurrent-requests times --payload-limit): retry later", "Overloaded")
+        self.held += n
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+async def read_json(request: Request, limit: int, budget: BodyBudget | None = None):
     """The body as JSON, read no further than `limit` bytes (once: the endpoint reads it before admission)."""
     if "json" in request.scope.get("minibert", {}):
         return request.scope["minibert"]["json"]
-    body = await _read_json(request, limit)
+    body = await _read_json(request, limit, budget or BodyBudget(limit))
     request.scope.setdefault("minibert", {})["json"] = body
     return body
 
 
-async def _read_json(request: Request, limit: int):
+async def _read_json(request: Request, limit: int, budget: BodyBudget):
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise APIError(f"the request body is {int(length)} bytes, more than the {limit} this server takes "
                        "(--payload-limit)", "Validation")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(f"the request body is more than the {limit} bytes this server takes (--payload-limit)",
-                           "Validation")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(f"the request body is more than the {limit} bytes this server takes "
+                               "(--payload-limit)", "Validation")
+            budget.take(len(chunk))
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+    finally:
+        budget.give(sum(map(len, chunks)))
     if not raw:
         raise APIError("the request has no body: send a JSON object")
     try:
@@ -215,6 +236,7 @@ class Server:
         self.metrics.in_flight = lambda: self.batcher.admitted
         # Large tokenizations at once: each holds its encodings in memory (about 200 bytes a token).
         self.tokenizing = asyncio.Semaphore(TOKENIZING_AT_ONCE)
+        self.bodies = BodyBudget(limits.max_concurrent_requests * limits.payload_limit)
 
     def app(self) -> Starlette:
         routes = [("/embed", self.embed), ("/predict", self.predict), ("/rerank", self.rerank),
@@ -255,7 +277,7 @@ class Server:
                         raise APIError("a valid `Authorization: Bearer` API key is required", "Unauthorized")
                 if model:
                     # The whole body first: a client trickling its body holds a connection, never a model slot.
-                    await read_json(request, self.limits.payload_limit)
+                    await read_json(request, self.limits.payload_limit, self.bodies)
                     try:
                         self.batcher.admit()
                     except Overloaded as e:
