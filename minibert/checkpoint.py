@@ -147,7 +147,7 @@ def read_state_dict(folder: str) -> Tensors:
     if os.path.lexists(single):
         files = [single]
     elif os.path.lexists(index):
-        files = _shard_files(folder, index)
+        files = shard_files(folder)
     else:
         present = sorted(os.listdir(folder))
         other = [n for n in present if n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")]
@@ -172,8 +172,10 @@ def contents(folder) -> str:
     present = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     return f"it contains: {', '.join(present) or 'nothing'}"
 
-def _shard_files(folder: str, index: str) -> list[str]:
-    """The shard files an index names, each a plain file name in `folder`."""
+def shard_files(folder: str) -> list[str]:
+    """The shard files `folder`'s index names, each a regular file beside it, checked before any is opened
+    (a device or FIFO would be read or waited on forever). The one check of an index: `runtime.py` calls it too."""
+    index = os.path.join(folder, SAFE_INDEX)
     problem = unreadable(index)
     if problem:
         raise CheckpointError(f"{index} {problem}")
@@ -194,7 +196,12 @@ def _shard_files(folder: str, index: str) -> list[str]:
         # A shard lives beside its index: no path that reaches outside the folder.
         if not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name or "/" in name:
             raise CheckpointError(f"{index}: weight_map[{key!r}] is {name!r}, not the file name of a shard in {folder}")
-    return [os.path.join(folder, name) for name in sorted(set(weight_map.values()))]
+    files = [os.path.join(folder, name) for name in sorted(set(weight_map.values()))]
+    for path in files:
+        problem = unreadable(path)
+        if problem:
+            raise CheckpointError(f"{path} (listed in {SAFE_INDEX}) {problem}")
+    return files
 
 
 def unreadable(path: str) -> str | None:

@@ -6,8 +6,10 @@ LiteRT's interpreter (XNNPACK kernels), behind the interface of `compiled.Compil
   dynamic-range quantisation (int8 weights, float activations). One flatbuffer serves every shape, so a
   model converts once per dtype. It is cached under minibert's cache folder (`litert/<key>/`), keyed by
   what it is made of (the weights, the config, the model class, the dtype, the engine and TensorFlow
-  versions), and checked against its manifest (size, sha256, engine version) before use: a damaged or
-  stale entry is rebuilt, never run.
+  versions), and checked against its manifest (size, sha256, engine version, the key it was written
+  under) before use: a damaged or stale entry, or another model's, is rebuilt, never run. So is an entry
+  another local user could have written (a link, their files, files group or others can write); a cache
+  folder they could write is not used at all (a private temp folder is).
 - Running: an interpreter re-plans when its input shape changes, and is not thread-safe, so each thread
   keeps its own few interpreters, each prepared for one shape. Small inputs are padded up to buckets
   (as the XLA path does), so interactive use re-plans rarely; larger inputs run at their own shape.
@@ -24,7 +26,9 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import threading
 import warnings
@@ -36,6 +40,7 @@ ENGINES = ("keras", "litert")
 DTYPES = ("float32", "int8")  # what the engine converts; bfloat16 models stay on Keras
 VERSION = "1"  # bump when what is written changes: older entries then read as stale
 MODEL_FILE, INFO_FILE = "model.tflite", "engine.json"
+KEY_CHARS = 32  # an entry's folder name: this many hex digits of `content_key`
 SIGNATURE = "serve"
 
 # Small inputs are padded up to these shapes, so that one-text calls reuse a prepared interpreter.
@@ -251,7 +256,7 @@ def content_key(model) -> str:
 
 def cached(model) -> tuple[str, dict]:
     """(folder, info) of the model's flatbuffer, converted first when the cache has no intact entry."""
-    key = content_key(model)[:32]
+    key = content_key(model)[:KEY_CHARS]
     try:
         return _built(cache_root(), key, model)
     except OSError as e:
@@ -263,10 +268,24 @@ def cached(model) -> tuple[str, dict]:
         return _built(os.path.join(_private_temp_root(), "litert"), key, model)
 
 
-def read_entry(folder: str) -> dict | None:
-    """The entry's info when its files are as the manifest recorded them and the engine version is ours, else None."""
-    from .default_model import _intact
+def is_key(name) -> bool:
+    """Whether `name` is an entry's folder name: a bare name, no path."""
+    return isinstance(name, str) and re.fullmatch(f"[0-9a-f]{{{KEY_CHARS}}}", name) is not None
 
+
+def read_entry(folder: str) -> dict | None:
+    """The entry's info when its files are as the manifest recorded them, written under this folder's key by this
+    engine version, and only this user could have written them; else None."""
+    from .default_model import MANIFEST, _intact, _not_private
+
+    files = [os.path.join(folder, name) for name in (MODEL_FILE, INFO_FILE, MANIFEST)]
+    try:
+        # lstat: a linked folder or file could be anything; a file another user could write, theirs
+        if not stat.S_ISDIR(os.lstat(folder).st_mode) or any(_not_private(p) for p in [folder, *files]) \
+                or not all(stat.S_ISREG(os.lstat(p).st_mode) for p in files):
+            return None
+    except OSError:
+        return None
     if not _intact(folder, required=(MODEL_FILE, INFO_FILE)):
         return None
     try:
@@ -278,14 +297,20 @@ def read_entry(folder: str) -> dict | None:
         return None
     if not isinstance(info, dict) or info.get("engine") != VERSION or ident != b"TFL3":
         return None
+    if info.get("key") != os.path.basename(os.path.normpath(folder)):  # another model's entry copied here
+        return None
     return info
 
 
 def _built(root: str, key: str, model) -> tuple[str, dict]:
-    from .default_model import _remove_stale
+    from .default_model import _not_private, _remove_stale
 
     folder = os.path.join(root, key)
-    os.makedirs(root, exist_ok=True)
+    os.makedirs(root, mode=0o755, exist_ok=True)  # not group-writable whatever the umask: that is refused below
+    why = _not_private(root, follow_symlinks=True)
+    if why:  # another user could have put any model there: `cached` builds in a private temp folder instead
+        warn_once(f"minibert: the LiteRT cache {root} {why}: another user could put a model there; not using it")
+        raise PermissionError(errno.EPERM, f"{root} {why}", root)
     _remove_stale(root, keep=key)  # build folders of killed processes
     info = read_entry(folder) if os.path.lexists(folder) else None
     if info is None and os.path.lexists(folder):
@@ -322,7 +347,10 @@ def _set_aside(folder: str) -> None:
     from .default_model import BUILDING_PREFIX
 
     try:
-        os.replace(folder, tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=BUILDING_PREFIX))
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a link (only it goes, not what it points at), or a file
+            os.unlink(folder)
+        else:
+            os.replace(folder, tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=BUILDING_PREFIX))
     except FileNotFoundError:  # another process moved it first
         pass
 
@@ -363,10 +391,12 @@ def _convert(model, root: str, folder: str) -> None:
             f.write(flatbuffer)
         info = {"engine": VERSION, "tensorflow": tf.__version__, "dtype": model.dtype_name,
                 "output_class": traced["class"], "outputs": traced["outputs"], "per_token_2d": traced["per_token_2d"],
-                "model": type(model).__name__}
+                "model": type(model).__name__, "key": os.path.basename(folder)}
         with open(os.path.join(tmp, INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=1)
         _write_manifest(tmp)
+        for entry in os.scandir(tmp):  # a umask of 002 makes them group-writable, which `read_entry` refuses
+            os.chmod(entry.path, stat.S_IMODE(entry.stat().st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
         try:
             os.replace(tmp, folder)  # atomic: a reader never sees a half-written entry
         except OSError:  # another process finished first: theirs is used if intact

@@ -79,14 +79,17 @@ def _wanted(kwargs: dict) -> tuple[str, str] | None:
 
 def source_key(folder: str, class_name: str, dtype: str) -> str | None:
     """A hash of the checkpoint folder's content as this model reads it, or None for a folder it cannot key."""
+    from .checkpoint import SAFE_INDEX, SAFE_WEIGHTS, shard_files, unreadable
     from .default_model import MANIFEST, _intact, _sha256
 
+    if unreadable(os.path.join(folder, "config.json")):
+        return None
     names = ["config.json"]
-    if os.path.isfile(os.path.join(folder, "model.safetensors")):
-        names.append("model.safetensors")
-    elif os.path.isfile(os.path.join(folder, "model.safetensors.index.json")):
-        with open(os.path.join(folder, "model.safetensors.index.json"), encoding="utf-8") as f:
-            names += ["model.safetensors.index.json", *sorted(set(json.load(f)["weight_map"].values()))]
+    if os.path.isfile(os.path.join(folder, SAFE_WEIGHTS)):
+        names.append(SAFE_WEIGHTS)
+    elif os.path.lexists(os.path.join(folder, SAFE_INDEX)):
+        # the Keras loader's checks (a CheckpointError), before anything the index names is hashed
+        names += [SAFE_INDEX, *(os.path.basename(path) for path in shard_files(folder))]
     else:
         return None
     recorded = {}
@@ -115,9 +118,15 @@ def load(folder, class_name: str, kwargs: dict) -> RuntimeModel | None:
         key = source_key(folder, class_name, wanted[1])
         if key is None:
             return None
-        with open(_index_file(key), encoding="utf-8") as f:
-            entry = os.path.join(engine.cache_root(), json.load(f)["entry"])
-        info = engine.read_entry(entry)
+        root, index = engine.cache_root(), _index_file(key)
+        if not _private(root, os.path.dirname(index), index):
+            return None
+        with open(index, encoding="utf-8") as f:
+            name = json.load(f)["entry"]
+        if not engine.is_key(name):  # a bare entry name: nothing outside the cache
+            return None
+        entry = os.path.join(root, name)
+        info = engine.read_entry(entry)  # refuses a link, another key's files, files another user could write
         if info is None or info.get("dtype") != wanted[1]:
             return None
         from .config import AutoConfig
@@ -128,6 +137,14 @@ def load(folder, class_name: str, kwargs: dict) -> RuntimeModel | None:
         return RuntimeModel(config, fwd, class_name)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return None  # no index entry, or one that does not hold: the usual way rebuilds what is needed
+
+
+def _private(root: str, *paths: str) -> bool:
+    """Whether only this user could have written the cache folder (a link to it is followed) and the index's
+    folder and file (a link is refused)."""
+    from .default_model import _not_private
+
+    return _not_private(root, follow_symlinks=True) is None and not any(_not_private(p) for p in paths)
 
 
 def remember(folder, class_name: str, kwargs: dict, model) -> None:
@@ -144,8 +161,8 @@ def remember(folder, class_name: str, kwargs: dict, model) -> None:
         if key is None:
             return
         index = os.path.dirname(_index_file(key))
-        os.makedirs(index, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=index, prefix=".building-")
+        os.makedirs(index, mode=0o755, exist_ok=True)  # not group-writable whatever the umask: `load` refuses that
+        fd, tmp = tempfile.mkstemp(dir=index, prefix=".building-")  # mode 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"entry": os.path.basename(fwd.folder)}, f)
         os.replace(tmp, _index_file(key))  # atomic: a reader sees the old record or the new one

@@ -188,13 +188,29 @@ def _private_temp_root() -> str:
         os.mkdir(shared, 0o700)
     except FileExistsError:
         pass
-    st = os.lstat(shared)  # lstat: a link planted there is not followed
-    if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if stat.S_ISDIR(os.lstat(shared).st_mode) and _not_private(shared) is None:  # lstat: a planted link is not followed
         return shared
     logger.warning("%s is not a folder that only this user (uid %d) owns and can write: not using it", shared, uid)
     folder = tempfile.mkdtemp(prefix=f"minibert-{uid}-")  # mode 0700, a new name
     atexit.register(shutil.rmtree, folder, True)
     return folder
+
+
+def _not_private(path: str, follow_symlinks: bool = False) -> str | None:
+    """Why another local user could have put what `path` holds there (it is a link, or theirs, or group or others
+    can write it), in words; None when only this user could. Windows' permissions are ACLs, not these bits:
+    nothing is refused there."""
+    if not hasattr(os, "getuid"):
+        return None
+    st = os.stat(path, follow_symlinks=follow_symlinks)
+    uid = os.getuid()
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if st.st_uid != uid:
+        return f"is owned by uid {st.st_uid}, not by this user (uid {uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"can be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
 def _built(enc: str, root: str, name: str) -> str:
@@ -221,8 +237,11 @@ def _intact(folder: str, required=("model.safetensors", "config.json", *TOKENIZE
         with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
             manifest = json.load(f)
         for name, (size, mtime_ns, digest) in manifest.items():
+            # A name reaching outside the folder, or a device or FIFO, could be read forever.
+            if not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name:
+                return False
             st = os.stat(os.path.join(folder, name))
-            if st.st_size != size:
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
                 return False
             if st.st_mtime_ns != mtime_ns and _hash_once(os.path.join(folder, name), st.st_size, st.st_mtime_ns) != digest:
                 return False
