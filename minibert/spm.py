@@ -11,11 +11,18 @@ The three layouts transformers converts (`DebertaV2Converter`, `XLMRobertaConver
 - xlm-roberta: fairseq's order, `<s> <pad> </s> <unk>` then the pieces from the fourth on (every id one
   above SentencePiece's), `<mask>` last; `<s> A </s> </s> B </s>`;
 - camembert: `<s>NOTUSED <pad> </s>NOTUSED <unk> <unk>NOTUSED`, the pieces from the second on, `<mask>`.
+
+A hostile file is refused at load, in one line naming it, before it can crash the tokenizers library, make
+loading hang or exhaust memory: the limits below are far above what SentencePiece itself writes.
 """
 from __future__ import annotations
 
+import math
+import os
 import struct
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE, Unigram
@@ -31,6 +38,28 @@ KINDS = {"DebertaV2": "deberta-v2", "deberta-v2": "deberta-v2", "XLMRoberta": "x
 MASK_LSTRIP = ("xlm-roberta", "camembert")  # "<mask>" takes the space before it
 EXTRA_SPECIAL = {"camembert": ["<s>NOTUSED", "</s>NOTUSED", "<unk>NOTUSED"]}
 CONTROL, USER_DEFINED = 3, 4  # SentencePiece piece types
+
+# Limits on what a model file may hold, far above real models, so that no file can crash the tokenizers
+# library, make loading hang or take gigabytes.
+MAX_FILE_BYTES = 2**28  # real models are a few megabytes (250,000 pieces make 5 MB)
+# The largest real vocabularies have under a million pieces; 10**7 took 5.5 GB. Counted as they are read.
+MAX_PIECES = 2**20
+# SentencePiece learns no piece over 512 characters (max_sentencepiece_length): 2,048 bytes at most. One of
+# 300,000 overflows the stack of the tokenizers library's Unigram trie; BPE merges slice every prefix.
+MAX_PIECE_BYTES = 2048
+# The Unigram trie takes some 300 bytes a character (50 MB of long pieces: 15 GB); real vocabularies hold a
+# few megabytes of text.
+MAX_PIECE_TEXT = 2**24
+# Finding BPE merges slices every piece at every point: the sum of the pieces' squared lengths (real models:
+# about 50 a piece), giving about two merges a piece. 1,024 pieces of one repeated letter would make 500,000
+# merges of 350 million characters.
+MAX_MERGE_WORK = 2**27
+MAX_MERGES = 4 * MAX_PIECES
+MAX_CHARSMAP_BYTES = 2**23  # SentencePiece's own normalization tables are about 240 KB
+# A real piece takes 3 or 4 fields; reading one costs about a microsecond, so tiny fields cannot take minutes.
+MAX_FIELDS = 6 * MAX_PIECES
+MODEL_FIELDS = range(1, 6)  # ModelProto: pieces, trainer_spec, normalizer_spec, self_test_data, denormalizer_spec
+LENGTH_DELIMITED = 2
 
 
 class SentencePieceError(ValueError):
@@ -71,50 +100,105 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
             raise SentencePieceError("varint longer than 10 bytes")
 
 
-def _fields(buf: bytes):
-    """(field number, value) of each field of one protobuf message: ints, or bytes for the other wire types."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
+def _fields(buf: bytes, base: int = 0, budget: list[int] | None = None, top: bool = False):
+    """(field number, value, where the value starts in the file) of each field of one protobuf message: ints
+    for varints, bytes for the other wire types. `base`: where `buf` starts in the file; `budget`: how many
+    more fields may be read, counted down; `top`: a ModelProto, whose fields are checked before their values
+    are read."""
+    i, end = 0, len(buf)
+    while i < end:
+        at = i
+        key = buf[i]
+        i += 1
+        if key & 0x80:
+            key, i = _varint(buf, at)
         number, wire = key >> 3, key & 7
-        if wire == 0:
+        if number == 0:  # no protobuf field has it; zeros would otherwise read as empty fields
+            raise SentencePieceError(f"a field numbered 0 at byte {base + at}")
+        if top:
+            if number not in MODEL_FIELDS:
+                raise SentencePieceError(f"field {number} at byte {base + at}: a ModelProto has only fields 1 to 5")
+            if wire != LENGTH_DELIMITED:
+                raise SentencePieceError(f"field {number} at byte {base + at} has wire type {wire}, not 2 "
+                                         "(length-delimited)")
+        if budget is not None:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise SentencePieceError(f"more than {MAX_FIELDS:,} protobuf fields; minibert reads no more")
+        if wire == 2:  # length-delimited: strings, bytes, messages, packed repeats
+            if i < end and buf[i] < 0x80:
+                n, start = buf[i], i + 1
+            else:
+                n, start = _varint(buf, i)
+            value, i = buf[start:start + n], start + n
+        elif wire == 0:
+            start = i
             value, i = _varint(buf, i)
         elif wire in (1, 5):  # fixed64, fixed32
-            n = 8 if wire == 1 else 4
-            value, i = buf[i:i + n], i + n
-        elif wire == 2:  # length-delimited: strings, bytes, messages, packed repeats
-            n, i = _varint(buf, i)
-            value, i = buf[i:i + n], i + n
+            start, i = i, i + (8 if wire == 1 else 4)
+            value = buf[start:i]
         else:
             raise SentencePieceError(f"unsupported protobuf wire type {wire}")
-        if i > len(buf):
+        if i > end:
             raise SentencePieceError("a field runs past the end of the file")
-        yield number, value
+        yield number, value, base + start
 
 
 def _int32(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value  # negative int32s are 10-byte varints
 
 
+class _Refused(Exception):
+    """A refusal already said in full (not "is not a SentencePiece model")."""
+
+
 def read_model(path: str) -> SentencePieceModel:
     """Parse a SentencePiece model file (ModelProto: pieces = 1, trainer_spec = 2, normalizer_spec = 3)."""
+    from .tokenizer_files import MAX_EXPANSION  # tokenizer_files imports this module
+
     with open(path, "rb") as f:
-        data = f.read()
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            raise SentencePieceError(f"{path} is {size:,} bytes; minibert refuses SentencePiece models over "
+                                     f"{MAX_FILE_BYTES:,} bytes (real ones are a few megabytes)")
+        data = f.read(MAX_FILE_BYTES + 1)
     m = SentencePieceModel()
+    seen: dict[str, int] = {}
+    budget = [MAX_FIELDS]
+    text = 0
     try:
-        for number, value in _fields(data):
+        for number, value, at in _fields(data, budget=budget, top=True):
             if number == 1:  # SentencePiece: piece = 1, score = 2 (float), type = 3
+                index = len(m.pieces)
+                if index == MAX_PIECES:
+                    raise _Refused(f"{path}: more than {MAX_PIECES:,} pieces, minibert's limit (the largest real "
+                                   "vocabularies have under a million)")
                 p = Piece("")
-                for n, v in _fields(value):
+                for n, v, _ in _fields(value, at, budget):
                     if n == 1:
+                        if len(v) > MAX_PIECE_BYTES:
+                            raise _Refused(f"{path}: piece {index} is {len(v):,} bytes long; minibert refuses pieces "
+                                           f"over {MAX_PIECE_BYTES:,} bytes (SentencePiece learns none over 512 "
+                                           "characters)")
+                        text += len(v)
+                        if text > MAX_PIECE_TEXT:
+                            raise _Refused(f"{path}: its pieces hold more than {MAX_PIECE_TEXT:,} bytes of text; "
+                                           "minibert refuses more (real vocabularies hold a few megabytes), which "
+                                           "lets a small file take gigabytes")
                         p.piece = v.decode("utf-8")
                     elif n == 2:
                         p.score = struct.unpack("<f", v)[0]
                     elif n == 3:
                         p.type = v
+                if not math.isfinite(p.score):  # the tokenizers library fails every encode on one
+                    raise _Refused(f"{path}: piece {index} {p.piece!r} has score {p.score}; scores must be finite")
+                if p.piece in seen:  # SentencePiece refuses them; one of the two ids would never be given
+                    raise _Refused(f"{path}: piece {index} {p.piece!r} is already piece {seen[p.piece]}; each "
+                                   "piece must be listed once")
+                seen[p.piece] = index
                 m.pieces.append(p)
             elif number == 2:  # TrainerSpec: model_type = 3, byte_fallback = 35, unk_id = 40, unk_piece = 45
-                for n, v in _fields(value):
+                for n, v, _ in _fields(value, at, budget):
                     if n == 3:
                         m.model_type = v
                     elif n == 35:
@@ -124,16 +208,99 @@ def read_model(path: str) -> SentencePieceModel:
                     elif n == 45:
                         m.unk_piece = v.decode("utf-8")
             elif number == 3:  # NormalizerSpec: precompiled_charsmap = 2
-                for n, v in _fields(value):
+                for n, v, _ in _fields(value, at, budget):
                     if n == 2:
                         m.precompiled_charsmap = bytes(v)
+    except _Refused as e:
+        raise SentencePieceError(str(e)) from None
     except (SentencePieceError, UnicodeDecodeError, struct.error, TypeError, AttributeError) as e:
         raise SentencePieceError(f"{path} is not a SentencePiece model ({e})") from None
     if not m.pieces:
         raise SentencePieceError(f"{path} is not a SentencePiece model (it holds no pieces)")
     if m.model_type not in (1, 2):
         raise SentencePieceError(f"{path}: SentencePiece model_type {m.model_type} is not supported (Unigram 1 or BPE 2)")
+    if m.precompiled_charsmap:
+        if len(m.precompiled_charsmap) > MAX_CHARSMAP_BYTES:
+            raise SentencePieceError(f"{path}: its precompiled_charsmap is {len(m.precompiled_charsmap):,} bytes; "
+                                     f"minibert refuses more than {MAX_CHARSMAP_BYTES:,} (SentencePiece's own are "
+                                     "about 240 KB)")
+        try:
+            factor, key, length = charsmap_expansion(m.precompiled_charsmap)
+        except SentencePieceError as e:
+            raise SentencePieceError(f"{path}: its precompiled_charsmap is malformed ({e})") from None
+        if factor > MAX_EXPANSION:  # the bound tokenizer.json's normalizers have
+            shown = key.decode("utf-8", "backslashreplace")
+            raise SentencePieceError(f"{path}: its precompiled_charsmap can make a text {factor:,.0f} times longer in "
+                                     f"bytes ({shown!r} becomes {length:,} bytes); minibert refuses more than "
+                                     f"{MAX_EXPANSION} times, which lets a short text exhaust memory")
     return m
+
+
+def charsmap_expansion(charsmap: bytes) -> tuple[float, bytes, int]:
+    """How many times longer, in UTF-8 bytes, a precompiled_charsmap can make a text: (factor, the key that
+    does it, the length of its replacement). SentencePieceError for a table the tokenizers library would
+    abort or panic on.
+
+    The table is a darts-clone double array (a little-endian uint32 of its size in bytes, then its uint32
+    units) and the NUL-ended replacements. The tokenizers library replaces each grapheme under 6 bytes, else
+    each character, by the replacement of the shortest key that begins it: keys of up to 5 bytes are all that
+    can match, and the worst is the largest replacement over key length. Bytes, not characters: memory goes by
+    bytes, and U+FDFA alone becomes 18 characters (33 bytes from 3) in nmt_nfkc.
+    """
+    if len(charsmap) < 4:
+        raise SentencePieceError("shorter than its 4-byte header")
+    size = int.from_bytes(charsmap[:4], "little")
+    if size > len(charsmap) - 4:  # the library reserves 8 bytes a unit before reading them
+        raise SentencePieceError(f"its trie is said to be {size:,} bytes but the charsmap holds "
+                                 f"{len(charsmap) - 4:,} after its header")
+    if size % 4:
+        raise SentencePieceError(f"its trie is said to be {size:,} bytes, not a whole number of 4-byte units")
+    if size == 0:
+        raise SentencePieceError("its trie is empty")
+    units = np.frombuffer(charsmap, "<u4", size // 4, 4).astype(np.int64)
+    replacements = np.frombuffer(charsmap, np.uint8, offset=4 + size)
+    try:
+        charsmap[4 + size:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SentencePieceError(f"its replacements are not UTF-8 ({e})") from None
+    ends = np.append(np.flatnonzero(replacements == 0), len(replacements))
+    n = len(units)
+    labels = units & 0x800000FF  # a value unit has the top bit set, so matches no byte
+    nodes = np.arange(n) ^ ((units >> 10) << ((units & (1 << 9)) >> 6))  # unit -> the node its children hang from
+    children = np.flatnonzero((labels >= 1) & (labels <= 255))  # byte 0 ends a key
+    parents = children ^ labels[children]
+    frontier, levels = nodes[:1], []
+    worst = (0.0, 0, 0, 0)  # factor, depth, unit, length
+    for depth in range(1, 6):
+        if frontier.size and (frontier | 0xFF).max() >= n:  # the 256 units a node's children may be in
+            raise SentencePieceError("a node lies past the end of its trie")
+        level = children[np.isin(parents, frontier)]
+        levels.append(level)
+        leaves = level[(units[level] >> 8) & 1 == 1]
+        if leaves.size:
+            if nodes[leaves].max() >= n:
+                raise SentencePieceError("a rule's value lies past the end of its trie")
+            starts = units[nodes[leaves]] & 0x7FFFFFFF
+            if starts.max() > len(replacements):
+                raise SentencePieceError(f"a rule's replacement starts at byte {starts.max():,} of "
+                                         f"{len(replacements):,}")
+            inside = starts[starts < len(replacements)]
+            if ((replacements[inside] & 0xC0) == 0x80).any():
+                raise SentencePieceError("a rule's replacement starts inside a character")
+            lengths = ends[np.searchsorted(ends, starts)] - starts
+            j = int(lengths.argmax())
+            if lengths[j] / depth > worst[0]:
+                worst = (lengths[j] / depth, depth, int(leaves[j]), int(lengths[j]))
+        frontier = np.unique(nodes[level])
+    factor, depth, unit, length = worst
+    if not depth:  # no rule, or only deletions
+        return 0.0, b"", 0
+    key = []
+    for level in reversed(levels[:depth - 1]):  # back to the root: some unit of the level above leads here
+        key.append(int(labels[unit]))
+        unit = int(level[nodes[level] == unit ^ labels[unit]][0])
+    key.append(int(labels[unit]))
+    return float(factor), bytes(reversed(key)), length
 
 
 def _vocab(m: SentencePieceModel, kind: str) -> tuple[list[tuple[str, float]], int]:
@@ -149,10 +316,19 @@ def _vocab(m: SentencePieceModel, kind: str) -> tuple[list[tuple[str, float]], i
 
 def _merges(vocab: dict[str, int], vocab_scores: list[tuple[str, float]]) -> list[tuple[str, str]]:
     """transformers' `generate_merges`: every split of every piece into two known pieces, by score."""
+    pieces = dict(vocab_scores)
+    work = sum(len(piece) ** 2 for piece in pieces)  # each split point slices and hashes the piece
+    if work > MAX_MERGE_WORK:
+        raise SentencePieceError(f"finding its BPE merges would take {work:,} steps (the sum of its pieces' squared "
+                                 f"lengths); minibert refuses more than {MAX_MERGE_WORK:,}, which lets a small file "
+                                 "take minutes and gigabytes")
     merges = []
-    for merge, score in dict(vocab_scores).items():
+    for merge, score in pieces.items():
         local = [(merge[:i], merge[i:], score) for i in range(1, len(merge)) if merge[:i] in vocab and merge[i:] in vocab]
         merges.extend(sorted(local, key=lambda x: (vocab[x[0]], vocab[x[1]])))
+        if len(merges) > MAX_MERGES:
+            raise SentencePieceError(f"more than {MAX_MERGES:,} BPE merges; minibert refuses more (real models have "
+                                     "about two a piece)")
     merges.sort(key=lambda v: (v[2], len(v[0]), len(v[1])), reverse=True)
     return [(a, b) for a, b, _ in merges]
 
@@ -169,7 +345,11 @@ def convert(path: str, kind: str, cfg: dict, special: dict) -> Tokenizer:
         tok = Tokenizer(Unigram(vocab_scores, unk_id=unk_id, byte_fallback=False))
     else:
         order = {p.piece: i for i, p in enumerate(m.pieces)}
-        tok = Tokenizer(BPE({w: i for i, (w, _) in enumerate(vocab_scores)}, _merges(order, vocab_scores),
+        try:
+            merges = _merges(order, vocab_scores)
+        except SentencePieceError as e:
+            raise SentencePieceError(f"{path}: {e}") from None
+        tok = Tokenizer(BPE({w: i for i, (w, _) in enumerate(vocab_scores)}, merges,
                             unk_token=m.unk_piece, fuse_unk=True, byte_fallback=False, dropout=None))
     # The model's control pieces become special added tokens, its user-defined pieces plain ones.
     tok.add_tokens([AddedToken(p.piece, normalized=False, special=p.type == CONTROL)
