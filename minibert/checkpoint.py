@@ -373,4 +373,8 @@ def save(model, save_directory) -> None:
     config.save_pretrained(save_directory)
     tensors = {name: hub_value(var) for name, var in hub_variables(model).items()}
     # transformers refuses safetensors files without a "format" entry in the metadata.
-    save_file(tensors, os.path.join(save_directory, SAFE_WEIGHTS), metadata={"format": "pt"})
+    path = os.path.join(save_directory, SAFE_WEIGHTS)
+    save_file(tensors, path, metadata={"format": "pt"})
+    umask = os.umask(0)  # safetensors writes 0600: give the file the mode open() gives any new file
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -208,6 +208,10 @@ def cmd_task(args) -> int:
 
         size = spec.columns(options, pipe)[names[0]].size  # the vector's length, as the task's column states it
         arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, size), np.float32)
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():  # NaN from broken weights: no file of numbers that are not numbers
+            raise CLIError(f"{int(bad.sum())} embedding(s) hold NaN or infinity (the first: input line "
+                           f"{int(np.argmax(bad)) + 1}): are the model's weights broken? {args.output} not written")
         write_atomically(args.output, lambda f: np.save(f, arr))
         print(f"wrote {arr.shape[0]} embeddings of size {arr.shape[1]} to {args.output}", file=sys.stderr)
     return 0

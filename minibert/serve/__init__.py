@@ -67,6 +67,8 @@ READ_DEADLINE_S = 30.0  # to send one whole request: a 2 MB body at 70 kB/s
 def run(args) -> int:
     from ..cli import CLIError
 
+    if args.api_key is not None and (not args.api_key.strip() or args.api_key != args.api_key.strip()):
+        raise CLIError("--api-key is empty or has surrounding spaces: every request would be refused")
     if not 0 < args.read_timeout <= 3600:
         raise CLIError(f"--read-timeout must be more than 0 and at most 3600 seconds, got {args.read_timeout}")
     if not 0 <= args.max_wait_ms <= MAX_WAIT_MS:  # also refuses inf and nan, which would never flush a batch

@@ -42,7 +42,7 @@ from .model import Served
 log = logging.getLogger("minibert.serve")
 
 STATUS = {"Validation": 413, "Unprocessable": 422, "Empty": 400, "Overloaded": 429, "Unauthorized": 401,
-          "NotFound": 404, "MethodNotAllowed": 405, "Backend": 424, "Unhealthy": 503}
+          "NotFound": 404, "MethodNotAllowed": 405, "Backend": 424, "Unhealthy": 503, "UnsupportedMediaType": 415}
 
 
 INLINE_CHARS = 8192  # requests up to this many characters are tokenized on the event loop
@@ -100,6 +100,15 @@ def error_response(message: str, error_type: str, status: int) -> Response:
 
 
 # -- reading a request ----------------------------------------------------------------------------
+def check_json_content_type(request: Request) -> None:
+    """A body must say it is JSON, as TEI requires: a web page can send text/plain or a form to any address
+    without asking first (no CORS preflight), so accepting those would let any site use this server."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+        raise APIError(f"the request's Content-Type is {kind or 'missing'}: send `Content-Type: application/json`",
+                       "UnsupportedMediaType")
+
+
 class BodyBudget:
     """The bytes of request bodies being read, all requests together: bounded by bytes held, not by requests,
     so clients trickling their bodies hold a few bytes each, and only fast large bodies can fill it."""
@@ -257,7 +266,9 @@ class Server:
             log.info("%s %s %d", request.method, request.url.path[:100], exc.status_code)
             return error_response(detail, error_type, exc.status_code)
 
-        return Starlette(routes=handlers, exception_handlers={HTTPException: not_found}, lifespan=self.lifespan)
+        app = Starlette(routes=handlers, exception_handlers={HTTPException: not_found}, lifespan=self.lifespan)
+        app.router.redirect_slashes = False  # its redirect names the request's Host header: any host a client sends
+        return app
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -272,9 +283,13 @@ class Server:
             start, ctx, error_type = time.perf_counter(), Ctx(), None
             try:
                 if self.limits.api_key is not None and route != "/health":
-                    given = request.headers.get("authorization", "").encode()
-                    if not hmac.compare_digest(given, f"Bearer {self.limits.api_key}".encode()):  # in constant time
+                    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+                    # the scheme is case-insensitive (RFC 9110 §11.1); the key is compared in constant time
+                    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                             self.limits.api_key.encode()):
                         raise APIError("a valid `Authorization: Bearer` API key is required", "Unauthorized")
+                if model:
+                    check_json_content_type(request)
                 if model:
                     # The whole body first: a client trickling its body holds a connection, never a model slot.
                     await read_json(request, self.limits.payload_limit, self.bodies)
@@ -408,6 +423,8 @@ class Server:
         f = Fields(await read_json(request, self.limits.payload_limit),
                    ("query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"))
         query = f.str("query", required=True)
+        if not query.strip():
+            raise APIError("`query` cannot be empty", "Empty")
         texts, _ = f.texts("texts", self.limits.max_client_batch_size)
         raw, return_text = f.bool("raw_scores", False), f.bool("return_text", False)
         truncate = f.bool("truncate", self.limits.auto_truncate)

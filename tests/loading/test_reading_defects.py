@@ -31,3 +31,17 @@ def test_rerank_past_the_positions_is_one_line(tiny_bert_cls, tmp_path):
     with pytest.raises(ValueError, match="more than the 16 this model takes.*max_length=16 or less"):
         pipe(["word " * 40], query="a query")
     assert len(pipe(["short"], query="a query", max_length=16)) == 1  # still usable
+
+
+def test_save_pretrained_gives_the_files_the_usual_mode(tiny_bert_cls, tmp_path):
+    import os
+    import stat
+
+    model = minibert.AutoModelForSequenceClassification.from_pretrained(tiny_bert_cls)
+    umask = os.umask(0o022)
+    try:
+        model.save_pretrained(tmp_path / "saved")
+    finally:
+        os.umask(umask)
+    for name in ("model.safetensors", "config.json"):
+        assert stat.S_IMODE(os.stat(tmp_path / "saved" / name).st_mode) == 0o644, name

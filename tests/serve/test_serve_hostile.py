@@ -192,3 +192,76 @@ def test_impossible_max_wait_is_refused_at_start(value):
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode != 0 and "--max-wait-ms must be between 0 and" in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def raw_exchange(server, data: bytes, wait: float = 3.0) -> bytes:
+    """Send `data` on a fresh connection and read until the server closes it or `wait` seconds pass."""
+    s = open_socket(server)
+    s.sendall(data)
+    s.settimeout(wait)
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return got
+
+
+def test_requests_must_say_they_are_json(embedder):
+    folder, server = embedder
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for headers in ({"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}, {}):
+            r = client.post("/embed", content=b'{"inputs": "x"}', headers=headers)
+            assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"], (headers, r.text)
+        r = client.post("/embed", content=b'{"inputs": "x"}', headers={"content-type": "application/json; charset=utf-8"})
+        assert r.status_code == 200
+
+
+def test_a_trailing_slash_never_redirects_to_the_clients_host(embedder):
+    folder, server = embedder
+    with httpx.Client(base_url=server.url, timeout=60, follow_redirects=False) as client:
+        r = client.post("/embed/", json={"inputs": "x"}, headers={"host": "evil.example"})
+        assert r.status_code == 404 and "location" not in r.headers
+
+
+def test_content_length_with_chunked_is_not_a_second_request(embedder):
+    folder, server = embedder
+    body = b'{"inputs": "x"}'
+    smuggled = b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"inputs\": \"yy\"}"
+    data = (b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) + smuggled)
+    got = raw_exchange(server, data)
+    assert got.count(b"HTTP/1.1 ") <= 1, got[:500]
+
+
+def test_the_bearer_scheme_is_case_insensitive(launched):
+    from server import API_KEY
+
+    folder, server = launched["embedder"]
+    with httpx.Client(base_url=server.wait_ready().url, timeout=60) as client:
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            r = client.post("/embed", json={"inputs": "x"}, headers={"authorization": f"{scheme} {API_KEY}"})
+            assert r.status_code == 200, (scheme, r.text)
+        assert client.post("/embed", json={"inputs": "x"}, headers={"authorization": "Basic " + API_KEY}).status_code == 401
+        assert client.post("/embed", json={"inputs": "x"}, headers={"authorization": "bearer wrong"}).status_code == 401
+
+
+@pytest.mark.parametrize("key", ["", "  "])
+def test_an_empty_api_key_is_refused_at_start(key):
+    env = {**os.environ, "PYTHONPATH": REPO}
+    p = subprocess.run([sys.executable, "-m", "minibert", "serve", "--port", "0", "--api-key", key],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode != 0 and "--api-key is empty" in p.stderr, p.stderr
+
+
+def test_an_empty_rerank_query_is_refused(launched):
+    folder, server = launched["cross-encoder"]
+    with httpx.Client(base_url=server.wait_ready().url, timeout=60) as client:
+        for query in ("", "   "):
+            r = client.post("/rerank", json={"query": query, "texts": ["a", "b"]})
+            assert r.status_code == 400 and "`query` cannot be empty" in r.json()["error"], r.text
