@@ -9,6 +9,7 @@ lines: ten families, each with the checks that refuse a config its model cannot 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -86,10 +87,29 @@ def validate(config: "PretrainedConfig", num_labels=None) -> None:
     n = config.parameter_count(labels)
     if 4 * n > max_weight_bytes():
         raise ConfigError(
-            f"this config describes a model of {n:,} parameters, {4 * n / 2**30:,.1f} GiB in float32, over "
-            f"minibert's limit of {max_weight_bytes() / 2**30:,.1f} GiB; if the sizes are intended and the "
-            f"memory is there, raise the limit: {MAX_WEIGHT_BYTES_ENV}={4 * n} (bytes)"
+            f"this config describes a model of {n:,} parameters, {4 * n / 2**30:,.1f} GiB in float32 "
+            f"({_size_culprits(config, labels, n)}), over minibert's limit of {max_weight_bytes() / 2**30:,.1f} "
+            f"GiB; if the sizes are intended and the memory is there, raise the limit: "
+            f"{MAX_WEIGHT_BYTES_ENV}={4 * n} (bytes)"
         )
+
+
+def _size_culprits(config: "PretrainedConfig", labels: int, n: int) -> str:
+    """The sizes behind a parameter count, the fields that add the most over their defaults first:
+    "num_hidden_layers=1000000; with vocab_size=100, hidden_size=64, ..."."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    sizes = {name: getattr(config, name) for name in config.size_fields}
+    added = {}
+    for name, value in sizes.items():  # the count with this one field at its default: what the field adds
+        fixed = copy.copy(config)  # not dataclasses.replace: that would validate, and refuse, again
+        setattr(fixed, name, defaults.get(name, value))
+        added[name] = n - fixed.parameter_count(labels)
+    if config.parameter_count(2) < n:  # the labels, named only when they add
+        sizes["num_labels"], added["num_labels"] = labels, n - config.parameter_count(2)
+    culprits = sorted((name for name in added if added[name] > 0), key=lambda name: -added[name])
+    rest = [name for name in sizes if name not in culprits]
+    named = lambda names: ", ".join(f"{name}={sizes[name]}" for name in names)  # noqa: E731
+    return f"{named(culprits)}; with {named(rest)}" if culprits and rest else named(culprits or rest)
 
 
 @dataclass(repr=False)
@@ -551,6 +571,21 @@ class ModernBertConfig(PretrainedConfig):
                 f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_attention_heads}")
         if self.classifier_pooling not in self.POOLINGS:
             raise ConfigError(f"classifier_pooling={self.classifier_pooling!r} is not supported (only 'cls' or 'mean')")
+        # A sliding window is local_attention // 2 tokens each side: an odd value would mean a window it does not
+        # have, and past twice the positions every token already sees every other (while the banded blocks grow).
+        if self.local_attention % 2:
+            raise ConfigError(f"local_attention={self.local_attention} must be even (a window of local_attention // 2 "
+                              "tokens each side)")
+        if self.local_attention > 2 * self.max_position_embeddings:
+            raise ConfigError(f"local_attention={self.local_attention} is more than twice max_position_embeddings="
+                              f"{self.max_position_embeddings}; a window that wide sees every token already")
+        for name in ("global_rope_theta", "local_rope_theta"):
+            theta = getattr(self, name)
+            if theta is None and name == "local_rope_theta":  # None: the local layers use global_rope_theta
+                continue
+            if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not 0 < theta < float("inf"):
+                # the rotary frequencies are theta ** -(2i / D): 0, negative or NaN make every output NaN
+                raise ConfigError(f"{name} must be a positive finite number, not {theta!r}")
         # Rotary variants transformers reads from these keys would change every score: refuse, never approximate.
         rope = self.extra.get("rope_scaling")
         if rope is not None and (not isinstance(rope, dict) or rope.get("rope_type", rope.get("type")) != "default"):

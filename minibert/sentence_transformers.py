@@ -43,6 +43,8 @@ TRANSFORMER_CONFIGS = ("sentence_bert_config.json", "sentence_roberta_config.jso
 SIMILARITY_FNS = ("cosine", "dot", "euclidean", "manhattan")
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 VERY_LARGE = int(1e30)  # transformers' "no limit written" model_max_length
+# The chains sentence-transformers writes have 2 to 5 modules; a modules.json of 10**5 entries took 39 s to refuse.
+MAX_MODULES = 64
 
 
 def _erf(x):
@@ -82,6 +84,24 @@ def activation_name(value, where: str) -> str:
         raise SentenceFolderError(f"{where}: activation {value!r} is not one minibert computes; it knows "
                                   f"{', '.join(ACTIVATIONS)}")
     return name
+
+
+def _flag(cfg: dict, key: str, default: bool, where: str) -> bool:
+    """A true/false setting: "false" or 0 read as truthiness would silently mean the opposite."""
+    value = cfg.get(key, default)
+    if not isinstance(value, bool):
+        raise SentenceFolderError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _settings(cfg: dict, key: str, where: str) -> dict:
+    """A nested object setting (processor_kwargs, sentence_transformers, ...); {} when absent or null."""
+    value = cfg.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SentenceFolderError(f"{where}: {key} must be a JSON object, got {value!r}")
+    return value
 
 
 def read_json(path: str, required: bool = False, expect: type = dict):
@@ -194,11 +214,13 @@ class SentenceFolder:
                 dim = step.weight.shape[0]
         return dim
 
-    def embed(self, hidden: np.ndarray, prompt_length: int = 0) -> np.ndarray:
-        """One text's token vectors (T, C) -> its sentence embedding, through Pooling and the modules after it."""
+    def embed(self, hidden: np.ndarray, prompt_length: int = 0, normalize_module: bool = True) -> np.ndarray:
+        """One text's token vectors (T, C) -> its sentence embedding, through Pooling and the modules after it
+        (without the Normalize module when `normalize_module` is False)."""
         vec = self.pooling(hidden, prompt_length)
         for step in self.steps:
-            vec = step(vec)
+            if normalize_module or isinstance(step, Dense):
+                vec = step(vec)
         return vec
 
     def describe(self) -> str:
@@ -221,8 +243,17 @@ def read_folder(folder) -> SentenceFolder:
     modules_path = os.path.join(folder, "modules.json")
     entries = read_json(modules_path, required=True, expect=list) if os.path.isfile(modules_path) else \
         [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"}]
+    if len(entries) > MAX_MODULES:
+        raise SentenceFolderError(f"{modules_path} lists {len(entries):,} modules; minibert reads at most "
+                                  f"{MAX_MODULES} (sentence-transformers' chains have 2 to 5)")
     if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("type"), str) for e in entries):
         raise SentenceFolderError(f"{modules_path}: expected a list of {{\"idx\", \"path\", \"type\"}} objects")
+    for i, e in enumerate(entries):
+        if "idx" in e and (isinstance(e["idx"], bool) or not isinstance(e["idx"], int)):
+            raise SentenceFolderError(f"{modules_path}: module {i}'s idx must be an integer, got {e['idx']!r}")
+        if not isinstance(e.get("path") or "", str):
+            raise SentenceFolderError(f"{modules_path}: module {i}'s path must be a folder name (a string), "
+                                      f"got {e['path']!r}")
     entries = sorted(entries, key=lambda e: e.get("idx", 0))
     kinds = [_module_kind(e, i, modules_path) for i, e in enumerate(entries)]
     if not kinds or kinds[0] != "Transformer" or "Transformer" in kinds[1:]:
@@ -231,12 +262,13 @@ def read_folder(folder) -> SentenceFolder:
     model_folder = os.path.join(folder, entries[0].get("path") or "")
     model_config = read_json(os.path.join(model_folder, "config.json"), required=True)
     hidden = model_config.get("hidden_size", model_config.get("dim"))
-    if not isinstance(hidden, int):
+    if isinstance(hidden, bool) or not isinstance(hidden, int):
         raise SentenceFolderError(f"{os.path.join(model_folder, 'config.json')} has no integer hidden_size")
-    tf_config = {}
+    tf_config, tf_where = {}, os.path.join(model_folder, TRANSFORMER_CONFIGS[0])
     for name in TRANSFORMER_CONFIGS:
         tf_config = read_json(os.path.join(model_folder, name))
         if tf_config:
+            tf_where = os.path.join(model_folder, name)
             break
     pooling, steps, dim = None, [], hidden
     for entry, kind in zip(entries[1:], kinds[1:]):
@@ -264,6 +296,9 @@ def read_folder(folder) -> SentenceFolder:
     prompts = {**({"query": "", "document": ""} if model_type == "SentenceTransformer" else {}),
                **{k: v or "" for k, v in prompts.items()}}
     default_prompt = st_config.get("default_prompt_name")
+    if default_prompt is not None and not isinstance(default_prompt, str):
+        raise SentenceFolderError(f"{where}: default_prompt_name must be a prompt's name (a string), got "
+                                  f"{default_prompt!r}")
     if default_prompt is not None and default_prompt not in prompts:
         raise SentenceFolderError(f"{where}: default_prompt_name {default_prompt!r} is not one of the prompts "
                                   f"{sorted(prompts)}")
@@ -275,19 +310,26 @@ def read_folder(folder) -> SentenceFolder:
     if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
                                      or truncate_dim < 1):
         raise SentenceFolderError(f"{where}: truncate_dim must be a positive integer, got {truncate_dim!r}")
-    activation = st_config.get("activation_fn")
+    activation, key = st_config.get("activation_fn"), "activation_fn"
     if activation is None:  # cross-encoders saved by transformers' side: config.json states it (v4+, then older)
-        activation = (model_config.get("sentence_transformers") or {}).get("activation_fn") \
-            or model_config.get("sbert_ce_default_activation_function")
+        where = os.path.join(model_folder, "config.json")
+        activation, key = _settings(model_config, "sentence_transformers", where).get("activation_fn"), \
+            "sentence_transformers.activation_fn"
+        if activation is None:
+            activation, key = model_config.get("sbert_ce_default_activation_function"), \
+                "sbert_ce_default_activation_function"
     if activation is not None:
+        if not isinstance(activation, str):
+            raise SentenceFolderError(f"{where}: {key} must be a torch activation's dotted name (such as "
+                                      f"'torch.nn.modules.activation.Sigmoid'), got {activation!r}")
         if not activation.startswith("torch."):  # sentence-transformers trusts only torch's classes without remote code
             activation = None
         else:
-            activation = activation_name(activation, f"{where} activation_fn")
+            activation = activation_name(activation, f"{where} {key}")
     return SentenceFolder(
         folder=folder, model_folder=model_folder, hidden_size=hidden, pooling=pooling, steps=tuple(steps),
-        max_seq_length=_max_seq_length(model_folder, tf_config, model_config),
-        do_lower_case=bool(tf_config.get("do_lower_case", False)), prompts=prompts,
+        max_seq_length=_max_seq_length(model_folder, tf_config, tf_where, model_config),
+        do_lower_case=_flag(tf_config, "do_lower_case", False, tf_where), prompts=prompts,
         default_prompt_name=default_prompt, similarity_fn_name=similarity, truncate_dim=truncate_dim,
         model_type=model_type, activation_fn=activation)
 
@@ -305,7 +347,10 @@ def _read_pooling(path: str, hidden: int) -> Pooling:
     cfg = read_json(path, required=True)
     mode = cfg.get("pooling_mode")
     if mode is None:
-        mode = [m for key, m in LEGACY_POOLING_KEYS.items() if cfg.get(key)] or ["mean"]
+        mode = [m for key, m in LEGACY_POOLING_KEYS.items() if _flag(cfg, key, False, path)] or ["mean"]
+    if not isinstance(mode, (str, list)) or not mode:
+        raise SentenceFolderError(f"{path}: pooling_mode must be a mode's name or a non-empty list of them, got "
+                                  f"{mode!r}")
     modes = (mode,) if isinstance(mode, str) else tuple(mode)
     for m in modes:
         if m not in POOLING_MODES:
@@ -314,13 +359,17 @@ def _read_pooling(path: str, hidden: int) -> Pooling:
     dim = cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))
     if dim is not None and dim != hidden:
         raise SentenceFolderError(f"{path}: embedding_dimension={dim} but the model's hidden_size is {hidden}")
-    return Pooling(modes, bool(cfg.get("include_prompt", True)))
+    return Pooling(modes, _flag(cfg, "include_prompt", True, path))
 
 
 def _read_dense(path: str, dim_in: int) -> Dense:
     where = os.path.join(path, "config.json")
     cfg = read_json(where, required=True)
     n_in, n_out = cfg.get("in_features"), cfg.get("out_features")
+    for key, value in (("in_features", n_in), ("out_features", n_out)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SentenceFolderError(f"{where}: {key} must be a positive integer, got {value!r}")
+    bias, residual = _flag(cfg, "bias", True, where), _flag(cfg, "use_residual", False, where)
     if n_in != dim_in:
         raise SentenceFolderError(f"{where}: in_features={n_in} but the module before it gives vectors of "
                                   f"{dim_in}: this Dense does not fit the model")
@@ -340,36 +389,48 @@ def _read_dense(path: str, dim_in: int) -> Dense:
     if w is None or w.shape != (n_out, n_in):
         got = "none" if w is None else str(tuple(w.shape))
         raise SentenceFolderError(f"{weights}: linear.weight must be ({n_out}, {n_in}) as config.json says, got {got}")
-    if cfg.get("bias", True) and (b is None or b.shape != (n_out,)):
+    if bias and (b is None or b.shape != (n_out,)):
         raise SentenceFolderError(f"{weights}: linear.bias must be ({n_out},), got "
                                   f"{'none' if b is None else tuple(b.shape)}")
-    residual, r = bool(cfg.get("use_residual", False)), state.get("residual.weight")
+    r = state.get("residual.weight")
     if residual and n_in != n_out and (r is None or r.shape != (n_out, n_in)):
         raise SentenceFolderError(f"{weights}: use_residual with in_features != out_features needs residual.weight "
                                   f"({n_out}, {n_in})")
     activation = activation_name(cfg.get("activation_function", "torch.nn.modules.activation.Tanh"),
                                  f"{where} activation_function")
     f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
-    return Dense(f32(w), f32(b) if cfg.get("bias", True) else None, activation, residual,
+    return Dense(f32(w), f32(b) if bias else None, activation, residual,
                  f32(r) if residual and n_in != n_out else None)
 
 
-def _max_seq_length(model_folder: str, tf_config: dict, model_config: dict) -> int:
+def _max_seq_length(model_folder: str, tf_config: dict, tf_where: str, model_config: dict) -> int:
     """sentence-transformers' rule: max_seq_length from sentence_bert_config.json (2.x-4.x), else the
     tokenizer's model_max_length (5.x writes it there) capped at max_position_embeddings."""
-    value = tf_config.get("max_seq_length")
+    value = _length(tf_config, "max_seq_length", tf_where)
     if value is None:
-        value = (tf_config.get("processor_kwargs") or tf_config.get("tokenizer_args") or {}).get("model_max_length")
+        kwargs = _settings(tf_config, "processor_kwargs", tf_where) or _settings(tf_config, "tokenizer_args", tf_where)
+        value = _length(kwargs, "model_max_length", tf_where)
     if value is None:
-        value = read_json(os.path.join(model_folder, "tokenizer_config.json")).get("model_max_length") or VERY_LARGE
+        where = os.path.join(model_folder, "tokenizer_config.json")
+        value = _length(read_json(where), "model_max_length", where) or VERY_LARGE
         positions = model_config.get("max_position_embeddings")
         if isinstance(positions, int) and positions > 0:
             value = min(value, positions)
         # RoBERTa counts positions from pad_token_id + 1: its last usable position is max_position_embeddings - 2
-        if model_config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "mpnet") and value == positions:
-            value = positions - (model_config.get("pad_token_id", 1) + 1)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
-        raise SentenceFolderError(f"{model_folder}: max_seq_length must be a positive integer, got {value!r}")
+        pad = model_config.get("pad_token_id", 1)
+        if model_config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "mpnet") and value == positions \
+                and isinstance(pad, int) and 0 <= pad < positions - 1:
+            value = positions - (pad + 1)
+    return value
+
+
+def _length(cfg: dict, key: str, where: str) -> int | None:
+    """A token count from a folder's file: a positive number (transformers writes 1e30 for "no limit"), or None."""
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < float("inf"):
+        raise SentenceFolderError(f"{where}: {key} must be a positive integer, got {value!r}")
     return int(value)
 
 

@@ -107,7 +107,8 @@ def banded_attention(q, k, v, attention_mask, half_window: int, dropout, trainin
     real = tf.pad(tf.cast(attention_mask, tf.bool), [[0, 0], [W, P - T + W]])  # (B, P + 2W): padded-in keys unreal
     real_keys = tf.concat(neighbours(real), axis=2)  # (B, n, 3W)
     offset = np.arange(W)[:, None] + W - np.arange(3 * W)[None, :]  # (W, 3W): query position - key position
-    in_window = tf.constant(np.abs(offset) <= half_window)  # (W, 3W)
+    # int8 then cast: TensorFlow writes a bool constant into the graph element by element (minutes at W = 4096)
+    in_window = tf.cast(tf.constant((np.abs(offset) <= half_window).astype(np.int8)), tf.bool)  # (W, 3W)
     # expand_dims, not [:, None]: the LiteRT converter cannot lower these new-axis slices at open shapes
     allowed = tf.logical_and(in_window, tf.expand_dims(real_keys, 2))  # (W, 3W) and (B, n, 1, 3W) -> (B, n, W, 3W)
     scores = scores + tf.expand_dims(tf.where(allowed, 0.0, tf.float32.min), 1)  # (B, 1, n, W, 3W) over heads
@@ -207,6 +208,9 @@ class ModernBertAttention(ConfigLayer):
         elif self.is_global:
             context = tf.cond(T > GLOBAL_QUERY_CHUNK, lambda: chunked_attention(
                 q, k, v, mask, GLOBAL_QUERY_CHUNK, self.dropout, training), lambda: whole()[0])
+            probs = None
+        elif LOCAL_WHOLE_UP_TO * max(self.half_window, 1) >= self.config.max_position_embeddings:
+            context = whole()[0]  # no input is long enough to band: not even traced, its blocks grow with the window
             probs = None
         else:
             W = max(self.half_window, 1)
