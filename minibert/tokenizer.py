@@ -68,6 +68,7 @@ class PreTrainedTokenizer:
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         self.model_max_length = model_max_length
+        self.truncation_side = "right"  # transformers' attribute: "left" keeps the end of a text
         self.model_input_names = list(model_input_names or ["input_ids", "token_type_ids", "attention_mask"])
         self.name_or_path = name_or_path
         self.vocab_file = vocab_file  # the file the vocabulary was read from, for error messages
@@ -118,7 +119,7 @@ class PreTrainedTokenizer:
     def __call__(self, text, text_pair=None, *, padding=False, truncation=None, max_length=None, stride=0,
                  return_tensors=None, add_special_tokens=True, return_attention_mask=True,
                  return_token_type_ids=None, return_special_tokens_mask=False, return_offsets_mapping=False,
-                 return_overflowing_tokens=False, pad_to_multiple_of=None) -> BatchEncoding:
+                 return_overflowing_tokens=False, pad_to_multiple_of=None, truncation_side=None) -> BatchEncoding:
         """Tokenize a text, a (text, text_pair), or lists of them, with transformers' arguments.
 
         `return_overflowing_tokens=True` with `truncation` and `stride` keeps what truncation cuts: every
@@ -126,6 +127,7 @@ class PreTrainedTokenizer:
         of all texts in one flat batch, and `overflow_to_sample_mapping` says which text each row is from.
         `return_offsets_mapping` gives each token's (start, end) characters in its own text ((0, 0) for
         special tokens), `return_special_tokens_mask` 1 for [CLS]/[SEP]/<s>/</s>/padding.
+        `truncation_side` ("right" or "left", default the tokenizer's attribute) overrides it for this call.
         """
         single = isinstance(text, str)
         batch = self._as_batch(text, text_pair)
@@ -136,7 +138,10 @@ class PreTrainedTokenizer:
         truncation, limit = self._truncation(truncation, max_length)
         if truncation:
             self._check_window(batch, truncation, limit, stride, add_special_tokens)
-        tok = self._configured_tokenizer(padding, truncation, limit, stride, pad_to_multiple_of)
+        side = self.truncation_side if truncation_side is None else truncation_side
+        if side not in ("right", "left"):
+            raise ValueError(f"truncation_side={side!r}; use 'right' or 'left'")
+        tok = self._configured_tokenizer(padding, truncation, limit, stride, pad_to_multiple_of, side)
         try:
             encodings = self._encode_batch(tok, batch, add_special_tokens)
         except TokenizerPanic:
@@ -213,19 +218,19 @@ class PreTrainedTokenizer:
             raise ValueError(f"truncation={truncation!r}; use True, False, 'only_first' or 'only_second'")
         return truncation, max_length if max_length is not None else self.model_max_length
 
-    def _configured_tokenizer(self, padding, truncation, limit, stride, pad_to_multiple_of) -> Tokenizer:
+    def _configured_tokenizer(self, padding, truncation, limit, stride, pad_to_multiple_of, side="right") -> Tokenizer:
         """A copy of the tokenizer with these settings, made once and then only read (thread-safe)."""
         if padding is True:
             padding = "longest"
         if padding not in (False, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding={padding!r}; use True, 'longest', 'max_length' or False")
-        key = (padding, truncation, limit, stride, pad_to_multiple_of)
+        key = (padding, truncation, limit, stride, pad_to_multiple_of, side)
         with self._lock:
             tok = self._configured.get(key)
             if tok is None:
                 tok = Tokenizer.from_str(self._tokenizer.to_str())
                 if truncation:
-                    tok.enable_truncation(limit, stride=stride, strategy=truncation)
+                    tok.enable_truncation(limit, stride=stride, strategy=truncation, direction=side)
                 else:
                     tok.no_truncation()
                 if padding in ("longest", "max_length"):

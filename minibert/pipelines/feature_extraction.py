@@ -16,6 +16,20 @@ logger = logging.getLogger("minibert")
 POOLINGS = ("none", "auto", *st.POOLING_MODES)
 
 
+class IdsEncoding:
+    """The part of a `tokenizers.Encoding` a forward reads, for ids given as they are."""
+
+    def __init__(self, ids):
+        self.ids, self.type_ids, self.attention_mask = list(ids), [0] * len(ids), [1] * len(ids)
+
+
+class TokenIds:
+    """An input that is already token ids (TEI's `[int]` inputs)."""
+
+    def __init__(self, ids):
+        self.ids = tuple(ids)
+
+
 class FeatureExtractionPipeline(Pipeline):
     """Token vectors, or sentence embeddings (transformers' `feature_extraction.py`, plus pooling).
 
@@ -34,12 +48,16 @@ class FeatureExtractionPipeline(Pipeline):
     None leaves them as the folder's modules make them. prompt_name (one of the folder's prompts) or
     prompt (a string) is put before each text; with neither, the folder's default prompt, if any.
     truncate_dim keeps the first dimensions (before normalize). Texts longer than the limit are
-    truncated (`truncation=False`: an error).
+    truncated (`truncation=False`: an error), at the end (`truncation_side="left"`: at the start).
+    normalize_module=False leaves out the folder's Normalize module (TEI's `normalize: false`).
+    In `results_for`, an input may also be a list of token ids, embedded as given (no special tokens
+    added, no prompt), as TEI embeds them.
     """
 
     task = "feature-extraction"
     OPTIONS = {"pooling": None, "normalize": None, "prompt_name": None, "prompt": None, "truncate_dim": None,
-               "return_tensors": False, "truncation": True, "max_length": None, "batch_size": None}
+               "return_tensors": False, "truncation": True, "max_length": None, "batch_size": None,
+               "truncation_side": None, "normalize_module": True}
     OUTPUTS = ("last_hidden_state",)
 
     def __init__(self, model, tokenizer, *args, sentence: st.SentenceFolder | None = None, **kwargs):
@@ -91,7 +109,19 @@ class FeatureExtractionPipeline(Pipeline):
         opts["return_tensors"] = bool_option("return_tensors", opts["return_tensors"])
         opts["truncation"] = bool_option("truncation", opts["truncation"])
         opts["max_length"] = int_option("max_length", opts["max_length"], 1, "the pipeline's")
+        opts["normalize_module"] = bool_option("normalize_module", opts["normalize_module"])
         return opts
+
+    def check_input(self, x, i: int = 0):
+        if isinstance(x, TokenIds):
+            return x
+        if isinstance(x, list) and x and all(isinstance(t, int) and not isinstance(t, bool) for t in x):
+            vocab = self.model.config.vocab_size
+            bad = next((t for t in x if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise ValueError(f"input {i}: token id {bad} is outside the vocabulary (0 to {vocab - 1})")
+            return TokenIds(x)
+        return super().check_input(x, i)
 
     def _prompt(self, name, text) -> str:
         """sentence-transformers' rule: a prompt string wins over a prompt name; with neither, the default prompt."""
@@ -132,10 +162,20 @@ class FeatureExtractionPipeline(Pipeline):
 
     def _encode(self, items, opts, first):
         prompt, limit = opts["prompt_text"], self._limit(opts)
-        texts = [prompt + text for text in items] if prompt else items
+        texts = [(prompt + text if prompt else text) for text in items if not isinstance(text, TokenIds)]
         opts["prompt_length"] = self._prompt_length(prompt, opts["truncation"], limit) if prompt else 0
-        enc = self.tokenizer(texts, truncation=opts["truncation"], max_length=limit)
-        return list(enumerate(enc.encodings))
+        encodings = iter(self.tokenizer(texts, truncation=opts["truncation"], max_length=limit,
+                                        truncation_side=opts["truncation_side"]).encodings if texts else [])
+        rows = []
+        for k, item in enumerate(items):
+            if isinstance(item, TokenIds):
+                ids = item.ids
+                if opts["truncation"] and len(ids) > limit:
+                    ids = ids[-limit:] if opts["truncation_side"] == "left" else ids[:limit]
+                rows.append((k, IdsEncoding(ids)))
+            else:
+                rows.append((k, next(encodings)))
+        return rows
 
     def _prompt_length(self, prompt: str, truncation: bool, limit: int) -> int:
         """The prompt's tokens with [CLS] and without the closing special token, as sentence-transformers
@@ -149,7 +189,8 @@ class FeatureExtractionPipeline(Pipeline):
         if mode == "tokens":
             return hidden[None] if opts["return_tensors"] else hidden[None].tolist()  # (1, T, C)
         if mode == "folder":
-            vec = self.sentence.embed(hidden, opts["prompt_length"])
+            prompt_length = 0 if isinstance(enc, IdsEncoding) else opts["prompt_length"]
+            vec = self.sentence.embed(hidden, prompt_length, normalize_module=opts["normalize_module"])
         else:
             vec = st.Pooling((mode,))(hidden)
         if opts["truncate_dim"]:

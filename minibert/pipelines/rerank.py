@@ -22,7 +22,7 @@ class RerankPipeline(Pipeline):
     """
 
     task = "rerank"
-    OPTIONS = {"query": None, "activation_fn": None, "max_length": None, "batch_size": None}
+    OPTIONS = {"query": None, "activation_fn": None, "max_length": None, "batch_size": None, "truncation_side": None}
     OUTPUTS = ("logits",)
     INPUT = "a document string (with query=...), a (text, text_pair) pair, a list of them or an iterator of them"
 
@@ -88,7 +88,8 @@ class RerankPipeline(Pipeline):
                     raise ValueError(f"input {first + k} is a single document: give query=... to score it against")
                 item = (opts["query"], item)
             pairs.append(item)
-        enc = self.tokenizer(pairs, truncation="longest_first", max_length=self._limit(opts))
+        enc = self.tokenizer(pairs, truncation="longest_first", max_length=self._limit(opts),
+                             truncation_side=opts["truncation_side"])
         return list(enumerate(enc.encodings))
 
     def _take(self, out, j, enc, opts):

@@ -24,7 +24,8 @@ class TextClassificationPipeline(Pipeline):
     """
 
     task = "text-classification"
-    OPTIONS = {"top_k": _UNSET, "function_to_apply": None, "truncation": True, "max_length": None, "batch_size": None}
+    OPTIONS = {"top_k": _UNSET, "function_to_apply": None, "truncation": True, "max_length": None, "batch_size": None,
+               "truncation_side": None}
     OUTPUTS = ("logits",)
     INPUT = 'a string, a {"text": ..., "text_pair": ...} dict, a list of them or an iterator of them'
 
@@ -79,7 +80,8 @@ class TextClassificationPipeline(Pipeline):
         return results[0] if shape == "dict" else results
 
     def _encode(self, items, opts, first):
-        enc = self.tokenizer(items, truncation=opts["truncation"], max_length=self._limit(opts))
+        enc = self.tokenizer(items, truncation=opts["truncation"], max_length=self._limit(opts),
+                             truncation_side=opts["truncation_side"])
         return list(enumerate(enc.encodings))
 
     def _take(self, out, j, enc, opts):

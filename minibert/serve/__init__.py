@@ -23,7 +23,9 @@ def add_arguments(p) -> None:
                                   "feature-extraction)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one, printed at start)")
-    p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` on every route but /health")
+    p.add_argument("--served-model-name", metavar="NAME",
+                   help="the model's name in /info and /v1/embeddings answers (default: the model id or folder name)")
+    p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` on every route but GET /, /health, /ping and /metrics (as TEI)")
     p.add_argument("--max-length", type=count, metavar="N", help="the longest input in tokens (default: the model's)")
     from ..cli import add_engine_argument
 
@@ -152,7 +154,7 @@ def _serve(args, task, sock) -> int:
     task, model_id = _resolve(args, task)
     load_tensorflow_quietly()
     pipe = pipeline(task.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
-    served = Served(pipe, task.name, model_id, args.model)
+    served = Served(pipe, task.name, model_id, args.model, args.served_model_name)
     if not args.no_warm_up:
         logging.getLogger("minibert.serve").info("warming up: compiling the model's input shapes")
         served.warm_up()

@@ -41,11 +41,13 @@ from .model import Served
 
 log = logging.getLogger("minibert.serve")
 
-STATUS = {"Validation": 413, "Unprocessable": 422, "Empty": 400, "Overloaded": 429, "Unauthorized": 401,
+STATUS = {"Validation": 422, "Unprocessable": 422, "Empty": 400, "Overloaded": 429, "Unauthorized": 401,
           "NotFound": 404, "MethodNotAllowed": 405, "Backend": 424, "Unhealthy": 503, "UnsupportedMediaType": 415}
 
 
 INLINE_CHARS = 8192  # requests up to this many characters are tokenized on the event loop
+DRAIN_BYTES = 16_000_000  # of a body over the payload limit, read and dropped so the client reads the 413
+DRAIN_IDLE_S = 1.0  # ... while it keeps coming
 TOKENIZING_AT_ONCE = 2  # larger ones: a thread each, this many at a time
 
 
@@ -74,9 +76,20 @@ class Limits:
 
 @dataclass
 class Ctx:
-    """What a request's log line and metrics report, filled in as the route learns it."""
+    """What a request's log line, metrics and TEI's timing headers report, filled in as the route learns it."""
     inputs: int = 0
     tokens: int = 0
+    characters: int = 0
+    tokenization_s: float = 0.0
+    queue_s: float = 0.0
+    inference_s: float = 0.0
+
+    def headers(self, total_s: float) -> dict:
+        ms = lambda s: str(int(s * 1000))  # noqa: E731 - TEI's headers are whole milliseconds
+        return {"x-compute-type": "cpu", "x-compute-time": ms(total_s), "x-compute-characters": str(self.characters),
+                "x-compute-tokens": str(self.tokens), "x-total-time": ms(total_s),
+                "x-tokenization-time": ms(self.tokenization_s), "x-queue-time": ms(self.queue_s),
+                "x-inference-time": ms(self.inference_s)}
 
 
 def _json_default(value):
@@ -95,8 +108,11 @@ def json_response(payload, status: int = 200) -> Response:
     return Response(body, status, media_type="application/json")
 
 
-def error_response(message: str, error_type: str, status: int) -> Response:
-    return Response(json.dumps({"error": message, "error_type": error_type}), status, media_type="application/json")
+def error_response(message: str, error_type: str, status: int, openai: bool = False) -> Response:
+    """TEI's {"error", "error_type"}, or OpenAI's {"error": {"message", "type", "code"}} on its routes."""
+    body = {"error": {"message": message, "type": error_type, "code": status}} if openai else \
+        {"error": message, "error_type": error_type}
+    return Response(json.dumps(body), status, media_type="application/json")
 
 
 # -- reading a request ----------------------------------------------------------------------------
@@ -138,15 +154,17 @@ async def read_json(request: Request, limit: int, budget: BodyBudget | None = No
 async def _read_json(request: Request, limit: int, budget: BodyBudget):
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
+        await _drain(request)
         raise APIError(f"the request body is {int(length)} bytes, more than the {limit} this server takes "
-                       "(--payload-limit)", "Validation")
+                       "(--payload-limit)", "Validation", 413)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
+                await _drain(request)
                 raise APIError(f"the request body is more than the {limit} bytes this server takes "
-                               "(--payload-limit)", "Validation")
+                               "(--payload-limit)", "Validation", 413)
             budget.take(len(chunk))
             chunks.append(chunk)
         raw = b"".join(chunks)
@@ -169,13 +187,34 @@ async def _read_json(request: Request, limit: int, budget: BodyBudget):
     return body
 
 
+async def _drain(request: Request) -> None:
+    """Read and drop a bounded part of an oversized body, as nginx's lingering close does: a client still
+    sending when the 413 comes would otherwise see its connection reset, not the answer."""
+    got = 0
+    while got < DRAIN_BYTES:
+        try:
+            message = await asyncio.wait_for(request.receive(), DRAIN_IDLE_S)
+        except asyncio.TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        got += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
 class Fields:
-    """A request's JSON object, read field by field with TEI's defaults; unknown fields are refused by name."""
+    """A request's JSON object, read field by field with TEI's defaults. Unknown fields are ignored, as TEI
+    ignores them (logged at debug); options some clients nest under `parameters` (huggingface_hub's
+    `feature_extraction` and `text_classification`, langchain) are read from there when not at the top."""
 
     def __init__(self, body: dict, known: tuple[str, ...]):
-        unknown = sorted(set(body) - set(known))
+        nested = body.get("parameters")
+        if isinstance(nested, dict) and "parameters" not in known:
+            body = {**{k: v for k, v in nested.items() if k in known}, **body}
+        unknown = sorted(set(body) - set(known) - {"parameters"})
         if unknown:
-            raise APIError(f"unknown field(s) {', '.join(unknown)}; this route takes {', '.join(known)}")
+            log.debug("ignored unknown field(s) %s", ", ".join(unknown)[:200])
         self.body = body
 
     def bool(self, name: str, default: bool) -> bool:
@@ -222,16 +261,22 @@ class Fields:
         return items, single
 
 
+def _is_id(t) -> bool:
+    return isinstance(t, int) and not isinstance(t, bool) and t >= 0
+
+
 def check_count(n: int, max_count: int) -> None:
     if n > max_count:
         raise APIError(f"batch size {n} > maximum allowed batch size {max_count} (--max-client-batch-size)",
                        "Validation")
 
 
-def truncation_direction(fields: Fields) -> None:
+def truncation_direction(fields: Fields) -> str:
+    """TEI's `truncation_direction`: "right" (keep the start) or "left" (keep the end), any case."""
     direction = fields.str("truncation_direction", "right")
-    if direction.lower() != "right":
-        raise APIError(f"truncation_direction={direction!r}: only 'Right' is supported")
+    if direction.lower() not in ("right", "left"):
+        raise APIError(f"truncation_direction={direction!r}; use 'Right' or 'Left'")
+    return direction.lower()
 
 
 # -- the application ------------------------------------------------------------------------------
@@ -248,15 +293,26 @@ class Server:
         self.bodies = BodyBudget(limits.max_concurrent_requests * limits.payload_limit)
 
     def app(self) -> Starlette:
-        routes = [("/embed", self.embed), ("/predict", self.predict), ("/rerank", self.rerank),
-                  ("/v1/embeddings", self.openai_embeddings), ("/tokenize", self.tokenize)]
-        tei = {path for path, _ in routes}  # a task's own route never shadows one of TEI's
+        routes = [("/embed", self.embed), ("/embed_all", self.embed_all), ("/predict", self.predict),
+                  ("/rerank", self.rerank), ("/similarity", self.similarity), ("/tokenize", self.tokenize),
+                  ("/decode", self.decode)]
+        # POST / and /invocations (SageMaker's) run the served model's own TEI route, as TEI routes them.
+        own = {"feature-extraction": self.embed, "rerank": self.rerank,
+               "text-classification": self.rerank if self.served.is_reranker() else self.predict}
+        if self.served.task.name in own:
+            routes += [("/", own[self.served.task.name]), ("/invocations", own[self.served.task.name])]
+        tei = {path for path, _ in routes} | {"/embeddings", "/v1/embeddings"}  # a task's route never shadows TEI's
         routes += [(f"/{verb}", self.task_route(task)) for verb, task in self.served.task_routes().items()
                    if f"/{verb}" not in tei]
         handlers = [Route(path, self.endpoint(path, fn), methods=["POST"]) for path, fn in routes]
-        handlers += [Route("/health", self.endpoint("/health", self.health, model=False), methods=["GET"]),
-                     Route("/info", self.endpoint("/info", self.info, model=False), methods=["GET"]),
-                     Route("/metrics", self.endpoint("/metrics", self.prometheus, model=False), methods=["GET"])]
+        handlers += [Route(path, self.endpoint(path, self.openai_embeddings, openai=True), methods=["POST"])
+                     for path in ("/v1/embeddings", "/embeddings")]
+        # Open without the API key, as TEI keeps them: health checks and metrics scrapers carry no key.
+        handlers += [Route(path, self.endpoint(path, self.health, model=False, open_route=True), methods=["GET"])
+                     for path in ("/health", "/ping", "/")]
+        handlers += [Route("/info", self.endpoint("/info", self.info, model=False), methods=["GET"]),
+                     Route("/metrics", self.endpoint("/metrics", self.prometheus, model=False, open_route=True),
+                           methods=["GET"])]
 
         async def not_found(request, exc: HTTPException):
             error_type = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "Unprocessable")
@@ -276,13 +332,15 @@ class Server:
         yield
         await self.batcher.close()  # the connections are closed by now: this runs what is left and stops
 
-    def endpoint(self, route: str, fn, model: bool = True):
-        """Authorization, admission (the concurrency bound), errors, the log line and the metrics around a route."""
+    def endpoint(self, route: str, fn, model: bool = True, openai: bool = False, open_route: bool = False):
+        """Authorization, admission (the concurrency bound), errors, the log line, the metrics and TEI's timing
+        headers around a route. `openai`: errors in OpenAI's shape; `open_route`: no API key asked (as TEI's
+        health, ping and metrics)."""
 
         async def handle(request: Request) -> Response:
             start, ctx, error_type = time.perf_counter(), Ctx(), None
             try:
-                if self.limits.api_key is not None and route != "/health":
+                if self.limits.api_key is not None and not open_route:
                     scheme, _, given = request.headers.get("authorization", "").partition(" ")
                     # the scheme is case-insensitive (RFC 9110 §11.1); the key is compared in constant time
                     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
@@ -306,15 +364,19 @@ class Server:
                 if not isinstance(response, Response):
                     response = json_response(response)
             except APIError as e:
-                error_type, response = e.error_type, error_response(str(e), e.error_type, e.status)
+                error_type, response = e.error_type, error_response(str(e), e.error_type, e.status, openai)
             except (ClientDisconnect, ClientGone):
                 error_type, response = "Disconnected", Response(status_code=499)  # nobody reads it
             except (ValueError, TypeError) as e:  # the pipeline's own checks of inputs and options
-                error_type, response = "Unprocessable", error_response(str(e), "Unprocessable", 422)
+                error_type, response = "Unprocessable", error_response(str(e), "Unprocessable", 422, openai)
             except Exception as e:  # noqa: BLE001 - a bug or a model failure: one line, the server stays up
                 log.exception("%s %s failed", request.method, route)
-                error_type, response = "Backend", error_response(f"{type(e).__name__}: {e}", "Backend", 424)
+                error_type, response = "Backend", error_response(f"{type(e).__name__}: {e}", "Backend", 424, openai)
             seconds = time.perf_counter() - start
+            if model and response.status_code == 200:
+                response.headers.update(ctx.headers(seconds))
+            if response.status_code == 413:  # the body was not read whole: this connection cannot carry another
+                response.headers["connection"] = "close"
             self.metrics.observe_request(route, response.status_code, error_type, seconds, ctx.inputs, ctx.tokens)
             log.info("%s %s %d inputs=%d tokens=%d ms=%.1f", request.method, route, response.status_code,
                      ctx.inputs, ctx.tokens, seconds * 1000)
@@ -322,9 +384,11 @@ class Server:
 
         return handle
 
-    async def batched(self, request: Request, key: tuple, run, inputs: list, tokens: int) -> list:
+    async def batched(self, request: Request, key: tuple, run, inputs: list, tokens: int, ctx: Ctx | None = None) -> list:
         """Queue the inputs for the model and wait for their results, or drop them if the client leaves."""
         job = self.batcher.submit(key, run, inputs, tokens)
+        if ctx is not None:
+            job.future.add_done_callback(lambda _: _timed(ctx, job))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({job.future, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -340,12 +404,15 @@ class Server:
         """Each input's token count; past the model's length it is an error unless truncation was asked for.
         A large request is tokenized off the event loop (a text may be a megabyte); a small one inline,
         where it costs less than the hop to a thread."""
-        size = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items)
+        size = sum(len(x) if isinstance(x, (str, list)) else sum(map(len, x)) for x in items)
+        ctx.characters = size
+        started = time.perf_counter()
         if size > INLINE_CHARS:
             async with self.tokenizing:
                 lengths = await run_in_threadpool(self.served.count_tokens, items)
         else:
             lengths = self.served.count_tokens(items)
+        ctx.tokenization_s += time.perf_counter() - started
         limit = self.served.max_input_length
         if not truncate:
             for i, n in enumerate(lengths):
@@ -358,20 +425,85 @@ class Server:
         return lengths
 
     # -- TEI's routes ------------------------------------------------------------------------------
+    def inputs(self, f: Fields, name: str = "inputs", ids: bool = True) -> tuple[list, bool]:
+        """TEI's `Input`: a string, token ids `[int]`, or a batch of them: (the list, whether one was sent).
+        An empty text is refused as TEI refuses it (400)."""
+        value = f.body.get(name)
+        if ids and isinstance(value, list) and value and all(_is_id(t) for t in value):
+            items, single = [value], True
+        elif ids and isinstance(value, list) and any(isinstance(x, list) for x in value):
+            items, single = value, False
+            check_count(len(items), self.limits.max_client_batch_size)
+            for i, x in enumerate(items):
+                if not (isinstance(x, str) or (isinstance(x, list) and x and all(_is_id(t) for t in x))):
+                    raise APIError(f"`{name}`[{i}] must be a string or a list of token ids, got {json.dumps(x)[:80]}")
+        else:
+            items, single = f.texts(name, self.limits.max_client_batch_size)
+        if any(isinstance(x, str) and not x for x in items):
+            raise APIError(f"`{name}` cannot be empty", "Empty")
+        return items, single
+
+    def embed_options(self, f: Fields) -> tuple[bool, str, str | None]:
+        """(truncate, truncation side, prompt text) as the embedding routes read them."""
+        truncate = f.bool("truncate", self.limits.auto_truncate)
+        return truncate, truncation_direction(f), self.served.prompt(f.str("prompt_name"))
+
+    @staticmethod
+    def prompted(items: list, prompt: str | None) -> list:
+        return [prompt + x if prompt and isinstance(x, str) else x for x in items]
+
     async def embed(self, request: Request, ctx: Ctx):
         f = Fields(await read_json(request, self.limits.payload_limit),
                    ("inputs", "normalize", "truncate", "truncation_direction", "prompt_name", "dimensions"))
-        texts, _ = f.texts("inputs", self.limits.max_client_batch_size)
-        normalize, truncate = f.bool("normalize", True), f.bool("truncate", self.limits.auto_truncate)
-        truncation_direction(f)
+        texts, _ = self.inputs(f)
+        normalize = f.bool("normalize", True)
+        truncate, side, prompt = self.embed_options(f)
         dims = self.checked_dimensions(f.int("dimensions"))
-        self.served.require("feature-extraction", "/embed")
-        prompt = self.served.prompt(f.str("prompt_name"))
+        self.served.require("feature-extraction", request.url.path)
         ctx.inputs = len(texts)
-        await self.lengths(texts if prompt is None else [prompt + t for t in texts], truncate, ctx)
-        vectors = await self.batched(request, ("embed", normalize, truncate, dims, prompt),
-                                     lambda xs: self.served.embed(xs, normalize, truncate, dims, prompt), texts, ctx.tokens)
+        await self.lengths(self.prompted(texts, prompt), truncate, ctx)
+        vectors = await self.batched(request, ("embed", normalize, truncate, dims, prompt, side),
+                                     lambda xs: self.served.embed(xs, normalize, truncate, dims, prompt, side),
+                                     texts, ctx.tokens, ctx)
         return [np.asarray(v).tolist() for v in vectors]
+
+    async def embed_all(self, request: Request, ctx: Ctx):
+        f = Fields(await read_json(request, self.limits.payload_limit),
+                   ("inputs", "truncate", "truncation_direction", "prompt_name"))
+        texts, _ = self.inputs(f)
+        truncate, side, prompt = self.embed_options(f)
+        self.served.require("feature-extraction", request.url.path)
+        ctx.inputs = len(texts)
+        await self.lengths(self.prompted(texts, prompt), truncate, ctx)
+        tokens = await self.batched(request, ("embed_all", truncate, prompt, side),
+                                    lambda xs: self.served.embed_all(xs, truncate, prompt, side), texts, ctx.tokens, ctx)
+        return [t.tolist() for t in tokens]
+
+    async def similarity(self, request: Request, ctx: Ctx):
+        """TEI's /similarity (huggingface_hub's `sentence_similarity`): the cosine of each sentence's embedding
+        with the source sentence's."""
+        f = Fields(await read_json(request, self.limits.payload_limit), ("inputs", "parameters"))
+        value = f.body.get("inputs")
+        if not isinstance(value, dict) or not isinstance(value.get("source_sentence"), str) \
+                or not isinstance(value.get("sentences"), list):
+            raise APIError("`inputs` must be {\"source_sentence\": string, \"sentences\": [string, ...]}")
+        if not value["sentences"]:
+            raise APIError("`inputs.sentences` cannot be empty", "Empty")
+        params = f.body.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise APIError("`parameters` must be an object")
+        p = Fields(params, ("truncate", "truncation_direction", "prompt_name"))
+        texts, _ = Fields({"inputs": [value["source_sentence"], *value["sentences"]]}, ("inputs",)).texts(
+            "inputs", self.limits.max_client_batch_size)
+        truncate, side, prompt = self.embed_options(p)
+        self.served.require("feature-extraction", request.url.path)
+        ctx.inputs = len(texts)
+        await self.lengths(self.prompted(texts, prompt), truncate, ctx)
+        vectors = await self.batched(request, ("embed", True, truncate, None, prompt, side),
+                                     lambda xs: self.served.embed(xs, True, truncate, None, prompt, side),
+                                     texts, ctx.tokens, ctx)
+        source = np.asarray(vectors[0], np.float64)
+        return [float(np.dot(source, np.asarray(v, np.float64))) for v in vectors[1:]]
 
     def checked_dimensions(self, dims):
         if dims is not None and dims > self.served.dimension:
@@ -381,29 +513,26 @@ class Server:
     async def openai_embeddings(self, request: Request, ctx: Ctx):
         f = Fields(await read_json(request, self.limits.payload_limit),
                    ("input", "model", "encoding_format", "dimensions", "user"))
-        value = f.body.get("input")
-        if isinstance(value, list) and value and not isinstance(value[0], str):
-            raise APIError("`input` must be a string or a list of strings: token ids are not accepted")
-        texts, _ = f.texts("input", self.limits.max_client_batch_size)
+        texts, _ = self.inputs(f, "input")
         for name in ("model", "user"):  # accepted and checked, as OpenAI's clients send them; one model is served
             f.str(name)
         encoding = f.str("encoding_format", "float")
         if encoding not in ("float", "base64"):
             raise APIError(f"encoding_format={encoding!r}; use 'float' or 'base64'")
         dims = self.checked_dimensions(f.int("dimensions"))
-        self.served.require("feature-extraction", "/v1/embeddings")
+        self.served.require("feature-extraction", request.url.path)
         ctx.inputs = len(texts)
         truncate = self.limits.auto_truncate
         prompt = self.served.prompt(None)  # the folder's default prompt, if any
-        lengths = await self.lengths(texts if prompt is None else [prompt + t for t in texts], truncate, ctx)
-        vectors = await self.batched(request, ("embed", True, truncate, dims, prompt),
-                                     lambda xs: self.served.embed(xs, True, truncate, dims, prompt), texts, ctx.tokens)
+        lengths = await self.lengths(self.prompted(texts, prompt), truncate, ctx)
+        vectors = await self.batched(request, ("embed", True, truncate, dims, prompt, "right"),
+                                     lambda xs: self.served.embed(xs, True, truncate, dims, prompt), texts, ctx.tokens, ctx)
         data = []
         for i, v in enumerate(vectors):
             v = np.asarray(v, np.float32)
             value = base64.b64encode(v.astype("<f4").tobytes()).decode() if encoding == "base64" else v.tolist()
             data.append({"object": "embedding", "embedding": value, "index": i})
-        return {"object": "list", "data": data, "model": self.served.model_id,
+        return {"object": "list", "data": data, "model": self.served.served_model_name,
                 "usage": {"prompt_tokens": sum(lengths), "total_tokens": sum(lengths)}}
 
     async def predict(self, request: Request, ctx: Ctx):
@@ -411,12 +540,12 @@ class Server:
                    ("inputs", "raw_scores", "truncate", "truncation_direction"))
         items, single = predict_inputs(f.body.get("inputs"), self.limits.max_client_batch_size)
         raw, truncate = f.bool("raw_scores", False), f.bool("truncate", self.limits.auto_truncate)
-        truncation_direction(f)
-        self.served.require("text-classification", "/predict")
+        side = truncation_direction(f)
+        self.served.require("text-classification", request.url.path)
         ctx.inputs = len(items)
         await self.lengths(items, truncate, ctx)
-        results = await self.batched(request, ("predict", raw, truncate), lambda xs: self.served.predict(xs, raw, truncate),
-                                     items, ctx.tokens)
+        results = await self.batched(request, ("predict", raw, truncate, side),
+                                     lambda xs: self.served.predict(xs, raw, truncate, side), items, ctx.tokens, ctx)
         return results[0] if single else results
 
     async def rerank(self, request: Request, ctx: Ctx):
@@ -428,14 +557,15 @@ class Server:
         texts, _ = f.texts("texts", self.limits.max_client_batch_size)
         raw, return_text = f.bool("raw_scores", False), f.bool("return_text", False)
         truncate = f.bool("truncate", self.limits.auto_truncate)
-        truncation_direction(f)
+        side = truncation_direction(f)
         self.served.require_reranker()
-        query = await run_in_threadpool(self.served.cut_to_length, query) if len(query) > INLINE_CHARS else query
+        if len(query) > INLINE_CHARS and side == "right":
+            query = await run_in_threadpool(self.served.cut_to_length, query)
         pairs = [(query, t) for t in texts]
         ctx.inputs = len(pairs)
         await self.lengths(pairs, truncate, ctx)
-        scores = await self.batched(request, ("rerank", raw, truncate), lambda xs: self.served.rerank(xs, raw, truncate),
-                                    pairs, ctx.tokens)
+        scores = await self.batched(request, ("rerank", raw, truncate, side),
+                                    lambda xs: self.served.rerank(xs, raw, truncate, side), pairs, ctx.tokens, ctx)
         ranks = [{"index": i, "score": float(s), **({"text": texts[i]} if return_text else {})}
                  for i, s in enumerate(scores)]
         return sorted(ranks, key=lambda r: -r["score"])
@@ -451,6 +581,19 @@ class Server:
             result = await run_in_threadpool(self.served.tokenize, texts, special, most)
         ctx.tokens = sum(len(r) for r in result)
         return result
+
+    async def decode(self, request: Request, ctx: Ctx):
+        f = Fields(await read_json(request, self.limits.payload_limit), ("ids", "skip_special_tokens"))
+        value = f.body.get("ids")
+        if isinstance(value, list) and value and all(_is_id(t) for t in value):
+            rows = [value]
+        elif isinstance(value, list) and value and all(isinstance(r, list) and all(_is_id(t) for t in r) for r in value):
+            rows = value
+        else:
+            raise APIError("`ids` must be a list of token ids or a list of such lists")
+        check_count(len(rows), self.limits.max_client_batch_size)
+        ctx.inputs = len(rows)
+        return self.served.decode(rows, f.bool("skip_special_tokens", True))
 
     # -- the other tasks ---------------------------------------------------------------------------
     def task_route(self, task: str):
@@ -482,7 +625,7 @@ class Server:
             raise APIError(f"the inputs are {sum(lengths)} tokens, more than the {self.limits.max_batch_tokens} one "
                            "request may run (--max-batch-tokens)", "Validation")
         records = await self.batched(request, ("task", json.dumps(params, sort_keys=True)),
-                                     lambda xs: self.served.task_records(xs, params), items, ctx.tokens)
+                                     lambda xs: self.served.task_records(xs, params), items, ctx.tokens, ctx)
         return records[0] if single else records
 
     # -- about the server --------------------------------------------------------------------------
@@ -490,15 +633,23 @@ class Server:
         return Response(status_code=200)  # routes answer only once the model is loaded and warmed
 
     async def info(self, request: Request, ctx: Ctx):
+        """Every field of TEI's `Info` (null where it has no meaning here), then minibert's own."""
         lim = self.limits
         return {**self.served.info(), "max_concurrent_requests": lim.max_concurrent_requests,
                 "max_input_length": self.served.max_input_length, "max_batch_tokens": lim.max_batch_tokens,
                 "max_batch_requests": lim.max_batch_requests, "max_client_batch_size": lim.max_client_batch_size,
-                "max_wait_ms": lim.max_wait_ms, "auto_truncate": lim.auto_truncate, "payload_limit": lim.payload_limit,
-                "batching": lim.batching, "version": __version__}
+                "auto_truncate": lim.auto_truncate, "tokenization_workers": TOKENIZING_AT_ONCE,
+                "version": __version__, "sha": None, "docker_label": None,
+                "max_wait_ms": lim.max_wait_ms, "payload_limit": lim.payload_limit, "batching": lim.batching}
 
     async def prometheus(self, request: Request, ctx: Ctx):
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _timed(ctx: Ctx, job) -> None:
+    """The job's queue and inference times, once its batch has run."""
+    if job.started is not None:
+        ctx.queue_s, ctx.inference_s = job.started - job.arrived, time.monotonic() - job.started
 
 
 async def _disconnected(request: Request) -> None:

@@ -36,6 +36,7 @@ class Job:
     future: asyncio.Future
     arrived: float = field(default_factory=time.monotonic)
     cancelled: bool = False  # the client disconnected: drop the job if it has not run
+    started: float | None = None  # when its batch began to run (TEI's queue and inference times)
 
 
 class Batcher:
@@ -133,6 +134,9 @@ class Batcher:
             self.metrics.queue_depth = len(self.queue)
             if not batch:
                 continue
+            now = time.monotonic()
+            for job in batch:
+                job.started = now
             outcomes = await loop.run_in_executor(self.executor, self._run, batch)
             self.metrics.observe_batch(len(batch), sum(len(j.inputs) for j in batch), sum(j.tokens for j in batch))
             for job, (ok, value) in zip(batch, outcomes):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 from ..pipelines import TASKS, get_task
 
 # A checkpoint's `architectures` suffix -> the task it serves when --task is not given.
@@ -33,8 +35,9 @@ def detect_task(folder: str) -> str:
 
 
 class Served:
-    def __init__(self, pipe, task: str, model_id: str, folder: str):
+    def __init__(self, pipe, task: str, model_id: str, folder: str, served_model_name: str | None = None):
         self.pipe, self.task, self.model_id, self.folder = pipe, get_task(task), model_id, folder
+        self.served_model_name = served_model_name or model_id  # what /info and /v1/embeddings call the model
         config = pipe.model.config
         self.max_input_length = int(min(pipe._limit({}), config.max_sequence_length))
         # The folder's sentence-transformers modules, as the feature-extraction pipeline read them (None: mean pooling).
@@ -55,6 +58,11 @@ class Served:
         if self.task.name != task:
             raise APIError(f"{route} needs a {task} model; this server runs {self.task.name} ({self.model_id}): "
                            f"use {self.route_hint()}", "Validation", 400)
+
+    def is_reranker(self) -> bool:
+        """TEI's rule: a one-label classifier is a reranker."""
+        return self.task.name == "rerank" or (self.task.name == "text-classification"
+                                              and self.pipe.model.config.num_labels == 1)
 
     def require_reranker(self) -> None:
         from .app import APIError
@@ -77,8 +85,10 @@ class Served:
 
     # -- tokens --------------------------------------------------------------------------------
     def count_tokens(self, items: list) -> list[int]:
-        """Tokens per input (a text or a (text, pair) tuple), special tokens included, untruncated."""
-        return [len(e.ids) for e in self.pipe.tokenizer(items, truncation=False).encodings]
+        """Tokens per input (a text, a (text, pair) tuple, or token ids), special tokens included, untruncated."""
+        texts = [x for x in items if not isinstance(x, list)]
+        counts = iter([len(e.ids) for e in self.pipe.tokenizer(texts, truncation=False).encodings] if texts else [])
+        return [len(x) if isinstance(x, list) else next(counts) for x in items]
 
     def tokenize(self, texts: list[str], add_special_tokens: bool, max_tokens: int) -> list[list[dict]]:
         """TEI's tokens: id, text (the input's own characters; the token itself for special tokens),
@@ -93,15 +103,27 @@ class Served:
                            "(--max-client-batch-size times the model's length)", "Validation")
         out = []
         for text, e in zip(texts, encodings):
+            # TEI's start and stop are UTF-8 byte offsets; the tokenizer's are character offsets.
+            byte_at = _byte_offsets(text)
             tokens = []
-            for i, (ident, token, (start, stop), special) in enumerate(zip(e.ids, e.tokens, e.offsets,
-                                                                         e.special_tokens_mask)):
+            for ident, token, (start, stop), special in zip(e.ids, e.tokens, e.offsets, e.special_tokens_mask):
                 if special:
                     tokens.append({"id": ident, "text": token, "special": True, "start": None, "stop": None})
                 else:
-                    tokens.append({"id": ident, "text": text[start:stop], "special": False, "start": start, "stop": stop})
+                    tokens.append({"id": ident, "text": text[start:stop], "special": False,
+                                   "start": byte_at[start], "stop": byte_at[stop]})
             out.append(tokens)
         return out
+
+    def decode(self, ids: list[list[int]], skip_special_tokens: bool) -> list[str]:
+        from .app import APIError
+
+        vocab = self.pipe.model.config.vocab_size
+        for i, row in enumerate(ids):
+            bad = next((t for t in row if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise APIError(f"`ids`[{i}]: token id {bad} is outside the vocabulary (0 to {vocab - 1})")
+        return self.pipe.tokenizer.batch_decode(ids, skip_special_tokens=skip_special_tokens)
 
     def cut_to_length(self, text: str) -> str:
         """`text` up to the end of its token number `max_input_length`: what a pair with it can keep of it, so a
@@ -119,7 +141,9 @@ class Served:
         if prompt_name not in self.prompts:
             known = (", ".join(repr(p) for p in self.prompts)
                      or "none (the folder's config_sentence_transformers.json has no prompts)")
-            raise APIError(f"prompt_name={prompt_name!r} is not one of this model's prompts: {known}")
+            # TEI's wording: its clients (tei-client's prompt_names) read the list after "Available prompts: "
+            raise APIError(f"prompt_name={prompt_name!r} is not one of this model's prompts ({known}). "
+                           f"Available prompts: {list(self.prompts)}")
         return self.prompts[prompt_name]
 
     def with_prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
@@ -128,33 +152,42 @@ class Served:
         return texts if prompt is None else [prompt + t for t in texts]
 
     # -- the model calls (on the model thread) -----------------------------------------------------
-    def embed(self, texts: list[str], normalize: bool, truncate: bool, dimensions: int | None,
-              prompt: str | None = None) -> list:
-        """Sentence embeddings as sentence-transformers' encode gives them: the folder's modules (a folder
-        without them: mean pooling), cut to `dimensions` (Matryoshka), then normalised if asked; the prompt
-        goes through the pipeline, which leaves it out of the pooling where the folder says so."""
-        return self.pipe.results_for(texts, pooling="auto", normalize=True if normalize else None,
-                                     truncate_dim=dimensions, prompt=prompt, truncation=truncate,
-                                     max_length=self.max_input_length)
+    def embed(self, texts: list, normalize: bool, truncate: bool, dimensions: int | None,
+              prompt: str | None = None, side: str = "right") -> list:
+        """Sentence embeddings as TEI gives them: the folder's pooling and Dense modules (a folder without them:
+        mean pooling), cut to `dimensions` (Matryoshka), then L2-normalised only if `normalize` (TEI never
+        applies the folder's Normalize module by itself: `normalize=false` is the raw pooled vector). The
+        prompt goes through the pipeline, which leaves it out of the pooling where the folder says so; token
+        ids (lists) are embedded as given."""
+        return self.pipe.results_for(texts, pooling="auto", normalize=bool(normalize), normalize_module=False,
+                                     truncate_dim=dimensions, prompt=prompt,
+                                     truncation=truncate, truncation_side=side, max_length=self.max_input_length)
 
-    def rerank(self, pairs: list[tuple[str, str]], raw: bool, truncate: bool) -> list[float]:
+    def embed_all(self, texts: list, truncate: bool, prompt: str | None = None, side: str = "right") -> list:
+        """Every token's vector of the last hidden state, special tokens included: (tokens, hidden) per input."""
+        return [np.asarray(r[0], np.float32) for r in
+                self.pipe.results_for(texts, pooling="none", prompt=prompt,
+                                      truncation=truncate, truncation_side=side, max_length=self.max_input_length,
+                                      return_tensors=True)]
+
+    def rerank(self, pairs: list[tuple[str, str]], raw: bool, truncate: bool, side: str = "right") -> list[float]:
         """A cross-encoder's scores as sentence-transformers' CrossEncoder.predict gives them: the one
         logit through a sigmoid, or the logit itself with `raw` (served with --task rerank: through the
         folder's activation_fn, as the rerank pipeline and CrossEncoder give them)."""
         if self.task.name == "rerank":
             results = self.pipe.results_for(list(pairs), activation_fn="identity" if raw else None,
-                                            max_length=self.max_input_length)
+                                            max_length=self.max_input_length, truncation_side=side)
             return [r["score"] for r in results]
         results = self.pipe.results_for([{"text": q, "text_pair": t} for q, t in pairs], top_k=1,
-                                        function_to_apply="none" if raw else "sigmoid",
-                                        truncation=truncate, max_length=self.max_input_length)
+                                        function_to_apply="none" if raw else "sigmoid", truncation=truncate,
+                                        truncation_side=side, max_length=self.max_input_length)
         return [r[0]["score"] for r in results]
 
-    def predict(self, items: list, raw: bool, truncate: bool) -> list[list[dict]]:
+    def predict(self, items: list, raw: bool, truncate: bool, side: str = "right") -> list[list[dict]]:
         """Every label, best first, for each text or (text, pair): the pipeline's scores, or logits with `raw`."""
         inputs = [{"text": x[0], "text_pair": x[1]} if isinstance(x, tuple) else x for x in items]
         return self.pipe.results_for(inputs, top_k=None, function_to_apply="none" if raw else None,
-                                     truncation=truncate, max_length=self.max_input_length)
+                                     truncation=truncate, truncation_side=side, max_length=self.max_input_length)
 
     def check_task_inputs(self, items: list, params: dict) -> tuple[list, dict]:
         """Another task's inputs and options, checked by its pipeline before anything is queued."""
@@ -191,6 +224,14 @@ class Served:
         else:
             model_type = {self.task.name: {}}
         return {"model_id": self.model_id, "model_sha": None, "model_dtype": "float32", "model_type": model_type,
-                "task": self.task.name, "prompts": self.prompts or None,
+                "served_model_name": self.served_model_name, "task": self.task.name, "prompts": self.prompts or None,
                 "engine": self.pipe.model.engine}  # the default differs per CPU kind
 
+
+def _byte_offsets(text: str) -> list[int]:
+    """For each character offset 0..len(text), the UTF-8 byte offset where that character starts."""
+    out, at = [0], 0
+    for ch in text:
+        at += len(ch.encode("utf-8", "surrogatepass"))
+        out.append(at)
+    return out

@@ -391,4 +391,12 @@ def test_served_embeddings_follow_the_folder(legacy, reference):
     assert served.dimension == 16 and served.max_input_length == 12 and served.pooling == "cls+mean+lasttoken"
     close(np.stack(served.embed(TEXTS, True, True, None)), ref.encode(TEXTS, normalize_embeddings=True))
     prompt = served.prompt("query")
-    close(np.stack(served.embed(TEXTS, False, True, 5, prompt)), ref.encode(TEXTS, prompt_name="query", truncate_dim=5))
+    # normalize=False is TEI's: the folder's modules but its Normalize, so the vector is the one sentence-transformers
+    # normalises, at its own length (sentence-transformers normalises, then cuts to truncate_dim)
+    raw = np.stack(served.embed(TEXTS, False, True, 5, prompt))
+    want = ref.encode(TEXTS, prompt_name="query", truncate_dim=5)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    close(unit(raw), unit(want))
+    full = np.stack(served.embed(TEXTS, False, True, None, prompt))
+    assert np.all(np.abs(np.linalg.norm(full, axis=1) - 1) > 1e-3), "normalize=False still gave unit vectors"
+    close(raw, full[:, :5])

@@ -31,12 +31,12 @@ class Gate:
         self.predict, self.calls = predict, []
         self.opened, self.entered = threading.Event(), threading.Semaphore(0)
 
-    def __call__(self, items, raw, truncate):
+    def __call__(self, items, *options):
         self.calls.append(list(items))
         self.entered.release()
         if not self.opened.wait(WAIT * 2):
             raise RuntimeError("the test never opened the gate")
-        return self.predict(items, raw, truncate)
+        return self.predict(items, *options)
 
     def texts(self) -> list:
         return [x for call in self.calls for x in call]

@@ -121,7 +121,7 @@ def test_tokenize_amplification_is_refused(embedder):
     folder, server = embedder
     with httpx.Client(base_url=server.url, timeout=60) as client:
         r = client.post("/tokenize", json={"inputs": ["a " * 60000] * 16})
-        assert r.status_code == 413 and "/tokenize answers" in r.json()["error"], r.text[:300]
+        assert r.status_code == 422 and "/tokenize answers" in r.json()["error"], r.text[:300]
         assert client.post("/tokenize", json={"inputs": "fine"}).status_code == 200
 
 
@@ -181,6 +181,9 @@ def test_a_huge_rerank_query_is_cut_once(tmp_path):
             assert r.status_code == 200, r.text
             got = {x["index"]: x["score"] for x in r.json()}
             assert all(abs(got[i] - want[i]) <= 1e-5 for i in range(2)), (got, want)
+            for empty in ("", "   "):
+                r = client.post("/rerank", json={"query": empty, "texts": ["a", "b"]})
+                assert r.status_code == 400 and "`query` cannot be empty" in r.json()["error"], r.text
     finally:
         server.stop()
 
@@ -239,29 +242,9 @@ def test_content_length_with_chunked_is_not_a_second_request(embedder):
     assert got.count(b"HTTP/1.1 ") <= 1, got[:500]
 
 
-def test_the_bearer_scheme_is_case_insensitive(launched):
-    from server import API_KEY
-
-    folder, server = launched["embedder"]
-    with httpx.Client(base_url=server.wait_ready().url, timeout=60) as client:
-        for scheme in ("Bearer", "bearer", "BEARER"):
-            r = client.post("/embed", json={"inputs": "x"}, headers={"authorization": f"{scheme} {API_KEY}"})
-            assert r.status_code == 200, (scheme, r.text)
-        assert client.post("/embed", json={"inputs": "x"}, headers={"authorization": "Basic " + API_KEY}).status_code == 401
-        assert client.post("/embed", json={"inputs": "x"}, headers={"authorization": "bearer wrong"}).status_code == 401
-
-
 @pytest.mark.parametrize("key", ["", "  "])
 def test_an_empty_api_key_is_refused_at_start(key):
     env = {**os.environ, "PYTHONPATH": REPO}
     p = subprocess.run([sys.executable, "-m", "minibert", "serve", "--port", "0", "--api-key", key],
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode != 0 and "--api-key is empty" in p.stderr, p.stderr
-
-
-def test_an_empty_rerank_query_is_refused(launched):
-    folder, server = launched["cross-encoder"]
-    with httpx.Client(base_url=server.wait_ready().url, timeout=60) as client:
-        for query in ("", "   "):
-            r = client.post("/rerank", json={"query": query, "texts": ["a", "b"]})
-            assert r.status_code == 400 and "`query` cannot be empty" in r.json()["error"], r.text
