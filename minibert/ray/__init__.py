@@ -11,7 +11,7 @@ pieces:
   per actor and run each batch through `minibert.pipeline(...)`, whose length-sorted batching is the
   one every other entry point uses;
 - `run`, the `--input` side of every task command (`minibert classify`, `embed`, `ner`, `qa`,
-  `fill-mask`, `zero-shot`), which passes the same call options as their one-process runs.
+  `fill-mask`, `zero-shot`, `rerank`), which passes the same call options as their one-process runs.
 
 Every task of `minibert.pipelines.TASKS` runs here: which columns it reads and what columns it adds
 are declared in its own module. The modules follow the data: `readers.py` (files -> rows),

@@ -321,7 +321,7 @@ def _run_ray(ray, target, files, fmt, task, column, pair_column, address, quiet,
     data_level = data_logger.level
     try:
         ctx = ray.data.DataContext.get_current()  # this driver's settings for the datasets it runs
-        ctx.execution_options.preserve_order = True  # output files in input order (see the README)
+        ctx.execution_options.preserve_order = True  # output files in input order (see docs/ray.md)
         # Progress bars in a terminal only: elsewhere Ray Data logs a dozen progress lines every 10 s.
         ctx.enable_progress_bars = not quiet and sys.stdout.isatty() and sys.stderr.isatty()
         # Its INFO lines (execution plans, "Starting execution"), its "progress bars disabled" warning and,
@@ -388,16 +388,16 @@ def _json_line(row: dict) -> str:
     try:
         return json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
     except ValueError:  # NaN or infinity, which JSON cannot hold
-        return json.dumps(_finite(row), ensure_ascii=False) + "\n"
+        return json.dumps(_finite_or_none(row), ensure_ascii=False) + "\n"
 
 
-def _finite(value):
+def _finite_or_none(value):
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: _finite_or_none(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [_finite_or_none(v) for v in value]
     return value
 
 

@@ -21,7 +21,7 @@ from reference import REPO, sst2_train_texts
 from server import CONCURRENT, MAX_LENGTH
 
 TOL = 1e-6
-# What 64 clients against a bound of 16 may add to the server's resident memory (the README states it).
+# What 64 clients against a bound of 16 may add to the server's resident memory (docs/serve.md states it).
 OVERLOAD_GROWTH_MB = 100
 
 
