@@ -16,14 +16,15 @@ import shutil
 import stat
 import sys
 
+from ._tensorflow import load_tensorflow_quietly
+from .frontend import UsageError, add_engine_argument, resolve_model
 from .pipelines import TASKS
 from .pipelines.base import count
 from .ray import READERS
 from .textio import read_file, read_lines
 
 
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 1."""
+CLIError = UsageError  # the name the commands raise: one class for every front end
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ class JsonLines:
         self.from_file, self.nulled = from_file, []
 
     def line(self, record, index: int | None = None) -> str:
-        clean, bad = _finite(record)
+        clean, bad = _nulls_for_nonfinite(record)
         if bad:
             self.nulled.append("the trace" if index is None else
                                f"{'line' if self.from_file else 'argument'} {index + 1}")
@@ -105,7 +106,7 @@ class JsonLines:
                   f"{shown}: are the model's weights broken?", file=sys.stderr)
 
 
-def _finite(value):
+def _nulls_for_nonfinite(value):
     """`value` with every NaN or infinite float replaced by None, and whether there was one. A numpy
     vector (an embedding) is written as floats to 7 decimals, about float32's precision."""
     if getattr(value, "ndim", None) == 1:
@@ -113,32 +114,16 @@ def _finite(value):
     if isinstance(value, float):
         return (value, False) if math.isfinite(value) else (None, True)
     if isinstance(value, dict):
-        items = [(k, *_finite(v)) for k, v in value.items()]
+        items = [(k, *_nulls_for_nonfinite(v)) for k, v in value.items()]
         return {k: v for k, v, _ in items}, any(b for _, _, b in items)
     if isinstance(value, (list, tuple)):
-        items = [_finite(v) for v in value]
+        items = [_nulls_for_nonfinite(v) for v in value]
         return [v for v, _ in items], any(b for _, b in items)
     return value, False
 
 
 def _tsv(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
-
-
-def resolve_model(args) -> None:
-    """Resolve --model (a folder, or a Hub id in the cache) first: a user should not wait for TensorFlow
-    to hear that it cannot be found."""
-    if getattr(args, "model", None):
-        from .checkpoint import resolve
-
-        args.model = resolve(args.model)
-
-
-def load_tensorflow_quietly() -> None:
-    """Import TensorFlow with its start-up chatter kept off the user's stderr, as the library does."""
-    from ._tensorflow import load_tensorflow_quietly as load
-
-    load()
 
 
 # -- the task commands ---------------------------------------------------------------------------
@@ -148,7 +133,7 @@ def cmd_task(args) -> int:
     if getattr(args, "input", None):  # a dataset, on Ray Data: the same options
         options = cmd.options(args)
         _check_default_model(spec, args)
-        return run_on_ray(spec, args, options)
+        return task_on_ray(spec, args, options)
     check_no_input_options(args, output_is_input_only=not cmd.vectors)  # a vector command's --output is a .npy file
     options = cmd.options(args)
     make_input = cmd.make_input(args)
@@ -169,11 +154,12 @@ def cmd_task(args) -> int:
     resolve_model(args)
     from .engine import engine_name
 
-    if engine_name() != "litert":  # on LiteRT a model converted before runs without TensorFlow (runtime.py)
+    if engine_name(args.engine) != "litert":  # on LiteRT a model converted before runs without TensorFlow (runtime.py)
         load_tensorflow_quietly()
     from .pipelines import pipeline
 
-    pipe = pipeline(spec.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
+    pipe = pipeline(spec.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length,
+                    engine=args.engine)
     positions = pipe.model.config.max_sequence_length
     if args.max_length and args.max_length > positions:  # before any input runs
         raise CLIError(f"--max-length {args.max_length} is more than the {positions} tokens this model takes: give "
@@ -286,10 +272,13 @@ def check_no_input_options(args, output_is_input_only: bool = True) -> None:
             raise CLIError(f"--{name.replace('_', '-')} goes with --input (a dataset run on Ray)")
 
 
-def run_on_ray(spec, args, options: dict) -> int:
+def task_on_ray(spec, args, options: dict) -> int:
     """`minibert <task> --input ...`: the command line's checks, then `minibert.ray.run` with keywords."""
     from . import ray
+    from .engine import ENV
 
+    if args.engine:  # Ray's workers are other processes: they read the engine from the environment they inherit
+        os.environ[ENV] = args.engine
     if args.texts or args.file:
         raise CLIError("give --input or TEXT/--file, not both")
     if getattr(args, "pair", False):
@@ -367,15 +356,6 @@ def cmd_trace(args) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------------
-def add_engine_argument(p) -> None:
-    from .cpu import default_engine
-    from .engine import ENGINES, ENV
-
-    p.add_argument("--engine", choices=ENGINES,
-                   help=f"run the model on Keras or on the compiled LiteRT engine (default: ${ENV}, else this CPU's "
-                        f"default, {default_engine()})")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minibert", description="BERT-family inference in TensorFlow, offline by default.")
     p.add_argument("--version", action="version", version=f"minibert {_version()}")
@@ -417,14 +397,68 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--text-index", type=int, default=0, help="which text to draw (default 0)")
     r.set_defaults(func=cmd_trace)
 
-    from . import serve
-
     s = sub.add_parser("serve", help="serve a model over HTTP with dynamic batching",
                        description="An HTTP inference server (text-embeddings-inference's routes, OpenAI's "
                                    "/v1/embeddings, a route per other task) that batches concurrent requests.")
-    serve.add_arguments(s)
-    s.set_defaults(func=serve.run)
+    add_serve_arguments(s)
+    s.set_defaults(func=cmd_serve)
     return p
+
+
+# -- serve -------------------------------------------------------------------------------------------
+def add_serve_arguments(p) -> None:
+    """`minibert serve`'s flags; their defaults are the server's own (`serve/settings.py`)."""
+    from .serve.settings import DEFAULTS as d
+
+    p.add_argument("--model", "-m", metavar="MODEL", help="checkpoint folder or Hub id (default: the task's default model)")
+    p.add_argument("--task", help="the task to serve (default: from the checkpoint's head; a bare encoder serves "
+                                  "feature-extraction)")
+    p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}: this machine only)")
+    p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 picks a free one, printed at start)")
+    p.add_argument("--served-model-name", metavar="NAME",
+                   help="the model's name in /info and /v1/embeddings answers (default: the model id or folder name)")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="require `Authorization: Bearer KEY` on every route but GET /, /health, /ping and /metrics (as TEI)")
+    p.add_argument("--max-length", type=count, metavar="N", help="the longest input in tokens (default: the model's)")
+    add_engine_argument(p)
+    g = p.add_argument_group("batching and limits")
+    g.add_argument("--max-batch-tokens", type=count, default=d.max_batch_tokens, metavar="N",
+                   help=f"tokens per model call (default {d.max_batch_tokens})")
+    g.add_argument("--max-batch-requests", type=count, default=d.max_batch_requests, metavar="N",
+                   help=f"inputs per model call (default {d.max_batch_requests})")
+    g.add_argument("--batch-size", type=count, default=d.batch_size, metavar="N",
+                   help=f"most texts per forward inside a model call, after sorting by length (default {d.batch_size})")
+    g.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, metavar="MS",
+                   help=f"how long a request waits for others to batch with when the model is idle (default {d.max_wait_ms:g})")
+    g.add_argument("--max-concurrent-requests", type=count, default=d.max_concurrent_requests, metavar="N",
+                   help=f"requests in the server at once; more get 429 at once (default {d.max_concurrent_requests})")
+    g.add_argument("--max-client-batch-size", type=count, default=d.max_client_batch_size, metavar="N",
+                   help=f"inputs in one request; more get 422 (default {d.max_client_batch_size})")
+    g.add_argument("--payload-limit", type=count, default=d.payload_limit, metavar="BYTES",
+                   help=f"the largest request body; larger ones get 413 (default {d.payload_limit})")
+    g.add_argument("--read-timeout", type=float, default=d.read_timeout, metavar="S",
+                   help=f"seconds a connection has to send a whole request (headers and body) once it opens or its "
+                        f"previous answer is sent; then it is closed (default {d.read_timeout:g})")
+    g.add_argument("--auto-truncate", action="store_true",
+                   help="truncate inputs past the model's length instead of refusing them (422)")
+    g.add_argument("--no-batching", action="store_true", help="one request per model call (for comparison)")
+    r = p.add_argument_group("more than one machine: Ray Serve (pip install 'ray[serve]')")
+    r.add_argument("--ray", action="store_true", help="serve the same app on Ray Serve, one model and batcher per replica")
+    r.add_argument("--replicas", type=count, metavar="N", help="with --ray: copies of the model (default 1)")
+    r.add_argument("--threads", type=count, default=d.threads, metavar="N",
+                   help=f"with --ray: CPUs (TensorFlow threads) per replica (default {d.threads})")
+    r.add_argument("--address", metavar="HEAD:6379", help="with --ray: join this Ray cluster (default: start a local one)")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="answer at once and compile each input shape on its first use (for development)")
+    p.add_argument("--log-level", default=d.log_level, choices=["debug", "info", "warning", "error"],
+                   help="info: one line per request (default)")
+
+
+def cmd_serve(args) -> int:
+    from . import serve
+
+    given = {k: v for k, v in vars(args).items() if k in serve.Settings.names()}
+    return serve.run(serve.Settings(**given, batching=not args.no_batching, warm_up=not args.no_warm_up))
 
 
 def _version() -> str:
@@ -435,10 +469,6 @@ def _version() -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "engine", None):  # through the environment, so Ray's workers and the server's replicas see it too
-        from .engine import ENV
-
-        os.environ[ENV] = args.engine
     try:
         return args.func(args)
     except KeyboardInterrupt:

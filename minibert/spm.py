@@ -27,6 +27,12 @@ import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE, Unigram
 
+# How many times longer a normalizer (tokenizer.json's, or a model's precompiled charsmap) may make a text.
+# Real ones stay within 11 (NFKC's widest ligatures, in UTF-8 bytes); a rule mapping one character to
+# thousands makes 2,000 characters into 4e8, and the tokenizers library aborts the process while allocating,
+# before any Python code could step in.
+MAX_EXPANSION = 16
+
 FILES = ("spm.model", "sentencepiece.bpe.model")
 # What a file name means when neither tokenizer_config.json nor config.json says which tokenizer it is.
 KIND_OF_FILE = {"spm.model": "deberta-v2", "sentencepiece.bpe.model": "xlm-roberta"}
@@ -154,8 +160,6 @@ class _Refused(Exception):
 
 def read_model(path: str) -> SentencePieceModel:
     """Parse a SentencePiece model file (ModelProto: pieces = 1, trainer_spec = 2, normalizer_spec = 3)."""
-    from .tokenizer_files import MAX_EXPANSION  # tokenizer_files imports this module
-
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > MAX_FILE_BYTES:

@@ -62,7 +62,7 @@ class PreTrainedTokenizer:
     `tokenizer(texts, padding=True, truncation=True, return_tensors="tf")`."""
 
     def __init__(self, tokenizer: Tokenizer, model_max_length: int = 512, model_input_names=None,
-                 name_or_path: str = "", clean_up_tokenization_spaces: bool = True, family: str = "wordpiece",
+                 name_or_path: str = "", clean_up_tokenization_spaces: bool = True, convention: str = "wordpiece",
                  vocab_file: str | None = None, **special_tokens):
         self._tokenizer = tokenizer
         self._tokenizer.no_truncation()
@@ -74,7 +74,7 @@ class PreTrainedTokenizer:
         self.vocab_file = vocab_file  # the file the vocabulary was read from, for error messages
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         for key in SPECIAL:
-            setattr(self, key, special_tokens.get(key, SPECIAL_TOKENS[family][key]))
+            setattr(self, key, special_tokens.get(key, SPECIAL_TOKENS[convention][key]))
         self.additional_special_tokens = list(special_tokens.get("additional_special_tokens") or [])
         self._configured: dict = {}  # (truncation, padding) settings -> a configured copy of the tokenizer
         self._lock = threading.Lock()
@@ -93,16 +93,16 @@ class PreTrainedTokenizer:
                          cache_dir=cache_dir, token=token)
         cfg = {**files.read_json(os.path.join(folder, "tokenizer_config.json")), **kwargs}
         model_cfg = files.read_json(os.path.join(folder, "config.json"))
-        family = files.family(cfg, model_cfg, folder)
-        special = files.special_tokens(cfg, files.read_json(os.path.join(folder, "special_tokens_map.json")), family)
-        backend, vocab_file = files.backend(folder, cfg, special, model_cfg, family)
-        files.prefix_space(backend, cfg, family)
+        convention = files.convention(cfg, model_cfg, folder)
+        special = files.special_tokens(cfg, files.read_json(os.path.join(folder, "special_tokens_map.json")), convention)
+        backend, vocab_file = files.backend(folder, cfg, special, model_cfg, convention)
+        files.prefix_space(backend, cfg, convention)
         # With nothing written: True for the WordPiece tokenizers (BertTokenizer's long-standing default,
         # which gives the seed's "i've"), False for RoBERTa/XLM-R, as transformers' classes have it.
-        clean_up = cfg.get("clean_up_tokenization_spaces", family == "wordpiece")
+        clean_up = cfg.get("clean_up_tokenization_spaces", convention == "wordpiece")
         return cls(backend, model_max_length=files.max_length(cfg, model_cfg, folder, kwargs),
-                   model_input_names=files.input_names(cfg, model_cfg, family), name_or_path=str(name_or_path),
-                   clean_up_tokenization_spaces=clean_up, family=family, vocab_file=vocab_file, **special)
+                   model_input_names=files.input_names(cfg, model_cfg, convention), name_or_path=str(name_or_path),
+                   clean_up_tokenization_spaces=clean_up, convention=convention, vocab_file=vocab_file, **special)
 
     def save_pretrained(self, save_directory) -> None:
         os.makedirs(save_directory, exist_ok=True)

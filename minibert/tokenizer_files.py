@@ -68,7 +68,7 @@ def _class_name(cfg: dict) -> str:
     return name[:-9] if name.endswith("Tokenizer") else name
 
 
-def family(cfg: dict, model_cfg: dict, folder: str = "") -> str:
+def convention(cfg: dict, model_cfg: dict, folder: str = "") -> str:
     """"wordpiece" (BERT's conventions), "roberta" or "mpnet" (<s> ... </s>), or "deberta" ([CLS] ... [SEP] as bos/eos too):
     the tokenizer class transformers would pick. An unknown or absent class gets BERT's, the commonest,
     unless the folder holds only a SentencePiece model, whose file name says whose it is: the convention only
@@ -80,11 +80,11 @@ def family(cfg: dict, model_cfg: dict, folder: str = "") -> str:
     return known or "wordpiece"
 
 
-def special_tokens(cfg: dict, special_map: dict, family: str) -> dict:
+def special_tokens(cfg: dict, special_map: dict, convention: str) -> dict:
     """<s>, [SEP], ...: tokenizer_config.json first, then special_tokens_map.json, then the class's defaults."""
     special = {}
     for key in SPECIAL:
-        value = cfg.get(key, special_map.get(key, SPECIAL_TOKENS[family][key]))
+        value = cfg.get(key, special_map.get(key, SPECIAL_TOKENS[convention][key]))
         special[key] = value["content"] if isinstance(value, dict) else value  # {"content": "[CLS]", ...} form
     # CamemBERT's <s>NOTUSED and the like: special (skipped when decoding, listed in all_special_tokens)
     extra = cfg.get("additional_special_tokens", special_map.get("additional_special_tokens")) or []
@@ -94,7 +94,7 @@ def special_tokens(cfg: dict, special_map: dict, family: str) -> dict:
     return special
 
 
-def prefix_space(tok: Tokenizer, cfg: dict, family: str) -> None:
+def prefix_space(tok: Tokenizer, cfg: dict, convention: str) -> None:
     """Apply tokenizer_config.json's add_prefix_space (and RoBERTa's trim_offsets) to the Rust tokenizer,
     as transformers' fast tokenizers do when they load: the config wins over tokenizer.json, and an
     absent add_prefix_space means False (the base class's default), trim_offsets True (RoBERTa's)."""
@@ -105,7 +105,7 @@ def prefix_space(tok: Tokenizer, cfg: dict, family: str) -> None:
         kind = getattr(pre_tokenizers, state.pop("type"))
         tok.pre_tokenizer = kind(**{**state, "add_prefix_space": prefix})
     post = tok.post_processor
-    if family != "roberta" or post is None:  # only RobertaTokenizerFast rewrites its post-processor
+    if convention != "roberta" or post is None:  # only RobertaTokenizerFast rewrites its post-processor
         return
     state = json.loads(post.__getstate__())
     wanted = {"add_prefix_space": prefix, "trim_offsets": cfg.get("trim_offsets", True)}
@@ -118,7 +118,7 @@ def prefix_space(tok: Tokenizer, cfg: dict, family: str) -> None:
         tok.post_processor = kind(**{**state, **changes})
 
 
-def backend(folder: str, cfg: dict, special: dict, model_cfg: dict, family: str = "wordpiece") -> tuple[Tokenizer, str]:
+def backend(folder: str, cfg: dict, special: dict, model_cfg: dict, convention: str = "wordpiece") -> tuple[Tokenizer, str]:
     """The Rust tokenizer and the file it came from: tokenizer.json as written, else a WordPiece built from
     vocab.txt, else a byte-level BPE built from vocab.json + merges.txt (older RoBERTa folders), else the
     SentencePiece model converted as transformers converts it (spm.model, sentencepiece.bpe.model)."""
@@ -135,7 +135,7 @@ def backend(folder: str, cfg: dict, special: dict, model_cfg: dict, family: str 
             return tok, tok_json
         if os.path.isfile(vocab):
             _check_vocab_file(vocab, special["unk_token"])
-            return _wordpiece_from_vocab(vocab, cfg, special, family), vocab
+            return _wordpiece_from_vocab(vocab, cfg, special, convention), vocab
         if os.path.isfile(bpe_vocab) and os.path.isfile(merges):
             return _byte_level_bpe_from_files(bpe_vocab, merges, special), bpe_vocab
         if sp_model is not None:
@@ -195,10 +195,7 @@ def _check_added_ids(tok: Tokenizer, path: str) -> None:
                 f"{tok.get_vocab_size(with_added_tokens=False)} entries): its row in the model would be another's")
 
 
-# How many times longer a tokenizer.json's normalizer may make a text. Real ones stay within 2 (collapsing
-# spaces, quotes); a Replace of one character by thousands makes 2,000 characters into 4e8 and the
-# tokenizers library aborts the process while allocating, before any Python code could step in.
-MAX_EXPANSION = 16
+MAX_EXPANSION = spm.MAX_EXPANSION  # the bound a SentencePiece charsmap is held to, for tokenizer.json's normalizers
 
 
 def _check_expansion(tok: Tokenizer, path: str) -> None:
@@ -256,20 +253,20 @@ def max_length(cfg: dict, model_cfg: dict, folder: str, kwargs: dict) -> int:
     return int(value)
 
 
-def input_names(cfg: dict, model_cfg: dict, family: str = "wordpiece") -> list[str]:
+def input_names(cfg: dict, model_cfg: dict, convention: str = "wordpiece") -> list[str]:
     """What the model takes: DistilBERT and RoBERTa have no token types, so their tokenizers return none
     (nor does a sentencepiece.bpe.model folder, XLM-R's or CamemBERT's, whose family only the file name tells)."""
     names = cfg.get("model_input_names")
     if names is None:
         untyped = (str(cfg.get("tokenizer_class", "")).startswith(UNTYPED_CLASSES)
                    or model_cfg.get("model_type") in UNTYPED_TYPES
-                   or family == "roberta" and FAMILY_OF_CLASS.get(_class_name(cfg)) is None
+                   or convention == "roberta" and FAMILY_OF_CLASS.get(_class_name(cfg)) is None
                    and FAMILY_OF_TYPE.get(model_cfg.get("model_type")) is None)
         names = ["input_ids", "attention_mask"] if untyped else ["input_ids", "token_type_ids", "attention_mask"]
     return list(names)
 
 
-def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict, family: str = "wordpiece") -> Tokenizer:
+def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict, convention: str = "wordpiece") -> Tokenizer:
     """What transformers' BertTokenizerFast (or MPNetTokenizerFast) builds from a bare vocab.txt."""
     lower = cfg.get("do_lower_case", True)
     tok = Tokenizer(WordPiece.from_file(vocab_file, unk_token=special["unk_token"]))
@@ -280,13 +277,13 @@ def _wordpiece_from_vocab(vocab_file: str, cfg: dict, special: dict, family: str
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls, sep = special["cls_token"], special["sep_token"]
     # MPNet separates a pair with two </s>, as RoBERTa does (transformers' MPNetConverter)
-    pair = f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:1 {sep}:1" if family == "mpnet" else f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1"
+    pair = f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:1 {sep}:1" if convention == "mpnet" else f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1"
     tok.post_processor = processors.TemplateProcessing(
         single=f"{cls}:0 $A:0 {sep}:0", pair=pair,
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
     tok.decoder = decoders.WordPiece(prefix="##")
-    if family == "mpnet":  # its special tokens are matched whole, <mask> with the space before it
+    if convention == "mpnet":  # its special tokens are matched whole, <mask> with the space before it
         tok.add_special_tokens(_added_specials(cfg, special, lstrip={special["mask_token"]}))
     else:
         # transformers adds the special tokens as such, so "[MASK]" in a text is one token, not "[", "mask", "]".

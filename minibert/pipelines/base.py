@@ -315,6 +315,30 @@ class Pipeline:
     def _limit(self, opts: dict) -> int:
         return opts.get("max_length") or self.max_length or self.tokenizer.model_max_length
 
+    # -- what front ends ask of a pipeline -----------------------------------------------------
+    @property
+    def max_input_tokens(self) -> int:
+        """The longest input it takes, in tokens: its max_length (or the tokenizer's), within the model's positions."""
+        return int(min(self._limit({}), self.model.config.max_sequence_length))
+
+    def check_options(self, **options) -> dict:
+        """The call options checked as a call would check them (TypeError/ValueError naming the bad one),
+        before any input is read or model work is done."""
+        return self._options(options)
+
+    def warm_up(self, longest: int | None = None) -> None:
+        """Compile the model's forwards before the first real input: every small-input XLA shape it can meet
+        (the buckets `compiled.py` pads to, up to `longest` tokens) and the open-shape graph larger batches run.
+        Run it on the thread that will run the model: LiteRT's interpreters are made per thread."""
+        from ..compiled import XLA_BATCHES, XLA_SEQS
+
+        longest = longest or self.max_input_tokens
+        for t in sorted({min(t, longest) for t in XLA_SEQS}):
+            enc = self.tokenizer([" ".join(["hello"] * t)], truncation=True, max_length=t).encodings
+            for rows in XLA_BATCHES:
+                self.model(self._pad(enc * rows))
+        self.model(self._pad(enc * (max(XLA_BATCHES) + 1)))  # past the buckets: the graph
+
 
 # -- devices -------------------------------------------------------------------------------------
 def tf_device(device):

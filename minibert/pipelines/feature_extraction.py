@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from .. import default_model
-from .. import sentence_transformers as st
+from .. import sentence_folder as st
 from . import columns as c
 from .base import Command, Pipeline, Task, TraceStage, bool_option, choice, count, int_option
 

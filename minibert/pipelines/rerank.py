@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import sentence_transformers as st
+from .. import sentence_folder as st
 from ..tokenizer import check_text
 from . import columns as c
 from .base import Command, Pipeline, Task, count, int_option

@@ -1,6 +1,7 @@
 """The predicting actor: one model per Ray actor process, one pipeline call per batch of rows."""
 from __future__ import annotations
 
+from ..frontend import limit_threads
 from .readers import ERROR_COLUMN, FILE_COLUMN, MAX_TEXT_BYTES, ROW_COLUMN, _require_ray
 
 
@@ -47,25 +48,6 @@ def _columns(kinds: dict, records: list, keep: list[int], n: int) -> dict:
 
 
 # -- the actor: one model per process, one pipeline call per batch -------------------------------
-def _limit_threads(threads: int | None) -> None:
-    """Give TensorFlow `threads` threads (default: the CPUs Ray gave this actor). TF's own pools default
-    to every core of the machine, so N actors would each start one thread per core and fight over them.
-    Must run before TensorFlow's first op (an actor's __init__ is)."""
-    if threads is None:
-        import ray
-
-        if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
-            return  # not in a Ray worker (a driver, a test): TensorFlow's own defaults
-        threads = max(1, round(ray.get_runtime_context().get_assigned_resources().get("CPU", 0)))
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TF already ran in this process: its thread pools exist and cannot change
-        pass
-
-
 class Predict:
     """A callable class for `Dataset.map_batches(..., batch_format="pyarrow")`.
 
@@ -91,7 +73,7 @@ class Predict:
             raise ValueError(f"on_error={on_error!r}; use 'record' or 'fail'")
         if pair_column and not spec.pair_keys:
             raise ValueError(f"task {spec.name!r} takes single texts, not pairs (pair_column={pair_column!r})")
-        _limit_threads(threads)
+        limit_threads(threads)
         self.options = {**spec.defaults, **call_kwargs}  # the pipeline's defaults: checked here, once per actor
         self.pipe = pipeline(spec.name, model=model, batch_size=batch_size, max_length=max_length, **self.options)
         self.column, self.pair_column = column or spec.column, pair_column or spec.pair_column

@@ -5,8 +5,9 @@ one line, before any model loads), then the model is resolved, loaded and warmed
 server answer, so `/health` answers 200 only when requests will run at once. SIGTERM or SIGINT stops
 accepting connections, lets every admitted request finish, and exits 0 (a second SIGINT quits at once).
 
-The routes are in `app.py`, the batching in `batcher.py`, the model's side in `model.py`; this
-module holds the command line. Starlette and uvicorn are imported only when a server starts.
+The routes are in `app.py`, the batching in `batcher.py`, the model's side in `model.py`, the settings and
+their defaults in `settings.py`; this module holds the keyword entry point `run` (the `minibert serve`
+command's flags are in `cli.py`). Starlette and uvicorn are imported only when a server starts.
 """
 from __future__ import annotations
 
@@ -14,98 +15,57 @@ import logging
 import socket
 import sys
 
-from ..pipelines.base import count
+from dataclasses import replace
+
+from ..frontend import UsageError, resolve_model
+from .settings import DEFAULTS, MAX_WAIT_MS, Settings
+
+__all__ = ["run", "Settings", "DEFAULTS", "limits"]
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--model", "-m", metavar="MODEL", help="checkpoint folder or Hub id (default: the task's default model)")
-    p.add_argument("--task", help="the task to serve (default: from the checkpoint's head; a bare encoder serves "
-                                  "feature-extraction)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one, printed at start)")
-    p.add_argument("--served-model-name", metavar="NAME",
-                   help="the model's name in /info and /v1/embeddings answers (default: the model id or folder name)")
-    p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` on every route but GET /, /health, /ping and /metrics (as TEI)")
-    p.add_argument("--max-length", type=count, metavar="N", help="the longest input in tokens (default: the model's)")
-    from ..cli import add_engine_argument
-
-    add_engine_argument(p)
-    g = p.add_argument_group("batching and limits")
-    g.add_argument("--max-batch-tokens", type=count, default=16384, metavar="N", help="tokens per model call (default 16384)")
-    g.add_argument("--max-batch-requests", type=count, default=64, metavar="N",
-                   help="inputs per model call (default 64)")
-    g.add_argument("--batch-size", type=count, default=16, metavar="N",
-                   help="most texts per forward inside a model call, after sorting by length (default 16)")
-    g.add_argument("--max-wait-ms", type=float, default=2.0, metavar="MS",
-                   help="how long a request waits for others to batch with when the model is idle (default 2)")
-    g.add_argument("--max-concurrent-requests", type=count, default=512, metavar="N",
-                   help="requests in the server at once; more get 429 at once (default 512)")
-    g.add_argument("--max-client-batch-size", type=count, default=32, metavar="N",
-                   help="inputs in one request; more get 413 (default 32)")
-    g.add_argument("--payload-limit", type=count, default=2_000_000, metavar="BYTES",
-                   help="the largest request body (default 2000000)")
-    g.add_argument("--read-timeout", type=float, default=READ_DEADLINE_S, metavar="S",
-                   help=f"seconds a connection has to send a whole request (headers and body) once it opens or its "
-                        f"previous answer is sent; then it is closed (default {READ_DEADLINE_S:g})")
-    g.add_argument("--auto-truncate", action="store_true",
-                   help="truncate inputs past the model's length instead of refusing them (413)")
-    g.add_argument("--no-batching", action="store_true", help="one request per model call (for comparison)")
-    r = p.add_argument_group("more than one machine: Ray Serve (pip install 'ray[serve]')")
-    r.add_argument("--ray", action="store_true", help="serve the same app on Ray Serve, one model and batcher per replica")
-    r.add_argument("--replicas", type=count, metavar="N", help="with --ray: copies of the model (default 1)")
-    r.add_argument("--threads", type=count, default=1, metavar="N",
-                   help="with --ray: CPUs (TensorFlow threads) per replica (default 1)")
-    r.add_argument("--address", metavar="HEAD:6379", help="with --ray: join this Ray cluster (default: start a local one)")
-    p.add_argument("--no-warm-up", action="store_true",
-                   help="answer at once and compile each input shape on its first use (for development)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                   help="info: one line per request (default)")
-
-
-MAX_WAIT_MS = 10_000  # a batch waits at most this long for more requests
-READ_DEADLINE_S = 30.0  # to send one whole request: a 2 MB body at 70 kB/s
-
-
-def run(args) -> int:
-    from ..cli import CLIError
-
-    if args.api_key is not None and (not args.api_key.strip() or args.api_key != args.api_key.strip()):
-        raise CLIError("--api-key is empty or has surrounding spaces: every request would be refused")
-    if not 0 < args.read_timeout <= 3600:
-        raise CLIError(f"--read-timeout must be more than 0 and at most 3600 seconds, got {args.read_timeout}")
-    if not 0 <= args.max_wait_ms <= MAX_WAIT_MS:  # also refuses inf and nan, which would never flush a batch
-        raise CLIError(f"--max-wait-ms must be between 0 and {MAX_WAIT_MS}, got {args.max_wait_ms}")
-    if not 0 <= args.port <= 65535 or (args.ray and args.port == 0):
-        raise CLIError(f"--port must be between {1 if args.ray else 0} and 65535, got {args.port}")
-    if not args.ray and (args.replicas is not None or args.address is not None):
-        raise CLIError("--replicas and --address go with --ray")
+def run(settings: Settings | None = None, **overrides) -> int:
+    """Serve until SIGTERM or SIGINT, as `minibert serve` does: `run(model="folder", port=9000)` or
+    `run(Settings(...))`. A setting that cannot work (a port in use, an impossible limit) raises UsageError in
+    one line, before any model loads."""
+    s = replace(settings or DEFAULTS, **overrides)
+    _check(s)
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
-        raise CLIError(f"minibert serve needs {e.name}: pip install 'minibert-tf[serve]'") from None
+        raise UsageError(f"minibert serve needs {e.name}: pip install 'minibert-tf[serve]'") from None
     from ..pipelines import get_task
 
-    task = get_task(args.task) if args.task else None
-    _configure_logging(args.log_level)
-    if args.ray:
+    task = get_task(s.task) if s.task else None
+    _configure_logging(s.log_level)
+    if s.ray:
         from .ray_serve import run_on_ray
 
-        task, model_id = _resolve(args, task)
-        args.replicas = args.replicas or 1
-        return run_on_ray(args, task.name, args.model, model_id, _limits(args))
-    sock = _listen(args.host, args.port)  # before the model: a port in use is one line at once
+        task, model, model_id = _resolve(s, task)
+        return run_on_ray(replace(s, replicas=s.replicas or 1), task.name, model, model_id, limits(s))
+    sock = _listen(s.host, s.port)  # before the model: a port in use is one line at once
     try:
-        return _serve(args, task, sock)
+        return _serve(s, task, sock)
     finally:
         sock.close()
+
+
+def _check(s: Settings) -> None:
+    if s.api_key is not None and (not s.api_key.strip() or s.api_key != s.api_key.strip()):
+        raise UsageError("--api-key is empty or has surrounding spaces: every request would be refused")
+    if not 0 < s.read_timeout <= 3600:
+        raise UsageError(f"--read-timeout must be more than 0 and at most 3600 seconds, got {s.read_timeout}")
+    if not 0 <= s.max_wait_ms <= MAX_WAIT_MS:  # also refuses inf and nan, which would never flush a batch
+        raise UsageError(f"--max-wait-ms must be between 0 and {MAX_WAIT_MS}, got {s.max_wait_ms}")
+    if not 0 <= s.port <= 65535 or (s.ray and s.port == 0):
+        raise UsageError(f"--port must be between {1 if s.ray else 0} and 65535, got {s.port}")
+    if not s.ray and (s.replicas is not None or s.address is not None):
+        raise UsageError("--replicas and --address go with --ray")
 
 
 def _listen(host: str, port: int) -> socket.socket:
     """Bind before loading anything, so a port in use is one line at once; connections made while the
     model loads wait in the backlog."""
-    from ..cli import CLIError
-
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -113,63 +73,64 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
         sock.listen(2048)
     except OSError as e:
-        raise CLIError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     return sock
 
 
-def _resolve(args, task):
-    """The checkpoint folder (args.model, resolved: not found is one line, before TensorFlow loads), the
-    task it serves and the model's name for /info."""
+def _resolve(s: Settings, task):
+    """(the task, the checkpoint folder resolved: not found is one line before TensorFlow loads, the model's
+    name for /info)."""
     import os
+    from types import SimpleNamespace
 
-    from ..cli import CLIError, resolve_model
     from ..pipelines import get_task
     from .model import detect_task
 
-    if args.model is None:
+    given = s.model
+    if given is None:
         task = task or get_task("text-classification")
         if task.default_model is None:
-            raise CLIError(f"{task.name} has no offline default model: pass --model, for example {task.example_model}")
-        args.model = task.default_model()
-    given = args.model
-    resolve_model(args)
-    task = task or get_task(detect_task(args.model))
+            raise UsageError(f"{task.name} has no offline default model: pass --model, for example {task.example_model}")
+        given = task.default_model()
+    found = SimpleNamespace(model=given)
+    resolve_model(found)
+    task = task or get_task(detect_task(found.model))
     model_id = os.path.basename(os.path.abspath(given)) if os.path.isdir(given) else given
-    return task, model_id
+    return task, found.model, model_id
 
 
-def _limits(args):
+def limits(s: Settings):
+    """The HTTP layer's limits from the settings."""
     from .app import Limits
 
-    return Limits(args.max_batch_tokens, args.max_batch_requests, args.max_wait_ms, args.max_concurrent_requests,
-                  args.max_client_batch_size, args.auto_truncate, args.payload_limit, args.api_key,
-                  not args.no_batching)
+    return Limits(s.max_batch_tokens, s.max_batch_requests, s.max_wait_ms, s.max_concurrent_requests,
+                  s.max_client_batch_size, s.auto_truncate, s.payload_limit, s.api_key, s.batching)
 
 
-def _serve(args, task, sock) -> int:
+def _serve(s: Settings, task, sock) -> int:
     from .._tensorflow import load_tensorflow_quietly
     from ..pipelines import pipeline
     from .model import Served
 
-    task, model_id = _resolve(args, task)
+    task, model, model_id = _resolve(s, task)
     load_tensorflow_quietly()
-    pipe = pipeline(task.name, model=args.model, batch_size=args.batch_size, max_length=args.max_length)
-    served = Served(pipe, task.name, model_id, args.model, args.served_model_name)
-    if not args.no_warm_up:
-        logging.getLogger("minibert.serve").info("warming up: compiling the model's input shapes")
-        served.warm_up()
+    pipe = pipeline(task.name, model=model, batch_size=s.batch_size, max_length=s.max_length, engine=s.engine)
+    served = Served(pipe, task.name, model_id, model, s.served_model_name)
 
     import uvicorn
 
     from .app import Server
-
-    app = Server(served, _limits(args)).app()
-    host, port = sock.getsockname()[:2]
     from .connections import SHUTDOWN_DEADLINE_S, connection_cap, protocol_class
 
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", loop="asyncio",
-                            http=protocol_class(connection_cap(), args.read_timeout), timeout_graceful_shutdown=SHUTDOWN_DEADLINE_S,
-                            log_level="warning" if args.log_level != "debug" else "debug")
+    server = Server(served, limits(s))
+    if s.warm_up:  # on the model thread, which keeps what it compiles (LiteRT: one interpreter a thread)
+        logging.getLogger("minibert.serve").info("warming up: compiling the model's input shapes")
+        server.batcher.executor.submit(served.warm_up).result()
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(server.app(), log_config=None, access_log=False, lifespan="on", loop="asyncio",
+                            http=protocol_class(connection_cap(), s.read_timeout),
+                            timeout_graceful_shutdown=SHUTDOWN_DEADLINE_S,
+                            log_level="warning" if s.log_level != "debug" else "debug")
     ready = f"minibert serve: {task.name} model {served.model_id} on http://{host}:{port}"
     _graceful_server_class()(config, ready).run(sockets=[sock])
     return 0

@@ -37,24 +37,15 @@ from starlette.routing import Route
 from .. import __version__
 from .batcher import Batcher, Overloaded
 from .metrics import Metrics
-from .model import Served
+from .model import ServeError as APIError, Served
+from .settings import DEFAULTS
 
 log = logging.getLogger("minibert.serve")
-
-STATUS = {"Validation": 422, "Unprocessable": 422, "Empty": 400, "Overloaded": 429, "Unauthorized": 401,
-          "NotFound": 404, "MethodNotAllowed": 405, "Backend": 424, "Unhealthy": 503, "UnsupportedMediaType": 415}
-
 
 INLINE_CHARS = 8192  # requests up to this many characters are tokenized on the event loop
 DRAIN_BYTES = 16_000_000  # of a body over the payload limit, read and dropped so the client reads the 413
 DRAIN_IDLE_S = 1.0  # ... while it keeps coming
 TOKENIZING_AT_ONCE = 2  # larger ones: a thread each, this many at a time
-
-
-class APIError(Exception):
-    def __init__(self, message: str, error_type: str = "Unprocessable", status: int | None = None):
-        super().__init__(message)
-        self.error_type, self.status = error_type, status or STATUS[error_type]
 
 
 class ClientGone(Exception):
@@ -63,15 +54,16 @@ class ClientGone(Exception):
 
 @dataclass
 class Limits:
-    max_batch_tokens: int = 16384
-    max_batch_requests: int = 64  # inputs per model call
-    max_wait_ms: float = 2.0
-    max_concurrent_requests: int = 512
-    max_client_batch_size: int = 32
-    auto_truncate: bool = False
-    payload_limit: int = 2_000_000
-    api_key: str | None = None
-    batching: bool = True
+    """What the HTTP layer enforces, with the server's defaults (`settings.py`)."""
+    max_batch_tokens: int = DEFAULTS.max_batch_tokens
+    max_batch_requests: int = DEFAULTS.max_batch_requests  # inputs per model call
+    max_wait_ms: float = DEFAULTS.max_wait_ms
+    max_concurrent_requests: int = DEFAULTS.max_concurrent_requests
+    max_client_batch_size: int = DEFAULTS.max_client_batch_size
+    auto_truncate: bool = DEFAULTS.auto_truncate
+    payload_limit: int = DEFAULTS.payload_limit
+    api_key: str | None = DEFAULTS.api_key
+    batching: bool = DEFAULTS.batching
 
 
 @dataclass

@@ -14,6 +14,20 @@ import numpy as np
 
 from ..pipelines import TASKS, get_task
 
+# TEI's error types and their HTTP statuses: the core raises the type, the HTTP layer (`app.py`) answers
+# with the status.
+STATUS = {"Validation": 422, "Unprocessable": 422, "Empty": 400, "Overloaded": 429, "Unauthorized": 401,
+          "NotFound": 404, "MethodNotAllowed": 405, "Backend": 424, "Unhealthy": 503, "UnsupportedMediaType": 415}
+
+
+class ServeError(Exception):
+    """A request the served model refuses: its message, TEI's error type and the status it maps to."""
+
+    def __init__(self, message: str, error_type: str = "Unprocessable", status: int | None = None):
+        super().__init__(message)
+        self.error_type, self.status = error_type, status or STATUS[error_type]
+
+
 # A checkpoint's `architectures` suffix -> the task it serves when --task is not given.
 HEAD_TASKS = {"ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification",
               "ForQuestionAnswering": "question-answering", "ForMaskedLM": "fill-mask"}
@@ -39,7 +53,7 @@ class Served:
         self.pipe, self.task, self.model_id, self.folder = pipe, get_task(task), model_id, folder
         self.served_model_name = served_model_name or model_id  # what /info and /v1/embeddings call the model
         config = pipe.model.config
-        self.max_input_length = int(min(pipe._limit({}), config.max_sequence_length))
+        self.max_input_length = pipe.max_input_tokens
         # The folder's sentence-transformers modules, as the feature-extraction pipeline read them (None: mean pooling).
         sentence = getattr(pipe, "sentence", None) if self.task.name == "feature-extraction" else None
         self.dimension = sentence.dimension if sentence else config.hidden_size
@@ -53,10 +67,8 @@ class Served:
         return {t.cli_verb: t.name for t in TASKS.values() if t.name not in TEI_TASKS}
 
     def require(self, task: str, route: str) -> None:
-        from .app import APIError
-
         if self.task.name != task:
-            raise APIError(f"{route} needs a {task} model; this server runs {self.task.name} ({self.model_id}): "
+            raise ServeError(f"{route} needs a {task} model; this server runs {self.task.name} ({self.model_id}): "
                            f"use {self.route_hint()}", "Validation", 400)
 
     def is_reranker(self) -> bool:
@@ -65,13 +77,11 @@ class Served:
                                               and self.pipe.model.config.num_labels == 1)
 
     def require_reranker(self) -> None:
-        from .app import APIError
-
         if self.task.name == "rerank":  # the rerank pipeline checks its one label itself
             return
         self.require("text-classification", "/rerank")
         if self.pipe.model.config.num_labels != 1:
-            raise APIError(f"/rerank needs a cross-encoder (one output label); {self.model_id} has "
+            raise ServeError(f"/rerank needs a cross-encoder (one output label); {self.model_id} has "
                            f"{self.pipe.model.config.num_labels} labels: use /predict", "Validation", 400)
 
     def route_hint(self) -> str:
@@ -94,12 +104,10 @@ class Served:
         """TEI's tokens: id, text (the input's own characters; the token itself for special tokens),
         special, start and stop (character offsets; null for special tokens). More than `max_tokens` in all
         is refused before the answer is built: each token costs about 80 bytes of JSON."""
-        from .app import APIError
-
         encodings = self.pipe.tokenizer(texts, add_special_tokens=add_special_tokens).encodings
         total = sum(len(e.ids) for e in encodings)
         if total > max_tokens:
-            raise APIError(f"the inputs are {total} tokens, more than the {max_tokens} /tokenize answers per request "
+            raise ServeError(f"the inputs are {total} tokens, more than the {max_tokens} /tokenize answers per request "
                            "(--max-client-batch-size times the model's length)", "Validation")
         out = []
         for text, e in zip(texts, encodings):
@@ -116,13 +124,11 @@ class Served:
         return out
 
     def decode(self, ids: list[list[int]], skip_special_tokens: bool) -> list[str]:
-        from .app import APIError
-
         vocab = self.pipe.model.config.vocab_size
         for i, row in enumerate(ids):
             bad = next((t for t in row if not 0 <= t < vocab), None)
             if bad is not None:
-                raise APIError(f"`ids`[{i}]: token id {bad} is outside the vocabulary (0 to {vocab - 1})")
+                raise ServeError(f"`ids`[{i}]: token id {bad} is outside the vocabulary (0 to {vocab - 1})")
         return self.pipe.tokenizer.batch_decode(ids, skip_special_tokens=skip_special_tokens)
 
     def cut_to_length(self, text: str) -> str:
@@ -136,13 +142,11 @@ class Served:
         length check and the token counts see the text the model reads."""
         if prompt_name is None:
             return self.prompts[self.default_prompt_name] if self.default_prompt_name else None
-        from .app import APIError
-
         if prompt_name not in self.prompts:
             known = (", ".join(repr(p) for p in self.prompts)
                      or "none (the folder's config_sentence_transformers.json has no prompts)")
             # TEI's wording: its clients (tei-client's prompt_names) read the list after "Available prompts: "
-            raise APIError(f"prompt_name={prompt_name!r} is not one of this model's prompts ({known}). "
+            raise ServeError(f"prompt_name={prompt_name!r} is not one of this model's prompts ({known}). "
                            f"Available prompts: {list(self.prompts)}")
         return self.prompts[prompt_name]
 
@@ -193,7 +197,7 @@ class Served:
         """Another task's inputs and options, checked by its pipeline before anything is queued."""
         if "batch_size" in params:
             raise ValueError("`parameters` cannot set batch_size: the server batches requests itself")
-        self.pipe._options(params)
+        self.pipe.check_options(**params)
         return [self.pipe.check_input(x, i) for i, x in enumerate(items)], params
 
     def task_records(self, items: list, params: dict) -> list[dict]:
@@ -201,17 +205,8 @@ class Served:
 
     # -- start-up ----------------------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Compile the forwards before the first request: every small-input XLA shape the model can meet
-        (the buckets `compiled.py` pads to) and the open-shape graph that larger batches run."""
-        from ..compiled import XLA_BATCHES, XLA_SEQS
-
-        seqs = sorted({min(t, self.max_input_length) for t in XLA_SEQS})
-        tok = self.pipe.tokenizer
-        for t in seqs:
-            enc = tok([" ".join(["hello"] * t)], truncation=True, max_length=t).encodings
-            for rows in XLA_BATCHES:
-                self.pipe.model(self.pipe._pad(enc * rows))
-        self.pipe.model(self.pipe._pad(enc * (max(XLA_BATCHES) + 1)))  # past the buckets: the graph
+        """The pipeline's warm-up (every input shape its forwards meet), before the first request."""
+        self.pipe.warm_up(self.max_input_length)
 
     def info(self) -> dict:
         config = self.pipe.model.config

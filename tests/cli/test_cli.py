@@ -271,9 +271,9 @@ def test_nan_note_names_file_lines(nan_model, tmp_path):
     assert "line 1, line 2" in p.stderr.decode()
 
 
-def test_non_finite_outputs_warn_once_in_python_and_for_embed_output(nan_model, tmp_path):
+def test_non_finite_outputs_warn_once_in_python_and_embed_output_refuses_them(nan_model, tmp_path):
     """The Python pipeline says once that its scores are not numbers; `embed --output` (a .npy, where NaN can
-    be written) says so too instead of writing NaN vectors silently."""
+    be written) refuses to write NaN vectors, in one line."""
     import warnings
 
     import minibert.cli
@@ -288,8 +288,8 @@ def test_non_finite_outputs_warn_once_in_python_and_for_embed_output(nan_model, 
                     "its results are not numbers: are the model's weights broken? (said once per pipeline)"]
     with pytest.warns(RuntimeWarning, match=r"feature-extraction pipeline: the model's last_hidden_state for input 0 "
                                             r"hold NaN or infinite values"):
-        assert minibert.cli.main(["embed", "--model", nan_model, "--output", str(tmp_path / "e.npy"), "good"]) == 0
-    assert np.isnan(np.load(tmp_path / "e.npy")).all()
+        assert minibert.cli.main(["embed", "--model", nan_model, "--output", str(tmp_path / "e.npy"), "good"]) == 1
+    assert not (tmp_path / "e.npy").exists()  # refused, not written: a .npy of NaN reads as numbers
 
 
 # -- hostile inputs, in this process: each refused in one line before any model loads -------------
@@ -342,7 +342,7 @@ def test_help_texts_match_what_the_commands_do(capsys):
     assert "truncate texts to N tokens (default: no truncation)" in helps["tokenize"]
     assert "truncate texts to N tokens (default: the model's limit)" in helps["classify"]
     assert "question" not in helps["ner"] and "question" not in helps["embed"]
-    assert "--format {jsonl,tsv}" in helps["embed"]
+    assert "--format {table,jsonl,tsv}" in helps["embed"]
     assert "at most 1 GiB of them" in helps["trace"]
     assert "--max-question-len N refuse questions longer than N tokens (default 64)" in helps["qa"]
 

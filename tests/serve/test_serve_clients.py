@@ -24,8 +24,13 @@ def online(monkeypatch):
     """huggingface_hub refuses every URL under HF_HUB_OFFLINE, which the suite sets; these clients talk to
     loopback only."""
     import huggingface_hub.constants
+    from huggingface_hub.utils import reset_sessions
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    reset_sessions()  # a session made offline earlier in this process is kept per thread
+    yield
+    monkeypatch.undo()
+    reset_sessions()
 
 
 @pytest.fixture(scope="module")
