@@ -451,13 +451,18 @@ class Server:
         normalize = f.bool("normalize", True)
         truncate, side, prompt = self.embed_options(f)
         dims = self.checked_dimensions(f.int("dimensions"))
+        vectors = await self.embedded(request, ctx, texts, normalize, truncate, dims, prompt, side)
+        return [np.asarray(v).tolist() for v in vectors]
+
+    async def embedded(self, request: Request, ctx: Ctx, texts: list, normalize: bool, truncate: bool,
+                       dims: int | None, prompt: str | None, side: str = "right") -> list:
+        """The embedding routes' common path: the model check, the lengths, then the batched model call."""
         self.served.require("feature-extraction", request.url.path)
         ctx.inputs = len(texts)
         await self.lengths(self.prompted(texts, prompt), truncate, ctx)
-        vectors = await self.batched(request, ("embed", normalize, truncate, dims, prompt, side),
-                                     lambda xs: self.served.embed(xs, normalize, truncate, dims, prompt, side),
-                                     texts, ctx.tokens, ctx)
-        return [np.asarray(v).tolist() for v in vectors]
+        return await self.batched(request, ("embed", normalize, truncate, dims, prompt, side),
+                                  lambda xs: self.served.embed(xs, normalize, truncate, dims, prompt, side),
+                                  texts, ctx.tokens, ctx)
 
     async def embed_all(self, request: Request, ctx: Ctx):
         f = Fields(await read_json(request, self.limits.payload_limit),
@@ -488,12 +493,7 @@ class Server:
         texts, _ = Fields({"inputs": [value["source_sentence"], *value["sentences"]]}, ("inputs",)).texts(
             "inputs", self.limits.max_client_batch_size)
         truncate, side, prompt = self.embed_options(p)
-        self.served.require("feature-extraction", request.url.path)
-        ctx.inputs = len(texts)
-        await self.lengths(self.prompted(texts, prompt), truncate, ctx)
-        vectors = await self.batched(request, ("embed", True, truncate, None, prompt, side),
-                                     lambda xs: self.served.embed(xs, True, truncate, None, prompt, side),
-                                     texts, ctx.tokens, ctx)
+        vectors = await self.embedded(request, ctx, texts, True, truncate, None, prompt, side)
         source = np.asarray(vectors[0], np.float64)
         return [float(np.dot(source, np.asarray(v, np.float64))) for v in vectors[1:]]
 
@@ -512,20 +512,15 @@ class Server:
         if encoding not in ("float", "base64"):
             raise APIError(f"encoding_format={encoding!r}; use 'float' or 'base64'")
         dims = self.checked_dimensions(f.int("dimensions"))
-        self.served.require("feature-extraction", request.url.path)
-        ctx.inputs = len(texts)
-        truncate = self.limits.auto_truncate
         prompt = self.served.prompt(None)  # the folder's default prompt, if any
-        lengths = await self.lengths(self.prompted(texts, prompt), truncate, ctx)
-        vectors = await self.batched(request, ("embed", True, truncate, dims, prompt, "right"),
-                                     lambda xs: self.served.embed(xs, True, truncate, dims, prompt), texts, ctx.tokens, ctx)
+        vectors = await self.embedded(request, ctx, texts, True, self.limits.auto_truncate, dims, prompt)
         data = []
         for i, v in enumerate(vectors):
             v = np.asarray(v, np.float32)
             value = base64.b64encode(v.astype("<f4").tobytes()).decode() if encoding == "base64" else v.tolist()
             data.append({"object": "embedding", "embedding": value, "index": i})
         return {"object": "list", "data": data, "model": self.served.served_model_name,
-                "usage": {"prompt_tokens": sum(lengths), "total_tokens": sum(lengths)}}
+                "usage": {"prompt_tokens": ctx.tokens, "total_tokens": ctx.tokens}}
 
     async def predict(self, request: Request, ctx: Ctx):
         f = Fields(await read_json(request, self.limits.payload_limit),
