@@ -22,54 +22,10 @@ from types import SimpleNamespace
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
+from family_configs import BASE, SMALL_PARITY  # noqa: E402  (--all's configs; --base: BASE)
 from reference import TOL, at_real_tokens, max_diffs, reference  # noqa: E402
 
 DEFAULT_TEXTS = ["I've been waiting for a HuggingFace course my whole life.", "I hate this so much!", "Short."]
-
-
-# --all: small configs like the tests', and with --base the Hub models' sizes.
-SMALL = {
-    "bert": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500),
-    "distilbert": dict(dim=64, n_heads=4, hidden_dim=96, n_layers=2, vocab_size=500),
-    "roberta": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
-                    max_position_embeddings=130, pad_token_id=1, type_vocab_size=1, layer_norm_eps=1e-5),
-    "xlm-roberta": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2,
-                        vocab_size=500, max_position_embeddings=130, pad_token_id=1, type_vocab_size=1,
-                        layer_norm_eps=1e-5),
-    "electra": dict(hidden_size=64, embedding_size=32, num_attention_heads=4, intermediate_size=96,
-                    num_hidden_layers=2, vocab_size=500),
-    # deberta-v3's settings with 8 position buckets, so that 16 tokens reach the log-bucketed distances
-    "deberta-v2": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
-                       relative_attention=True, position_buckets=8, share_att_key=True, norm_rel_ebd="layer_norm",
-                       position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0),
-    "camembert": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
-                      max_position_embeddings=130, pad_token_id=1, type_vocab_size=1, layer_norm_eps=1e-5),
-    "data2vec-text": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2,
-                          vocab_size=500, max_position_embeddings=130, pad_token_id=1, type_vocab_size=1,
-                          layer_norm_eps=1e-5),
-    "mpnet": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=500,
-                  max_position_embeddings=130, layer_norm_eps=1e-5),
-    # 3 layers (0 and 2 global), a window of 4 tokens each side: the 16-token rows reach past it
-    "modernbert": dict(hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=3,
-                       vocab_size=500, global_attn_every_n_layers=2, local_attention=8, pad_token_id=0,
-                       bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2),
-}
-BASE = {  # bert-base-uncased, distilbert-base-uncased, roberta-base, xlm-roberta-base, electra-base-discriminator,
-    # deberta-v3-base, camembert-base, data2vec-text-base, all-mpnet-base-v2,
-    # ModernBERT-base (transformers' defaults: 22 layers, 50,368 tokens, window 128)
-    "bert": {}, "distilbert": {},
-    "roberta": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
-    "xlm-roberta": dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
-    "electra": dict(hidden_size=768, embedding_size=768, num_attention_heads=12, intermediate_size=3072),
-    "deberta-v2": dict(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,  # deberta-v3-base
-                       intermediate_size=3072, relative_attention=True, position_buckets=256, share_att_key=True,
-                       norm_rel_ebd="layer_norm", position_biased_input=False, pos_att_type=["p2c", "c2p"],
-                       type_vocab_size=0),
-    "camembert": dict(vocab_size=32005, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
-    "data2vec-text": dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5),
-    "mpnet": dict(max_position_embeddings=514, layer_norm_eps=1e-5),
-    "modernbert": {},
-}
 
 
 def compare(folder, inputs: dict, engine: str = "keras") -> tuple[str, dict]:
@@ -131,7 +87,7 @@ def run_all(base: bool, only=None, engine: str = "keras") -> bool:
     for family, heads in FAMILIES.items():
         if only and family not in only:
             continue
-        cfg = {**(BASE[family] if base else SMALL[family])}
+        cfg = {**(BASE[family] if base else SMALL_PARITY[family])}
         from_padding = REGISTRY[family].positions == "from padding"
         pad = cfg.get("pad_token_id", 1 if from_padding else 0)
         vocab = cfg.get("vocab_size", 30522)

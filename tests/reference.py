@@ -10,6 +10,10 @@ import os
 
 import numpy as np
 
+# The tiny configs of the session's shared checkpoints (tests/conftest.py); every family's small and base
+# configs are in tests/family_configs.py.
+from family_configs import TINY_BERT, TINY_DISTILBERT  # noqa: F401
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
 SST2 = os.path.join(REPO, "data", "sst2")  # SST-2 train and dev, one `LABEL TEXT` per line
@@ -32,10 +36,6 @@ def sst2_train_texts(n: int) -> list[str]:
 
 
 # The parity tolerances: max |difference| to transformers, per output.
-# The tiny configs of the session's shared checkpoints (tests/conftest.py) and of tests that build their own.
-TINY_DISTILBERT = dict(dim=32, n_heads=4, hidden_dim=37, n_layers=2, vocab_size=120, max_position_embeddings=40)
-TINY_BERT = dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2, vocab_size=120,
-                 max_position_embeddings=40)
 TOL = {"logits": 1e-5, "start_logits": 1e-5, "end_logits": 1e-5, "pooler_output": 1e-5,
        "last_hidden_state": 1e-4, "hidden_states": 1e-4, "attentions": 1e-4}
 # model_type -> transformers' class-name prefix

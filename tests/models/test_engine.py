@@ -22,28 +22,7 @@ TYPES = [[0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0, 
 # RoBERTa-like: pads are 1, and one row is padded on the left (its positions depend on the mask).
 RB_IDS = [[0, 5, 17, 42, 88, 9, 33, 2], [0, 7, 3, 2, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 60, 2]]
 RB_MASK = [[1] * 8, [1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 1, 1]]
-SMALL = {
-    "bert": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2, hidden_act="gelu_new"),
-    "distilbert": dict(dim=32, n_heads=4, hidden_dim=37, n_layers=2),
-    "roberta": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
-                    layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
-    "xlm-roberta": dict(hidden_size=24, num_attention_heads=2, intermediate_size=30, num_hidden_layers=2,
-                        layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
-    "electra": dict(hidden_size=32, embedding_size=16, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2),
-    "camembert": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
-                      layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
-    "data2vec-text": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
-                          layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
-    "mpnet": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2, layer_norm_eps=1e-5),
-    # deberta-v3's settings, with 4 position buckets so that 8 tokens reach the log-bucketed distances
-    "deberta-v2": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
-                       relative_attention=True, position_buckets=4, share_att_key=True, norm_rel_ebd="layer_norm",
-                       position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0),
-    # a window of 2 tokens each side, so that the 8-token rows run the banded local layers
-    "modernbert": dict(hidden_size=32, num_attention_heads=4, intermediate_size=24, num_hidden_layers=3,
-                       global_attn_every_n_layers=2, local_attention=4, pad_token_id=0, bos_token_id=1,
-                       eos_token_id=2, cls_token_id=1, sep_token_id=2),
-}
+from family_configs import SMALL_ENGINE as SMALL  # noqa: E402  (the families' small configs, as these tests build them)
 AUTO = {"pretraining": minibert.ElectraForPreTraining, "model": minibert.AutoModel,
         "sequence-classification": minibert.AutoModelForSequenceClassification,
         "multiple-choice": minibert.AutoModelForMultipleChoice,

@@ -6,6 +6,7 @@ import pytest
 import minibert
 from minibert.auto import class_for_architecture
 from minibert.auto import FAMILIES
+from family_configs import BASE, SMALL, TEST_VOCAB
 from reference import FAMILIES as FAMILY_NAMES
 from reference import HEADS, TOL, make_checkpoint, max_diffs, reference
 
@@ -17,35 +18,6 @@ MC_IDS = [IDS, [IDS[2], IDS[0], IDS[1]]]
 MC_MASK = [MASK, [MASK[2], MASK[0], MASK[1]]]
 MC_TYPES = [TYPES, [TYPES[2], TYPES[0], TYPES[1]]]
 
-SMALL = {
-    "bert": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2, hidden_act="gelu_new"),
-    "distilbert": dict(dim=32, n_heads=4, hidden_dim=37, n_layers=2),
-    # RoBERTa's Hub settings: 2 more positions than tokens (pad id 1), eps 1e-5, one token type
-    "roberta": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
-                    layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
-    "xlm-roberta": dict(hidden_size=24, num_attention_heads=2, intermediate_size=30, num_hidden_layers=2,
-                        layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
-    "electra": dict(hidden_size=32, embedding_size=16, num_attention_heads=4, intermediate_size=37,
-                    num_hidden_layers=2),
-    # deberta-v3's settings, its 256 position buckets scaled down to 4 so that 8 tokens reach the log buckets
-    "deberta-v2": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
-                       relative_attention=True, position_buckets=4, share_att_key=True, norm_rel_ebd="layer_norm",
-                       position_biased_input=False, pos_att_type=["p2c", "c2p"], type_vocab_size=0,
-                       layer_norm_eps=1e-7),
-    "camembert": dict(hidden_size=24, num_attention_heads=3, intermediate_size=30, num_hidden_layers=2,
-                      layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
-    "data2vec-text": dict(hidden_size=24, num_attention_heads=3, intermediate_size=30, num_hidden_layers=2,
-                          layer_norm_eps=1e-5, type_vocab_size=1, pad_token_id=1, max_position_embeddings=42),
-    # MPNet's relative position bias: 40 positions reach the logarithmic buckets (distances 8 to 39).
-    "mpnet": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2,
-                  max_position_embeddings=42, hidden_act="gelu_new"),
-    # Biases everywhere (the defaults have none: tests/models/test_modernbert.py); layers 0 and 2 global, layer 1
-    # sees 2 tokens each side, so the 8-token rows reach past its window.
-    "modernbert": dict(hidden_size=32, num_attention_heads=4, intermediate_size=24, num_hidden_layers=3,
-                       global_attn_every_n_layers=2, local_attention=4, norm_bias=True, attention_bias=True,
-                       mlp_bias=True, classifier_bias=True, pad_token_id=0, bos_token_id=101, eos_token_id=102,
-                       cls_token_id=101, sep_token_id=102),
-}
 # Positions counted from the pad id 1: <s> 0 ... </s> 2 rows, padded with 1 on either side.
 ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "data2vec-text", "mpnet")
 # RoBERTa: <s> 0 ... </s> 2, pads 1; rows padded on the right and on the left (positions depend on it).
@@ -108,8 +80,8 @@ def test_every_head_saves_what_transformers_loads(tmp_path, family, head):
     from reference import reference_class
 
     labels = 2 if head == "question-answering" else 3
-    folder = make_checkpoint(tmp_path / "src", family, head, seed=1, **{
-        "vocab_size": 120, "max_position_embeddings": 40, "num_labels": labels, **SMALL[family]})
+    folder = make_checkpoint(tmp_path / "src", family, head, seed=1, **{**TEST_VOCAB, "num_labels": labels,
+                                                                         **SMALL[family]})
     AUTO[head].from_pretrained(folder).save_pretrained(tmp_path / "out")
     _, info = reference_class(family, head).from_pretrained(tmp_path / "out", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
@@ -124,8 +96,7 @@ def test_every_head_saves_what_transformers_loads(tmp_path, family, head):
 @pytest.mark.parametrize("family,head", PAIRS)
 def test_every_head_matches_transformers(tmp_path, family, head):
     labels = 2 if head == "question-answering" else 3  # transformers' QA layer has num_labels (2) outputs
-    folder = make_checkpoint(tmp_path, family, head, **{"vocab_size": 120, "max_position_embeddings": 40,
-                                                         "num_labels": labels, **SMALL[family]})
+    folder = make_checkpoint(tmp_path, family, head, **{**TEST_VOCAB, "num_labels": labels, **SMALL[family]})
     out, ref, mask = run_both(folder, family, head)
     assert type(out).__name__.removeprefix("TF") in {
         "model": ("BaseModelOutput", "BaseModelOutputWithPooling"), "sequence-classification": ("SequenceClassifierOutput",),
@@ -143,8 +114,7 @@ def test_every_head_matches_transformers(tmp_path, family, head):
 
 
 def test_output_names_and_access(tmp_path):
-    folder = make_checkpoint(tmp_path, "distilbert", "question-answering", vocab_size=120, max_position_embeddings=40,
-                             **SMALL["distilbert"])
+    folder = make_checkpoint(tmp_path, "distilbert", "question-answering", **TEST_VOCAB, **SMALL["distilbert"])
     out = minibert.TFAutoModelForQuestionAnswering.from_pretrained(folder)(IDS, attention_mask=MASK)
     assert list(out.keys()) == ["start_logits", "end_logits"]
     assert out.start_logits is out["start_logits"] is out[0] and out[1] is out.end_logits
@@ -152,8 +122,7 @@ def test_output_names_and_access(tmp_path):
 
 
 def test_multiple_choice_wrong_rank_is_a_clear_error(tmp_path):
-    folder = make_checkpoint(tmp_path, "bert", "multiple-choice", vocab_size=120, max_position_embeddings=40,
-                             **SMALL["bert"])
+    folder = make_checkpoint(tmp_path, "bert", "multiple-choice", **TEST_VOCAB, **SMALL["bert"])
     model = minibert.AutoModelForMultipleChoice.from_pretrained(folder)
     with pytest.raises(ValueError, match=r"multiple-choice input_ids must be \(batch, choices, seq\), got shape \(3, 8\)"):
         model(IDS, attention_mask=MASK)
@@ -193,8 +162,7 @@ def test_masked_lm_tied_weights_round_trip(tmp_path, family):
     import torch
     import transformers as tr
 
-    src = make_checkpoint(tmp_path / "src", family, "masked-lm", **{"vocab_size": 120, "max_position_embeddings": 40,
-                                                                     **SMALL[family]})
+    src = make_checkpoint(tmp_path / "src", family, "masked-lm", **{**TEST_VOCAB, **SMALL[family]})
     model = minibert.AutoModelForMaskedLM.from_pretrained(src)
     embeddings = model.body.embeddings
     emb = getattr(embeddings, "word_embeddings", None) or embeddings.tok_embeddings  # ModernBERT: tok_embeddings
@@ -219,7 +187,7 @@ def test_checkpoint_with_an_explicit_decoder_weight_is_not_reported(tmp_path, ca
     """Older checkpoints store the tied decoder weight too: it is the embedding, skipped without a word."""
     from safetensors.numpy import load_file, save_file
 
-    folder = make_checkpoint(tmp_path, "bert", "masked-lm", vocab_size=120, max_position_embeddings=40, **SMALL["bert"])
+    folder = make_checkpoint(tmp_path, "bert", "masked-lm", **TEST_VOCAB, **SMALL["bert"])
     path = tmp_path / "model.safetensors"
     state = load_file(str(path))
     state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]
@@ -230,8 +198,7 @@ def test_checkpoint_with_an_explicit_decoder_weight_is_not_reported(tmp_path, ca
 
 def test_head_that_does_not_fit_is_reported(tmp_path, caplog):
     """A token classifier loaded as a QA model: transformers' report of unused and newly initialised weights."""
-    folder = make_checkpoint(tmp_path, "bert", "token-classification", vocab_size=120, max_position_embeddings=40,
-                             **SMALL["bert"])
+    folder = make_checkpoint(tmp_path, "bert", "token-classification", **TEST_VOCAB, **SMALL["bert"])
     with caplog.at_level("WARNING", logger="minibert"):
         model, info = minibert.AutoModelForQuestionAnswering.from_pretrained(folder, output_loading_info=True)
     assert info.unexpected_keys == ["classifier.bias", "classifier.weight"]
@@ -242,8 +209,7 @@ def test_head_that_does_not_fit_is_reported(tmp_path, caplog):
 
 @pytest.mark.parametrize("head", ["token-classification", "question-answering", "masked-lm", "multiple-choice"])
 def test_architectures_pick_the_class(tmp_path, head):
-    folder = make_checkpoint(tmp_path, "distilbert", head, vocab_size=120, max_position_embeddings=40,
-                             **SMALL["distilbert"])
+    folder = make_checkpoint(tmp_path, "distilbert", head, **TEST_VOCAB, **SMALL["distilbert"])
     config = minibert.AutoConfig.from_pretrained(folder)
     assert class_for_architecture(config).__name__ == "DistilBert" + HEADS[head]
 
@@ -251,7 +217,7 @@ def test_architectures_pick_the_class(tmp_path, head):
 @pytest.mark.slow
 def test_bert_base_sized_masked_lm(tmp_path_factory):
     """bert-base-uncased's shape (12 x 768, vocab 30522): MLM logits over the whole vocabulary."""
-    folder = make_checkpoint(tmp_path_factory.mktemp("bert_base_mlm"), "bert", "masked-lm", seed=3)
+    folder = make_checkpoint(tmp_path_factory.mktemp("bert_base_mlm"), "bert", "masked-lm", seed=3, **BASE["bert"])
     ids = [[101, 2023, 2003, 1037, 103, 1012, 102, 0], [101, 103, 2001, 2307, 1012, 102, 0, 0], [101, 7592, 102] + [0] * 5]
     mask = (np.asarray(ids) != 0).astype(int).tolist()
     out, ref = minibert.AutoModelForMaskedLM.from_pretrained(folder), reference(folder, ids, mask, head="masked-lm")
@@ -263,7 +229,8 @@ def test_bert_base_sized_masked_lm(tmp_path_factory):
 
 @pytest.mark.slow
 def test_distilbert_base_sized_question_answering(tmp_path_factory):
-    folder = make_checkpoint(tmp_path_factory.mktemp("distilbert_base_qa"), "distilbert", "question-answering", seed=4)
+    folder = make_checkpoint(tmp_path_factory.mktemp("distilbert_base_qa"), "distilbert", "question-answering", seed=4,
+                             **BASE["distilbert"])
     ids = [[101, 2040, 2003, 102, 2002, 2003, 1037, 3836, 1012, 102], [101, 2054, 102, 2009, 102, 0, 0, 0, 0, 0]]
     mask = (np.asarray(ids) != 0).astype(int).tolist()
     got = minibert.AutoModelForQuestionAnswering.from_pretrained(folder)(
@@ -278,7 +245,7 @@ def test_distilbert_base_sized_question_answering(tmp_path_factory):
 def test_roberta_base_sized_classifier_padded_both_sides(tmp_path_factory):
     """roberta-base's shape (12 x 768, 50265 tokens, 514 positions, pad id 1), rows padded right and left."""
     folder = make_checkpoint(tmp_path_factory.mktemp("roberta_base_cls"), "roberta", "sequence-classification", seed=5,
-                             vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5)
+                             **BASE["roberta"])
     ids = [[0, 713, 16, 205, 4, 2, 1, 1], [1, 1, 1, 0, 100, 4157, 24, 2], [0, 31414, 328, 5, 11, 9, 10, 2]]
     mask = (np.asarray(ids) != 1).astype(int).tolist()
     got = minibert.AutoModelForSequenceClassification.from_pretrained(folder)(
@@ -291,8 +258,7 @@ def test_roberta_base_sized_classifier_padded_both_sides(tmp_path_factory):
 def test_electra_base_sized_token_classifier(tmp_path_factory):
     """electra-base-discriminator's shape (12 x 768, embeddings 768 wide: no projection)."""
     folder = make_checkpoint(tmp_path_factory.mktemp("electra_base_tok"), "electra", "token-classification", seed=6,
-                             hidden_size=768, embedding_size=768, num_attention_heads=12, intermediate_size=3072,
-                             num_labels=9)
+                             num_labels=9, **BASE["electra"])
     ids = [[101, 2198, 2003, 1999, 3000, 1012, 102, 0], [101, 7592, 102, 0, 0, 0, 0, 0]]
     mask = (np.asarray(ids) != 0).astype(int).tolist()
     got = minibert.AutoModelForTokenClassification.from_pretrained(folder)(
