@@ -28,23 +28,23 @@ class ServeError(Exception):
         self.error_type, self.status = error_type, status or STATUS[error_type]
 
 
-# A checkpoint's `architectures` suffix -> the task it serves when --task is not given.
-HEAD_TASKS = {"ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification",
-              "ForQuestionAnswering": "question-answering", "ForMaskedLM": "fill-mask"}
 TEI_TASKS = ("text-classification", "feature-extraction", "rerank")  # served by TEI's routes; the others by their verb
 
 
 def detect_task(folder: str) -> str:
-    """The task a checkpoint folder's head serves: its config's `architectures`, else the bare encoder."""
+    """The task a checkpoint folder's head serves: the first task of the task table whose model class is the
+    head its config's `architectures` names (a sequence classifier: text-classification), else the bare
+    encoder's."""
     try:
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
             architectures = json.load(f).get("architectures") or []
     except (OSError, ValueError):
         return "feature-extraction"
-    for arch in architectures:
-        for suffix, task in HEAD_TASKS.items():
-            if arch.endswith(suffix):
-                return task
+    for arch in architectures if isinstance(architectures, list) else []:
+        for task in TASKS.values():
+            head = task.model_class.removeprefix("AutoModel")  # "ForSequenceClassification"; "" for the bare model
+            if head and isinstance(arch, str) and arch.endswith(head):
+                return task.name
     return "feature-extraction"
 
 
