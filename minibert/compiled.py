@@ -48,7 +48,7 @@ class CompiledForward:
         # warnings); a partial has no code object: each graph is counted on its own.
         self.xla = tf.function(functools.partial(forward), input_signature=[spec] * 3, jit_compile=True)
         self.graph = tf.function(functools.partial(forward), input_signature=[spec] * 3)
-        # The CPU's rule or MINIBERT_PATH (cpu.py); bfloat16 matmuls run faster in oneDNN's graph than under XLA.
+        # The CPU's rule or MINIBERT_KERNELS (cpu.py); bfloat16 matmuls run faster in oneDNN's graph than under XLA.
         self.use_xla = cpu.kernel_plan().small == "xla" and model.dtype_name != "bfloat16"  # int8 falls back in float32
 
     def bucket(self, batch: int, seq: int):

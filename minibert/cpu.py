@@ -8,8 +8,8 @@ XLA (fused, one compilation per padded shape; see `compiled.py` for the buckets)
 
 A `KernelPlan` names one of each: `onednn+xla`, `eigen+xla`, `onednn+graph`, `eigen+graph` (the
 second part says how small inputs run; large ones always run as a plain graph). `RULE` maps the CPU's
-vector ISA to a plan and `MINIBERT_PATH` overrides it (the user-facing name of a plan is a "path":
-the variable, the messages and `describe()["path"]`). A `TF_ENABLE_ONEDNN_OPTS` the user set is never
+vector ISA to a plan and `MINIBERT_KERNELS` overrides it (`MINIBERT_PATH`, its first name, is still read;
+`describe()["path"]` keeps the plan's first name too). A `TF_ENABLE_ONEDNN_OPTS` the user set is never
 changed, and once TensorFlow is imported its oneDNN state is what it is: the plan reported is then the
 one in effect. The measurements behind `RULE` are in docs/benchmarks.md (`scripts/bench.py --paths-only`).
 """
@@ -20,7 +20,8 @@ import sys
 import warnings
 from dataclasses import dataclass
 
-ENV = "MINIBERT_PATH"
+ENV = "MINIBERT_KERNELS"
+OLD_ENV = "MINIBERT_PATH"  # the variable's first name, still read
 MATMULS = ("onednn", "eigen")
 SMALL = ("xla", "graph")
 
@@ -121,7 +122,7 @@ def configure() -> KernelPlan:
 
     Called by `import minibert`; only sets `TF_ENABLE_ONEDNN_OPTS` when the user has not, and only while
     TensorFlow is not imported yet. A `TF_ENABLE_ONEDNN_OPTS` the user set decides the matmul library
-    (without a word, unless `MINIBERT_PATH` asks for the other one).
+    (without a word, unless `MINIBERT_KERNELS` asks for the other one).
     """
     global _chosen, _why
     if _chosen is not None:
@@ -129,12 +130,13 @@ def configure() -> KernelPlan:
     flags = cpu_flags()
     kind = isa(flags)
     wanted, _why = RULE.get(kind), f"the rule for {kind}"
-    override = os.environ.get(ENV)
+    name = ENV if os.environ.get(ENV) else OLD_ENV  # the messages name the variable the user set
+    override = os.environ.get(name)
     if override:
         try:
-            wanted, _why = KernelPlan.parse(override), f"{ENV}={override}"
+            wanted, _why = KernelPlan.parse(override), f"{name}={override}"
         except ValueError as e:
-            warnings.warn(f"{ENV}: {e}; using {_why_rule(kind)}", stacklevel=2)
+            warnings.warn(f"{name}: {e}; using {_why_rule(kind)}", stacklevel=2)
             override = None
     if wanted is None:
         wanted = KernelPlan("onednn" if tensorflow_onednn_default(flags) else "eigen", "xla")

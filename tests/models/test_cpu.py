@@ -49,7 +49,8 @@ def test_a_path_that_is_not_one_is_named(text):
 
 
 def run(code: str, **env) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k not in ("MINIBERT_PATH", "TF_ENABLE_ONEDNN_OPTS")}
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("MINIBERT_KERNELS", "MINIBERT_PATH", "TF_ENABLE_ONEDNN_OPTS")}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": TESTS, **env})
 
@@ -169,3 +170,9 @@ def test_parity_on_every_path(long_checkpoints, path):
     assert len(result["diffs"]) >= 3 * len(SHAPES) * 3
     bad = {k: d for k, d in result["diffs"].items() if not d <= TOL[k.rsplit(" ", 1)[1]]}
     assert not bad, bad
+
+
+def test_the_kernels_variable_wins_over_its_first_name():
+    p = run(DESCRIBE, MINIBERT_KERNELS="eigen+graph", MINIBERT_PATH="onednn+xla")
+    d = described(p)
+    assert (d["path"], d["why"]) == ("eigen+graph", "MINIBERT_KERNELS=eigen+graph")
