@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorflow.python.eager import record  # not exported; the one place TensorFlow tells if a tape records
 
 from . import weight_changes
+from .interp import hook, hook_block
 
 # transformers' ACT2FN names -> TensorFlow functions. "gelu" is the exact erf form in both BERT and
 # DistilBERT; "gelu_new" and "gelu_pytorch_tanh" are the tanh approximation.
@@ -101,7 +102,8 @@ class Linear(keras.layers.Layer):
         self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias") if use_bias else None
         self.built = True
 
-    def call(self, x):
+    def call(self, x, activate=True):
+        """`activate=False` stops before the activation (a hook point between the two, `interp`)."""
         if record.could_possibly_record():  # under a GradientTape: an optimizer may change the weights next
             weight_changes.note_training()
         shape = tf.shape(x)
@@ -113,9 +115,12 @@ class Linear(keras.layers.Layer):
             y = tf.cast(tf.matmul(tf.cast(x2, lowp.dtype), lowp), tf.float32)  # (N, in) @ (in, out) -> (N, out)
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)
-        if self._act is not None:
+        if self._act is not None and activate:
             y = self._act(y)
         return tf.reshape(y, tf.concat([shape[:-1], [self.units]], 0))  # (N, out) -> (..., out)
+
+    def apply_activation(self, y):
+        return self._act(y) if self._act is not None else y
 
     def get_config(self):
         return {**super().get_config(), "in_features": self.in_features, "units": self.units,
@@ -184,15 +189,15 @@ def multi_head_attention(q, k, v, mask, num_heads: int, dropout: keras.layers.La
     B, T, C = tf.shape(q)[0], tf.shape(q)[1], q.shape[-1]
     D = C // num_heads
 
-    def heads(x):  # (B, T, C) -> (B, H, T, D)
-        return tf.transpose(tf.reshape(x, (B, T, num_heads, D)), (0, 2, 1, 3))
+    def heads(x, name):  # (B, T, C) -> (B, T, H, D), a hook point -> (B, H, T, D)
+        return tf.transpose(hook(name, tf.reshape(x, (B, T, num_heads, D))), (0, 2, 1, 3))
 
-    scores = tf.matmul(heads(q), heads(k), transpose_b=True)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
-    scores = scores * (1.0 / math.sqrt(D)) + mask  # mask (B, 1, 1, T) broadcasts over heads and queries
-    probs = tf.nn.softmax(scores, axis=-1)  # over keys
-    context = tf.matmul(dropout(probs, training=training), heads(v))  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
-    context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (B, T, C))  # (B, T, H, D) -> (B, T, C)
-    return context, probs
+    scores = tf.matmul(heads(q, "attn.hook_q"), heads(k, "attn.hook_k"), transpose_b=True)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
+    scores = hook("attn.hook_attn_scores", scores * (1.0 / math.sqrt(D)) + mask)  # mask (B, 1, 1, T) broadcasts
+    probs = hook("attn.hook_pattern", tf.nn.softmax(scores, axis=-1))  # over keys
+    context = tf.matmul(dropout(probs, training=training), heads(v, "attn.hook_v"))  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+    context = hook("attn.hook_z", tf.transpose(context, (0, 2, 1, 3)))  # (B, H, T, D) -> (B, T, H, D)
+    return tf.reshape(context, (B, T, C)), probs  # (B, T, H, D) -> (B, T, C)
 
 
 class ConfigLayer(keras.layers.Layer):
@@ -216,7 +221,8 @@ class ConfigLayer(keras.layers.Layer):
 
 class LayerStack(ConfigLayer):
     """`layer[0]`, ..., `layer[num_layers - 1]`, blocks of `block_class`, applied in turn, keeping every
-    hidden state and attention map."""
+    hidden state and attention map. Block i's hook names are `blocks.{i}.…` (`interp`); its input and output
+    are `hook_resid_pre` and `hook_normalized_resid_post` (every block here is post-LN)."""
 
     def __init__(self, config, block_class: type, num_layers: int, **kwargs):
         super().__init__(config, **kwargs)
@@ -226,8 +232,11 @@ class LayerStack(ConfigLayer):
     def call(self, x, attn_mask, training=False):
         """x: (B, T, C); attn_mask: additive (B, 1, 1, T). Returns [embeddings, layer 0, ...] and each layer's (B, H, T, T)."""
         hidden, attentions = [x], []  # hidden[0] is the embeddings' output
-        for block in self.layer:
-            x, probs = block(x, attn_mask=attn_mask, training=training)
+        for i, block in enumerate(self.layer):
+            with hook_block(i):
+                x = hook("hook_resid_pre", x)
+                x, probs = block(x, attn_mask=attn_mask, training=training)
+                x = hook("hook_normalized_resid_post", x)
             hidden.append(x)
             attentions.append(probs)
         return hidden, attentions

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import weight_changes
+from . import interp, weight_changes
 from .config import PretrainedConfig
 from .layers import no_random_init
 
@@ -74,7 +74,8 @@ class PreTrainedModel(keras.Model):
         if self.takes_choices:  # (B, N, T) -> (B * N, T): each choice is one sequence
             input_ids, attention_mask, token_type_ids, choices = _flatten_choices(input_ids, attention_mask, token_type_ids)
         ids, mask, types = self.prepare_inputs(input_ids, attention_mask, token_type_ids)
-        if training or not tf.executing_eagerly():  # training, or inside someone else's tf.function
+        # training, inside someone else's tf.function, or hooked (`interp`): the Keras layers, never the compiled paths
+        if training or not tf.executing_eagerly() or interp.active():
             if training:
                 weight_changes.note_training()
             ids, mask, types = (tf.convert_to_tensor(x) for x in (ids, mask, types))
@@ -86,6 +87,33 @@ class PreTrainedModel(keras.Model):
         if choices is not None:
             out["logits"] = tf.reshape(out.logits, (-1, choices))  # (B * N, 1) -> (B, N)
         return out if return_dict else out.to_tuple()
+
+    # -- hooks and caches (TransformerLens's names; see `interp`) ----------------------------------------
+    def run_with_cache(self, inputs, names_filter=None, fwd_hooks=(), **call_kwargs):
+        """(outputs, cache): the call's outputs and {hook name: numpy array} for the names `names_filter`
+        selects (None: all; a list of names, a prefix string or a predicate), after any `fwd_hooks`."""
+        return interp.run_with_cache(self, inputs, names_filter, fwd_hooks, **call_kwargs)
+
+    def run_with_hooks(self, inputs, fwd_hooks=(), **call_kwargs):
+        """The call's outputs with `fwd_hooks`, [(name or predicate, fn)], active for this call only:
+        fn(activation, name) returns a replacement of the same shape, or None to keep it."""
+        return interp.run_with_hooks(self, inputs, fwd_hooks, **call_kwargs)
+
+    def hook_names(self) -> list[str]:
+        """Every hook name this model has, in forward order: what a full cache holds."""
+        return interp.hook_names(self)
+
+    def _head_weights(self, key):
+        return interp.attention_weights(self)[key]  # numpy copies, read from the weights at each access
+
+    W_Q = property(lambda self: self._head_weights("W_Q"), doc="[layer, head, d_model, d_head], a numpy copy")
+    W_K = property(lambda self: self._head_weights("W_K"), doc="[layer, head, d_model, d_head], a numpy copy")
+    W_V = property(lambda self: self._head_weights("W_V"), doc="[layer, head, d_model, d_head], a numpy copy")
+    W_O = property(lambda self: self._head_weights("W_O"), doc="[layer, head, d_head, d_model], a numpy copy")
+    b_Q = property(lambda self: self._head_weights("b_Q"), doc="[layer, head, d_head], a numpy copy")
+    b_K = property(lambda self: self._head_weights("b_K"), doc="[layer, head, d_head], a numpy copy")
+    b_V = property(lambda self: self._head_weights("b_V"), doc="[layer, head, d_head], a numpy copy")
+    b_O = property(lambda self: self._head_weights("b_O"), doc="[layer, d_model], a numpy copy")
 
     def compiled_forward(self, output_hidden_states=False, output_attentions=False):
         """The inference forward: the LiteRT engine's (`engine.py`) when this model's engine is 'litert' and it can

@@ -17,7 +17,7 @@ FLOORS = [
               "minibert.tokenizer_files", "minibert.tokenizer", "minibert.outputs", "minibert.weight_changes",
               "minibert.families", "minibert.sentence_folder", "minibert.checkpoint"]),
     ("model", ["minibert.layers", "minibert.heads", "minibert.modeling", "minibert.models", "minibert.auto",
-               "minibert.compiled", "minibert.engine", "minibert.runtime",
+               "minibert.interp", "minibert.compiled", "minibert.engine", "minibert.runtime",
                "minibert.default_model"]),
     ("pipelines", ["minibert.pipelines", "minibert.trace", "minibert.frontend"]),
     ("front ends", ["minibert.ray", "minibert.serve", "minibert.sentence_transformers"]),

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from ..config import BertConfig
+from ..interp import attention_output, hook, linear_with_activation
 from ..heads import (ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification,
                      ForTokenClassification, HeadModel)
 from ..layers import (ConfigLayer, Embedding, LayerNorm, LayerStack, Linear, TiedDecoder, additive_attention_mask,
@@ -40,10 +41,11 @@ class BertEmbeddings(ConfigLayer):
     def call(self, input_ids, token_type_ids, training=False):
         """input_ids, token_type_ids: (B, T) -> (B, T, C)."""
         T = tf.shape(input_ids)[1]
-        x = (self.word_embeddings(input_ids)  # (B, T, C)
-             + self.token_type_embeddings(token_type_ids)  # (B, T, C)
-             + self.position_embeddings.embeddings[:T])  # (T, C), broadcast over the batch
-        return self.dropout(self.LayerNorm(x), training=training)
+        words = hook("hook_embed", self.word_embeddings(input_ids))  # (B, T, C)
+        x = (words
+             + hook("hook_token_type_embed", self.token_type_embeddings(token_type_ids))  # (B, T, C)
+             + hook("hook_pos_embed", self.position_embeddings.embeddings[:T], broadcast_like=words))  # (T, C), broadcast over the batch
+        return hook("hook_full_embed", self.dropout(self.LayerNorm(x), training=training))
 
 
 class BertSelfAttention(ConfigLayer):
@@ -62,28 +64,41 @@ class BertSelfAttention(ConfigLayer):
 
 
 class BertAddNorm(ConfigLayer):
-    """dense -> dropout -> LayerNorm(. + residual): both BERT's `BertSelfOutput` and its `BertOutput`."""
+    """dense -> dropout -> LayerNorm(. + residual): both BERT's `BertSelfOutput` and its `BertOutput`.
 
-    def __init__(self, config: BertConfig, in_dim: int, **kwargs):
+    `sublayer` ("attn", "mlp" or None) names its hook points: the dense's output, the sum and the LayerNorm's
+    output are `hook_attn_out`, `ln1.hook_in`, `hook_resid_mid` after attention and `hook_mlp_out`,
+    `ln2.hook_in`, `hook_resid_post` after the MLP (`interp`)."""
+
+    HOOKS = {"attn": ("hook_attn_out", "ln1.hook_in", "hook_resid_mid"),
+             "mlp": ("hook_mlp_out", "ln2.hook_in", "hook_resid_post")}
+
+    def __init__(self, config: BertConfig, in_dim: int, sublayer: str | None = None, **kwargs):
         super().__init__(config, **kwargs)
-        self.in_dim = in_dim
+        self.in_dim, self.sublayer = in_dim, sublayer
         self.dense = Linear(in_dim, config.hidden_size, config.initializer_range, name="dense")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
 
     def get_config(self):
-        return {**super().get_config(), "in_dim": self.in_dim}
+        return {**super().get_config(), "in_dim": self.in_dim, "sublayer": self.sublayer}
 
     def call(self, x, residual, training=False):
         """x: (B, T, in_dim); residual: (B, T, C) -> (B, T, C)."""
-        return self.LayerNorm(self.dropout(self.dense(x), training=training) + residual)
+        if self.sublayer is None:
+            return self.LayerNorm(self.dropout(self.dense(x), training=training) + residual)
+        out, total, normed = self.HOOKS[self.sublayer]
+        y = attention_output(self.dense, x, self.config.num_attention_heads) if self.sublayer == "attn" \
+            else self.dense(x)  # (B, T, C)
+        x = hook(total, self.dropout(hook(out, y), training=training) + residual)
+        return hook(normed, self.LayerNorm(x))
 
 
 class BertAttention(ConfigLayer):
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.self = BertSelfAttention(config, name="self")
-        self.output_ = BertAddNorm(config, config.hidden_size, name="output")
+        self.output_ = BertAddNorm(config, config.hidden_size, sublayer="attn", name="output")
 
     def call(self, x, attn_mask, training=False):
         """x: (B, T, C); attn_mask: additive (B, 1, 1, T)."""
@@ -100,7 +115,7 @@ class BertIntermediate(ConfigLayer):
         self.dense = Linear(c.hidden_size, c.intermediate_size, c.initializer_range, c.hidden_act, name="dense")
 
     def call(self, x):
-        return self.dense(x)  # (B, T, C) -> (B, T, intermediate_size)
+        return linear_with_activation(self.dense, x)  # (B, T, C) -> (B, T, intermediate_size)
 
 
 class BertLayer(ConfigLayer):
@@ -111,12 +126,17 @@ class BertLayer(ConfigLayer):
         self.attention = BertAttention(config, name="attention")
         self.intermediate = BertIntermediate(config, name="intermediate")
         # `output` is a Keras property; the trailing underscore is dropped when naming weights.
-        self.output_ = BertAddNorm(config, config.intermediate_size, name="output")
+        self.output_ = BertAddNorm(config, config.intermediate_size, sublayer="mlp", name="output")
 
     def call(self, x, attn_mask, training=False):
         """x: (B, T, C); attn_mask: additive (B, 1, 1, T)."""
         x, probs = self.attention(x, attn_mask=attn_mask, training=training)
         return self.output_(self.intermediate(x), residual=x, training=training), probs
+
+    def attention_linears(self):
+        """(query, key, value, output) `Linear`s, for the per-head weight views (`interp.attention_weights`)."""
+        a = self.attention
+        return a.self.query, a.self.key, a.self.value, a.output_.dense
 
 
 class BertPooler(ConfigLayer):

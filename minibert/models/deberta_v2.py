@@ -29,6 +29,7 @@ import tensorflow as tf
 from ..config import DebertaV2Config
 from ..heads import ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
 from ..heads import HeadModel
+from ..interp import attention_output, hook, hook_block
 from ..layers import ConfigLayer, Embedding, LayerNorm, Linear, TiedDecoder, get_activation, weight_initializer
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, encoder_output
@@ -91,15 +92,16 @@ class DebertaV2Embeddings(ConfigLayer):
 
     def call(self, input_ids, token_type_ids, real, training=False):
         """input_ids, token_type_ids: (B, T); real: float (B, T), 1 at tokens and 0 at padding -> (B, T, C)."""
-        x = self.word_embeddings(input_ids)  # (B, T, E)
+        x = words = hook("hook_embed", self.word_embeddings(input_ids))  # (B, T, E)
         if hasattr(self, "position_embeddings"):
-            x = x + self.position_embeddings.embeddings[:tf.shape(input_ids)[1]]  # (T, E), broadcast over the batch
+            x = x + hook("hook_pos_embed", self.position_embeddings.embeddings[:tf.shape(input_ids)[1]],
+                         broadcast_like=words)  # (T, E), broadcast over the batch
         if hasattr(self, "token_type_embeddings"):
-            x = x + self.token_type_embeddings(token_type_ids)  # (B, T, E)
+            x = x + hook("hook_token_type_embed", self.token_type_embeddings(token_type_ids))  # (B, T, E)
         if hasattr(self, "embed_proj"):
             x = self.embed_proj(x)  # (B, T, E) -> (B, T, C)
         x = self.LayerNorm(x) * tf.expand_dims(real, -1)  # (B, T, 1): padding rows are zero from here on
-        return self.dropout(x, training=training)
+        return hook("hook_full_embed", self.dropout(x, training=training))
 
 
 class DisentangledSelfAttention(ConfigLayer):
@@ -128,18 +130,21 @@ class DisentangledSelfAttention(ConfigLayer):
         B, T, C = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
         D = C // H
 
-        def heads(t):  # (B, T, C) -> (B, H, T, D)
-            return tf.transpose(tf.reshape(t, (B, T, H, D)), (0, 2, 1, 3))
+        def heads(t, name):  # (B, T, C) -> (B, T, H, D), a hook point -> (B, H, T, D)
+            return tf.transpose(hook(name, tf.reshape(t, (B, T, H, D))), (0, 2, 1, 3))
 
-        q, k, v = heads(self.query_proj(x)), heads(self.key_proj(x)), heads(self.value_proj(x))
+        q, k, v = (heads(self.query_proj(x), "attn.hook_q"), heads(self.key_proj(x), "attn.hook_k"),
+                   heads(self.value_proj(x), "attn.hook_v"))
         scale = math.sqrt(D * (1 + len(self.terms)))
         scores = tf.matmul(q, k, transpose_b=True) / scale  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
         if c.relative_attention and self.terms:
             scores += self.relative_scores(q, k, self.pos_dropout(rel_embeddings, training=training),
                                            c2p_index, p2c_index) / scale
-        probs = tf.nn.softmax(scores + attn_mask, axis=-1)  # over keys
+        scores = hook("attn.hook_attn_scores", scores + attn_mask)  # every term, scaled and masked
+        probs = hook("attn.hook_pattern", tf.nn.softmax(scores, axis=-1))  # over keys
         context = tf.matmul(self.dropout(probs, training=training), v)  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
-        return tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (B, T, C)), probs  # (B, T, H, D) -> (B, T, C)
+        context = hook("attn.hook_z", tf.transpose(context, (0, 2, 1, 3)))  # (B, H, T, D) -> (B, T, H, D)
+        return tf.reshape(context, (B, T, C)), probs  # (B, T, H, D) -> (B, T, C)
 
     def relative_scores(self, q, k, rel, c2p_index, p2c_index):
         """The unscaled c2p + p2c terms (B, H, T, T); rel: (2S, C), the (normalised) relative-position table."""
@@ -169,7 +174,7 @@ class DebertaV2Attention(ConfigLayer):
     def __init__(self, config: DebertaV2Config, **kwargs):
         super().__init__(config, **kwargs)
         self.self = DisentangledSelfAttention(config, name="self")
-        self.output_ = BertAddNorm(config, config.hidden_size, name="output")
+        self.output_ = BertAddNorm(config, config.hidden_size, sublayer="attn", name="output")
 
     def call(self, x, attn_mask, rel_embeddings=None, c2p_index=None, p2c_index=None, training=False):
         context, probs = self.self(x, attn_mask=attn_mask, rel_embeddings=rel_embeddings, c2p_index=c2p_index,
@@ -184,12 +189,17 @@ class DebertaV2Layer(ConfigLayer):
         super().__init__(config, **kwargs)
         self.attention = DebertaV2Attention(config, name="attention")
         self.intermediate = BertIntermediate(config, name="intermediate")
-        self.output_ = BertAddNorm(config, config.intermediate_size, name="output")
+        self.output_ = BertAddNorm(config, config.intermediate_size, sublayer="mlp", name="output")
 
     def call(self, x, attn_mask, rel_embeddings=None, c2p_index=None, p2c_index=None, training=False):
         x, probs = self.attention(x, attn_mask=attn_mask, rel_embeddings=rel_embeddings, c2p_index=c2p_index,
                                   p2c_index=p2c_index, training=training)
         return self.output_(self.intermediate(x), residual=x, training=training), probs
+
+    def attention_linears(self):
+        """(query, key, value, output) `Linear`s, for the per-head weight views (`interp.attention_weights`)."""
+        a = self.attention
+        return a.self.query_proj, a.self.key_proj, a.self.value_proj, a.output_.dense
 
 
 class ConvLayer(ConfigLayer):
@@ -278,9 +288,12 @@ class DebertaV2Encoder(ConfigLayer):
         relative = self.relative_inputs(tf.shape(x)[1])
         hidden, attentions = [x], []
         for i, block in enumerate(self.layer):
-            x, probs = block(x, attn_mask=attn_mask, training=training, **relative)
-            if i == 0 and hasattr(self, "conv"):
-                x = self.conv(hidden[0], x, real, training=training)
+            with hook_block(i):  # hook names as LayerStack's; the conv comes before hook_normalized_resid_post
+                x = hook("hook_resid_pre", x)
+                x, probs = block(x, attn_mask=attn_mask, training=training, **relative)
+                if i == 0 and hasattr(self, "conv"):
+                    x = self.conv(hidden[0], x, real, training=training)
+                x = hook("hook_normalized_resid_post", x)
             hidden.append(x)
             attentions.append(probs)
         return hidden, attentions

@@ -13,6 +13,7 @@ import tensorflow as tf
 from ..config import DistilBertConfig
 from ..heads import (ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification,
                      ForTokenClassification, HeadModel)
+from ..interp import attention_output, hook, linear_with_activation
 from ..layers import (ConfigLayer, Embedding, LayerNorm, LayerStack, Linear, TiedDecoder, additive_attention_mask,
                       multi_head_attention)
 from ..modeling import PreTrainedModel
@@ -46,8 +47,9 @@ class Embeddings(ConfigLayer):
     def call(self, input_ids, training=False):
         """input_ids: (B, T) -> (B, T, dim)."""
         T = tf.shape(input_ids)[1]
-        x = self.word_embeddings(input_ids) + self.position_embeddings.embeddings[:T]  # (B, T, C) + (T, C)
-        return self.dropout(self.LayerNorm(x), training=training)
+        words = hook("hook_embed", self.word_embeddings(input_ids))  # (B, T, C)
+        x = words + hook("hook_pos_embed", self.position_embeddings.embeddings[:T], broadcast_like=words)  # + (T, C)
+        return hook("hook_full_embed", self.dropout(self.LayerNorm(x), training=training))
 
 
 class MultiHeadSelfAttention(ConfigLayer):
@@ -65,7 +67,7 @@ class MultiHeadSelfAttention(ConfigLayer):
         context, probs = multi_head_attention(
             self.q_lin(x), self.k_lin(x), self.v_lin(x), attn_mask, self.config.n_heads, self.dropout, training
         )
-        return self.out_lin(context), probs
+        return hook("hook_attn_out", attention_output(self.out_lin, context, self.config.n_heads)), probs
 
 
 class FFN(ConfigLayer):
@@ -79,11 +81,12 @@ class FFN(ConfigLayer):
         self.dropout = keras.layers.Dropout(c.dropout)
 
     def call(self, x, training=False):
-        return self.dropout(self.lin2(self.lin1(x)), training=training)  # (B, T, C) -> (B, T, hidden_dim) -> (B, T, C)
+        h = linear_with_activation(self.lin1, x)  # (B, T, C) -> (B, T, hidden_dim)
+        return self.dropout(hook("hook_mlp_out", self.lin2(h)), training=training)  # -> (B, T, C)
 
 
 class TransformerBlock(ConfigLayer):
-    """Post-norm block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
+    """Post-norm block: x = LN(x + attn(x)); x = LN(x + ffn(x)). Hook names as BERT's (`interp`)."""
 
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -95,9 +98,14 @@ class TransformerBlock(ConfigLayer):
     def call(self, x, attn_mask, training=False):
         """x: (B, T, C); attn_mask: additive (B, 1, 1, T)."""
         attn, probs = self.attention(x, attn_mask=attn_mask, training=training)
-        x = self.sa_layer_norm(attn + x)
-        x = self.output_layer_norm(self.ffn(x, training=training) + x)
+        x = hook("hook_resid_mid", self.sa_layer_norm(hook("ln1.hook_in", attn + x)))
+        x = hook("hook_resid_post", self.output_layer_norm(hook("ln2.hook_in", self.ffn(x, training=training) + x)))
         return x, probs
+
+    def attention_linears(self):
+        """(query, key, value, output) `Linear`s, for the per-head weight views (`interp.attention_weights`)."""
+        a = self.attention
+        return a.q_lin, a.k_lin, a.v_lin, a.out_lin
 
 
 class DistilBertModel(PreTrainedModel):

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from ..config import MPNetConfig
 from ..heads import ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
+from ..interp import attention_output, hook
 from ..layers import (ConfigLayer, Embedding, LayerNorm, LayerStack, Linear, additive_attention_mask,
                       multi_head_attention)
 from ..modeling import PreTrainedModel
@@ -48,8 +49,8 @@ class MPNetEmbeddings(ConfigLayer):
         pad = self.config.padding_idx
         real = tf.cast(tf.not_equal(input_ids, pad), tf.int32)  # (B, T): 1 for every token but id 1
         positions = tf.cumsum(real, axis=1) * real + pad  # (B, T): 2, 3, ... ; pads stay at 1
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)  # (B, T, C)
-        return self.dropout(self.LayerNorm(x), training=training)
+        x = hook("hook_embed", self.word_embeddings(input_ids)) + hook("hook_pos_embed", self.position_embeddings(positions))  # (B, T, C)
+        return hook("hook_full_embed", self.dropout(self.LayerNorm(x), training=training))
 
 
 class MPNetSelfAttention(ConfigLayer):
@@ -68,7 +69,8 @@ class MPNetSelfAttention(ConfigLayer):
         """x: (B, T, C); attn_mask: the additive mask plus the position bias, (B, H, T, T)."""
         context, probs = multi_head_attention(self.q(x), self.k(x), self.v(x), attn_mask,
                                               self.config.num_attention_heads, self.dropout, training)
-        return self.o(context), probs  # (B, T, C), (B, H, T, T)
+        out = attention_output(self.o, context, self.config.num_attention_heads)
+        return hook("hook_attn_out", out), probs  # (B, T, C), (B, H, T, T)
 
 
 class MPNetAttention(ConfigLayer):
@@ -82,7 +84,8 @@ class MPNetAttention(ConfigLayer):
 
     def call(self, x, attn_mask, training=False):
         y, probs = self.attn(x, attn_mask=attn_mask, training=training)
-        return self.LayerNorm(self.dropout(y, training=training) + x), probs
+        x = hook("ln1.hook_in", self.dropout(y, training=training) + x)
+        return hook("hook_resid_mid", self.LayerNorm(x)), probs
 
 
 class MPNetLayer(ConfigLayer):
@@ -92,11 +95,16 @@ class MPNetLayer(ConfigLayer):
         super().__init__(config, **kwargs)
         self.attention = MPNetAttention(config, name="attention")
         self.intermediate = BertIntermediate(config, name="intermediate")
-        self.output_ = BertAddNorm(config, config.intermediate_size, name="output")
+        self.output_ = BertAddNorm(config, config.intermediate_size, sublayer="mlp", name="output")
 
     def call(self, x, attn_mask, training=False):
         x, probs = self.attention(x, attn_mask=attn_mask, training=training)
         return self.output_(self.intermediate(x), residual=x, training=training), probs
+
+    def attention_linears(self):
+        """(query, key, value, output) `Linear`s, for the per-head weight views (`interp.attention_weights`)."""
+        a = self.attention.attn
+        return a.q, a.k, a.v, a.o
 
 
 def relative_position_buckets(max_distance_rows: int, num_buckets: int = 32, max_distance: int = 128) -> np.ndarray:

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from ..config import CamembertConfig, Data2VecTextConfig, RobertaConfig, XLMRobertaConfig
 from ..heads import ForMaskedLM, ForMultipleChoice, ForQuestionAnswering, ForSequenceClassification, ForTokenClassification
+from ..interp import hook
 from ..layers import ConfigLayer, LayerNorm, Linear, TiedDecoder
 from .bert import BertEmbeddings, BertModel, BertPreTrainedModel
 
@@ -26,10 +27,10 @@ class RobertaEmbeddings(BertEmbeddings):
         pad = self.config.pad_token_id
         real = tf.cast(tf.not_equal(input_ids, pad), tf.int32)  # (B, T): 1 for every token but <pad>
         positions = tf.cumsum(real, axis=1) * real + pad  # (B, T): pad + 1, pad + 2, ... ; pads stay at pad
-        x = (self.word_embeddings(input_ids)  # (B, T, C)
-             + self.token_type_embeddings(token_type_ids)  # (B, T, C)
-             + self.position_embeddings(positions))  # (B, T, C)
-        return self.dropout(self.LayerNorm(x), training=training)
+        x = (hook("hook_embed", self.word_embeddings(input_ids))  # (B, T, C)
+             + hook("hook_token_type_embed", self.token_type_embeddings(token_type_ids))  # (B, T, C)
+             + hook("hook_pos_embed", self.position_embeddings(positions)))  # (B, T, C)
+        return hook("hook_full_embed", self.dropout(self.LayerNorm(x), training=training))
 
 
 class RobertaModel(BertModel):
