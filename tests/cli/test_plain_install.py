@@ -54,19 +54,15 @@ def test_the_blocker_blocks():
 
 
 def test_first_run_and_task_commands_without_extras(tmp_path, minilm):
+    # Each call loads TensorFlow and a model: the README's first run, a file into .npy, and trace. The other
+    # input forms (stdin, TSV, a pipe) run in .ci/plain_install, in a real venv without the extras.
     out = ok(cli("classify", "I've been waiting for a HuggingFace course my whole life.", "I hate this so much!"))
     assert [json.loads(line)["label"] for line in out.splitlines()] == ["POSITIVE", "NEGATIVE"]
     reviews = tmp_path / "reviews.txt"
     reviews.write_text("a good film\n\nawful\n")
-    assert len(ok(cli("classify", "--file", str(reviews))).splitlines()) == 3
-    rows = ok(cli("classify", "--format", "tsv", stdin=b"fine\nbad\n")).splitlines()
-    assert [r.split("\t")[-1] for r in rows] == ["fine", "bad"]
     npy = tmp_path / "e.npy"
-    ok(cli("embed", "--file", str(reviews), "--output", str(npy)))
+    ok(cli("embed", "--file", str(reviews), "--output", str(npy), "--model", minilm))
     assert np.load(npy).shape == (3, 384)
-    vec = json.loads(ok(cli("embed", "one sentence", "--model", minilm)))["embedding"]
-    assert len(vec) == 384
-    assert "hello" in ok(cli("tokenize", "hello there"))
     assert "NEGATIVE" in ok(cli("trace", "I hate this so much!"))
 
 

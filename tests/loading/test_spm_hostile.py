@@ -257,6 +257,7 @@ def test_a_charsmap_whose_rule_points_past_its_replacements_is_refused(trained, 
                                "starts at byte 100 of 2)")
 
 
+@pytest.mark.slow  # a million pieces to write and read
 def test_more_pieces_than_the_limit_are_refused_as_they_are_read(trained, tmp_path):
     """10**7 pieces (169 MB) made the process abort at 5.5 GB; the count is checked as each piece is read,
     so 2**20 + 1 are refused within the memory of 2**20."""

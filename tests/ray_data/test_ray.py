@@ -678,6 +678,7 @@ def test_overwrite_replaces_only_a_previous_minibert_output(tmp_path, capsys, mo
     assert _snapshot(tmp_path) == before
 
 
+@pytest.mark.slow  # two full runs on Ray
 def test_a_failed_rerun_leaves_the_previous_output_and_a_good_one_replaces_it(local_ray, tmp_path, tiny, capsys):
     """The output is written beside the folder and moved into place, marked _SUCCESS, only when complete."""
     model = tiny["text-classification"]
@@ -699,7 +700,9 @@ def test_a_failed_rerun_leaves_the_previous_output_and_a_good_one_replaces_it(lo
 
 
 @pytest.mark.parametrize("when", ["starting", "writing"])
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# The default suite stops runs with SIGTERM; the slow suite with Ctrl-C too.
+@pytest.mark.parametrize("stop", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_run_leaves_no_partial_output(tmp_path, tiny, stop, when):
     """SIGTERM or Ctrl-C while Ray starts (the staging folder is there) or once the first files are written
     (after ray.init, which installs a SIGTERM handler of its own): the staging folder goes, and no output

@@ -113,6 +113,7 @@ def test_inference_client_sentence_similarity(embedder, pipe):
     close(got, [float(vecs[0] @ v) for v in vecs[1:]])
 
 
+@pytest.mark.slow  # a second server: the default suite proves the root route on the embedder
 def test_inference_client_text_classification_at_the_root(classifier):
     from huggingface_hub import InferenceClient
 
@@ -256,6 +257,7 @@ def test_an_oversized_body_is_read_so_the_client_sees_the_413(embedder):
     assert e.value.code == 413 and "--payload-limit" in json.loads(e.value.read())["error"]
 
 
+@pytest.mark.slow  # the embedder's left truncation runs in the default suite
 def test_left_truncation_on_predict_and_rerank(classifier):
     from minibert.pipelines import pipeline
 
