@@ -141,7 +141,9 @@ TASK_LINES = {"ner": ["John lives in Paris.", "", "nothing here"],
               "qa": ["where does john live?", "what is the weather?"]}
 
 
-@pytest.mark.parametrize("verb", sorted(TASK_RUNS))
+# Each verb loads a model in a subprocess; ner and zero-shot run by default, the others in the slow suite.
+@pytest.mark.parametrize("verb", [v if v in ("ner", "zero-shot") else pytest.param(v, marks=pytest.mark.slow)
+                                  for v in sorted(TASK_RUNS)])
 def test_each_task_from_the_command_line(tmp_path, task_folders, verb):
     """JSON lines into a pipe, one per input line, equal to the library's pipeline on the same inputs."""
     args, task, to_inputs, options = TASK_RUNS[verb]
@@ -347,6 +349,7 @@ def test_help_texts_match_what_the_commands_do(capsys):
     assert "--max-question-len N refuse questions longer than N tokens (default 64)" in helps["qa"]
 
 
+@pytest.mark.slow  # three model loads
 def test_qa_table_shows_every_answer_embed_writes_tsv_and_max_length_is_the_model_s(tmp_path, task_folders, capsys):
     """`qa --top-k 2 --format table` shows both answers; `embed --format tsv` the vector's numbers; --max-length
     defaults to the model's positions (not its tokenizer's larger limit) and is refused past them."""

@@ -322,6 +322,7 @@ def test_a_converted_model_runs_without_tensorflow(tiny, tmp_path):
         assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) <= 1e-6
 
 
+@pytest.mark.slow  # two conversions
 def test_a_conversion_says_so_on_a_terminal_and_logs_elsewhere(tiny, tmp_path, monkeypatch, caplog):
     """The first call converts (15-40 s on a real model): a terminal is told, once, before and after; a pipe's
     output stays clean, and the same lines go to the `minibert` logger."""

@@ -390,6 +390,7 @@ def test_every_task_s_columns_equal_the_pipeline(tiny):
     assert sum(len(e) for e in table.column("labels").to_pylist()[:-1]) == 3 * 60
 
 
+@pytest.mark.slow  # each task's columns run by default; these are their options
 def test_embed_options_and_rerank_columns_equal_the_pipeline(tiny, tmp_path):
     """`embed`'s options (prompt, truncate_dim, pooling, normalize) reach the actor's pipeline, and `rerank` gives
     each row its score against the query, as the pipeline does (on the class the actors run; no Ray needed)."""
@@ -416,6 +417,7 @@ def test_embed_options_and_rerank_columns_equal_the_pipeline(tiny, tmp_path):
     assert np.abs(np.array(table["score"].to_pylist()) - want).max() <= 1e-6 and len(set(want)) > 1
 
 
+@pytest.mark.slow  # test_every_task_s_columns_equal_the_pipeline runs QA by default
 def test_question_answering_columns_equal_the_pipeline(tiny):
     """A question column and a context column in, the best span (and the K best) out, as the pipeline
     gives them for the same {"question", "context"} inputs; a row without a context gets an error."""
@@ -500,6 +502,7 @@ def bad_text_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # a Ray run of its own; the one-process readers' refusals run by default
 def test_malformed_rows_recorded(local_ray, bad_text_file, tmp_path, tiny, capsys):
     out = tmp_path / "out"
     pattern = str(bad_text_file.parent / "*.txt")  # both files, in name order
